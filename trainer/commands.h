@@ -1,0 +1,16 @@
+// commands.h: the cemoe subcommands. Each Add*Command registers one subcommand (its options,
+// help text and callback) on a CLI11 app; trainer/main.cc assembles them. The callbacks throw
+// cemoe::Error on bad input; main turns that into a one-line error and exit code 1.
+#pragma once
+
+namespace CLI {
+class App;
+}
+
+namespace cemoe {
+
+void AddInitCommand(CLI::App& app);       // cemoe init
+void AddLogitsCommand(CLI::App& app);     // cemoe logits
+void AddBenchMoeLayerCommand(CLI::App& bench);  // cemoe bench moe-layer
+
+}  // namespace cemoe
