@@ -1,0 +1,92 @@
+#include "model/causal_lm.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <string>
+
+#include "model/check.h"
+#include "model/norm.h"
+
+namespace cemoe {
+
+CausalLMImpl::CausalLMImpl(const ModelConfig& config)
+    : config_(config), top_k_(config.num_experts_per_tok) {
+  auto model = register_module("model", std::make_shared<torch::nn::Module>());
+  embed_tokens = model->register_module(
+      "embed_tokens", ParamHolder(std::vector<int64_t>{config.vocab_size, config.hidden_size}, false));
+  auto layer_list = model->register_module("layers", std::make_shared<torch::nn::Module>());
+  for (int64_t l = 0; l < config.num_hidden_layers; ++l) {
+    layers.push_back(layer_list->register_module(std::to_string(l), DecoderLayer(config)));
+  }
+  norm = model->register_module(
+      "norm", ParamHolder(std::vector<int64_t>{config.hidden_size}, config.uses_layer_norm()));
+  if (!config.tie_word_embeddings || config.lm_head_bias) {
+    auto head = register_module("lm_head", std::make_shared<torch::nn::Module>());
+    if (!config.tie_word_embeddings) {
+      lm_head_weight =
+          head->register_parameter("weight", at::zeros({config.vocab_size, config.hidden_size}));
+    }
+    if (config.lm_head_bias) {
+      lm_head_bias = head->register_parameter("bias", at::zeros({config.vocab_size}));
+    }
+  }
+}
+
+at::Tensor CausalLMImpl::Hidden(const at::Tensor& tokens_BS) {
+  CEMOE_CHECK(tokens_BS.dim() == 2, "tokens must be [batch, seq], got {} dims", tokens_BS.dim());
+  if (tokens_BS.numel() > 0) {
+    const int64_t lo = tokens_BS.min().item<int64_t>(), hi = tokens_BS.max().item<int64_t>();
+    CEMOE_CHECK(lo >= 0 && hi < config_.vocab_size, "token id {} outside the vocabulary [0, {})",
+                lo < 0 ? lo : hi, config_.vocab_size);
+  }
+  const int64_t s = tokens_BS.size(1);
+  at::Tensor h = at::embedding(embed_tokens->weight, tokens_BS);
+  RopeTables rope = ComputeRope(config_, s, h.device());
+  for (auto& layer : layers) h = layer->forward(h, rope);
+  if (config_.uses_layer_norm()) return LayerNorm(h, norm->weight, norm->bias, config_.norm_eps);
+  return RmsNorm(h, norm->weight, config_.norm_eps);
+}
+
+at::Tensor CausalLMImpl::LmHead(const at::Tensor& hidden_BSD) {
+  const at::Tensor& w = config_.tie_word_embeddings ? embed_tokens->weight : lm_head_weight;
+  return at::linear(hidden_BSD, w,
+                    lm_head_bias.defined() ? c10::optional<at::Tensor>(lm_head_bias)
+                                           : c10::nullopt);
+}
+
+at::Tensor CausalLMImpl::forward(const at::Tensor& tokens_BS) { return LmHead(Hidden(tokens_BS)); }
+
+void CausalLMImpl::set_top_k(int64_t top_k) {
+  for (auto& layer : layers) layer->mlp->set_top_k(top_k);
+  top_k_ = top_k;
+}
+
+std::vector<MoeLayer> CausalLMImpl::moe_layers() const {
+  std::vector<MoeLayer> out;
+  for (const auto& layer : layers) out.push_back(layer->mlp);
+  return out;
+}
+
+void CausalLMImpl::InitRandom(uint64_t seed) {
+  at::NoGradGuard no_grad;
+  at::Generator gen = at::detail::createCPUGenerator(seed);
+  // named_parameters() is in registration order, the same on every machine.
+  for (const auto& item : named_parameters(/*recurse=*/true)) {
+    const std::string& name = item.key();
+    at::Tensor p = item.value();
+    const bool is_norm = name.find("norm") != std::string::npos;
+    const bool is_bias = name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
+    if (is_bias) {
+      p.zero_();
+    } else if (is_norm) {
+      p.fill_(1.0);
+    } else {
+      at::Tensor values = at::empty(p.sizes(), at::TensorOptions().dtype(at::kFloat));
+      values.normal_(0.0, 0.02, gen);
+      p.copy_(values);
+    }
+  }
+}
+
+}  // namespace cemoe

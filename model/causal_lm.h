@@ -1,0 +1,45 @@
+// causal_lm.h: the whole causal language model of either family, on one device.
+//   tokens_BS -> embed_tokens -> DecoderLayer x L -> norm -> lm_head -> logits_BSV
+// Parameter names mirror Hugging Face's internal layout ("model.embed_tokens.weight",
+// "model.layers.3.self_attn.q_proj.weight", "model.layers.3.mlp.experts.5.up_proj.weight",
+// "model.norm.weight", "lm_head.weight"); model/hf_checkpoint.h maps them to each family's
+// published names. With tie_word_embeddings there is no lm_head.weight: the embedding is used.
+// The runtime top_k (active experts per token) is set for every MoE layer by set_top_k.
+// Thread-safety: not for concurrent use.
+#pragma once
+
+#include <vector>
+
+#include "model/decoder_layer.h"
+
+namespace cemoe {
+
+class CausalLMImpl : public torch::nn::Module {
+ public:
+  explicit CausalLMImpl(const ModelConfig& config);
+  // tokens_BS: int64 [batch, seq] -> logits [batch, seq, vocab] in the parameters' dtype.
+  at::Tensor forward(const at::Tensor& tokens_BS);
+  // Hidden states after the final norm, before lm_head: [batch, seq, hidden].
+  at::Tensor Hidden(const at::Tensor& tokens_BS);
+  at::Tensor LmHead(const at::Tensor& hidden_BSD);
+
+  void set_top_k(int64_t top_k);
+  int64_t top_k() const { return top_k_; }
+  std::vector<MoeLayer> moe_layers() const;
+  const ModelConfig& config() const { return config_; }
+  // Normal(0, 0.02) for projections, embeddings and routers, ones for norm weights, zeros for
+  // biases; the same seed gives the same weights on every machine and every rank.
+  void InitRandom(uint64_t seed);
+
+  ParamHolder embed_tokens{nullptr}, norm{nullptr};
+  std::vector<DecoderLayer> layers;
+  at::Tensor lm_head_weight;  // undefined when tied
+  at::Tensor lm_head_bias;    // undefined without lm_head_bias
+
+ private:
+  ModelConfig config_;
+  int64_t top_k_;
+};
+TORCH_MODULE(CausalLM);
+
+}  // namespace cemoe

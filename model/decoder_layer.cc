@@ -1,0 +1,28 @@
+#include "model/decoder_layer.h"
+
+#include <ATen/ATen.h>
+
+#include "model/norm.h"
+
+namespace cemoe {
+
+DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& config) : config_(config) {
+  const bool ln = config.uses_layer_norm();
+  const std::vector<int64_t> d{config.hidden_size};
+  input_layernorm = register_module("input_layernorm", ParamHolder(d, ln));
+  self_attn = register_module("self_attn", Attention(config));
+  post_attention_layernorm = register_module("post_attention_layernorm", ParamHolder(d, ln));
+  mlp = register_module("mlp", MoeLayer(config));
+}
+
+at::Tensor DecoderLayerImpl::Norm(const ParamHolder& norm, const at::Tensor& x) const {
+  if (config_.uses_layer_norm()) return LayerNorm(x, norm->weight, norm->bias, config_.norm_eps);
+  return RmsNorm(x, norm->weight, config_.norm_eps);
+}
+
+at::Tensor DecoderLayerImpl::forward(const at::Tensor& x_BSD, const RopeTables& rope) {
+  at::Tensor h = x_BSD + self_attn->forward(Norm(input_layernorm, x_BSD), rope);
+  return h + mlp->forward(Norm(post_attention_layernorm, h));
+}
+
+}  // namespace cemoe

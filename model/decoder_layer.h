@@ -1,0 +1,27 @@
+// decoder_layer.h: one pre-norm transformer block:
+//   x += self_attn(input_layernorm(x)); x += mlp(post_attention_layernorm(x))
+// Norms are RMSNorm (OLMoE, weight only) or LayerNorm (Phi-MoE, weight and bias).
+// Shapes: x_BSD [batch, seq, hidden]. Thread-safety: not for concurrent use.
+#pragma once
+
+#include "model/attention.h"
+#include "model/moe/moe_layer.h"
+
+namespace cemoe {
+
+class DecoderLayerImpl : public torch::nn::Module {
+ public:
+  explicit DecoderLayerImpl(const ModelConfig& config);
+  at::Tensor forward(const at::Tensor& x_BSD, const RopeTables& rope);
+
+  ParamHolder input_layernorm{nullptr}, post_attention_layernorm{nullptr};
+  Attention self_attn{nullptr};
+  MoeLayer mlp{nullptr};
+
+ private:
+  at::Tensor Norm(const ParamHolder& norm, const at::Tensor& x) const;
+  ModelConfig config_;
+};
+TORCH_MODULE(DecoderLayer);
+
+}  // namespace cemoe

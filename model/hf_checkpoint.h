@@ -1,0 +1,39 @@
+// hf_checkpoint.h: CausalLM <-> Hugging Face model folders (config.json + safetensors).
+//
+// Naming: the model's parameters carry internal names that mirror transformers' modules
+// ("model.layers.L.mlp.router.weight", "model.layers.L.mlp.experts.E.gate_proj.weight"); the
+// published names differ per family:
+//   OLMoE:   mlp.router.weight -> mlp.gate.weight; experts keep gate_proj / up_proj / down_proj.
+//   Phi-MoE: mlp.* -> block_sparse_moe.*; router -> gate; gate_proj -> w1, up_proj -> w3,
+//            down_proj -> w2.
+// Loading also accepts the fused expert tensors that transformers 5 keeps in memory and writes
+// with save_original_format=False: "model.layers.L.mlp.experts.gate_up_proj" [E, 2I, D] (gate
+// rows, then up rows) and "model.layers.L.mlp.experts.down_proj" [E, D, I], and Phi's router as
+// "model.layers.L.mlp.router.weight". Saving always writes the per-expert published names.
+// Errors name the folder and the tensor: missing tensors, unexpected tensors, wrong shapes, and
+// non-floating dtypes. A model that holds a subset of experts (expert parallelism) loads only
+// those; the checkpoint's other experts are skipped, not reported as unexpected.
+// Thread-safety: free functions; a model must not be used concurrently while loading.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "model/causal_lm.h"
+
+namespace cemoe {
+
+// The published Hugging Face name of an internal parameter name.
+std::string ToHfName(const ModelConfig& config, const std::string& internal_name);
+
+// Copies the folder's weights into `model` (cast to the parameters' dtype).
+void LoadHfWeights(CausalLMImpl& model, const std::string& dir);
+
+// config.json + weights -> a float32 model with the checkpoint's top_k.
+CausalLM LoadHfModel(const std::string& dir);
+
+// Writes config.json and the weights in config.dtype ("float32" or "bfloat16"), as one
+// model.safetensors or as shards of at most max_shard_bytes with model.safetensors.index.json.
+void SaveHfCheckpoint(const CausalLMImpl& model, const std::string& dir, uint64_t max_shard_bytes);
+
+}  // namespace cemoe

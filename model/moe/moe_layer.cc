@@ -1,0 +1,78 @@
+#include "model/moe/moe_layer.h"
+
+#include <ATen/ATen.h>
+
+#include <numeric>
+#include <unordered_map>
+
+#include "model/check.h"
+
+namespace cemoe {
+
+MoeLayerImpl::MoeLayerImpl(const ModelConfig& config)
+    : config_(config), top_k_(config.num_experts_per_tok) {
+  router = register_module("router", Router(config));
+  std::vector<int64_t> ids(config.num_experts);
+  std::iota(ids.begin(), ids.end(), 0);
+  experts = register_module(
+      "experts", GroupedExperts(config.hidden_size, config.intermediate_size, ids));
+  dispatcher_ = std::make_shared<LocalDispatcher>(config.num_experts);
+}
+
+void MoeLayerImpl::set_top_k(int64_t top_k) {
+  CEMOE_CHECK(top_k >= 1 && top_k <= config_.num_experts,
+              "top_k ({}) must be between 1 and the number of experts ({})", top_k,
+              config_.num_experts);
+  if (config_.is_phimoe()) {
+    CEMOE_CHECK(top_k <= 2, "Phi-MoE routes 1 or 2 experts per token, top_k is {}", top_k);
+  }
+  top_k_ = top_k;
+}
+
+void MoeLayerImpl::set_dispatcher(std::shared_ptr<TokenDispatcher> dispatcher) {
+  CEMOE_CHECK(dispatcher != nullptr, "set_dispatcher: null dispatcher");
+  const std::vector<int64_t>& wanted = dispatcher->local_expert_ids();
+  std::unordered_map<int64_t, size_t> held;
+  for (size_t l = 0; l < experts->expert_ids().size(); ++l) held[experts->expert_ids()[l]] = l;
+  auto kept = GroupedExperts(config_.hidden_size, config_.intermediate_size, wanted);
+  for (size_t l = 0; l < wanted.size(); ++l) {
+    auto it = held.find(wanted[l]);
+    CEMOE_CHECK(it != held.end(), "set_dispatcher: expert {} is not held by this layer",
+                wanted[l]);
+    Expert& src = experts->expert(it->second);
+    Expert& dst = kept->expert(l);
+    // Share the tensors: the kept module's parameters are the same storage as before.
+    dst->gate_proj->weight.set_data(src->gate_proj->weight);
+    dst->up_proj->weight.set_data(src->up_proj->weight);
+    dst->down_proj->weight.set_data(src->down_proj->weight);
+  }
+  experts = replace_module("experts", kept);
+  dispatcher_ = std::move(dispatcher);
+}
+
+at::Tensor MoeLayerImpl::forward(const at::Tensor& x) {
+  const auto shape = x.sizes().vec();
+  at::Tensor x_TD = x.reshape({-1, config_.hidden_size});
+  last_routing_ = router->forward(x_TD, top_k_);
+  at::Tensor ids_TK = last_routing_.topk_ids_TK;
+  at::Tensor weights_TK = last_routing_.topk_weights_TK;
+  std::vector<at::Tensor> extras_T;
+  if (hook_) {
+    MainRouting main = hook_->Apply(last_routing_);
+    ids_TK = main.topk_ids_TK;
+    weights_TK = main.topk_weights_TK;
+    extras_T = {main.gate_in_TD, main.up_in_TD, main.down_in_TI};
+  }
+  DispatchResult routed = dispatcher_->Dispatch(x_TD, ids_TK, extras_T);
+  at::Tensor y_RD;
+  if (hook_) {
+    ExpertScales scales{routed.extras_R[0], routed.extras_R[1], routed.extras_R[2]};
+    y_RD = experts->forward(routed.x_RD, routed.num_rows_per_local_expert, &scales);
+  } else {
+    y_RD = experts->forward(routed.x_RD, routed.num_rows_per_local_expert);
+  }
+  at::Tensor out_TD = dispatcher_->Combine(y_RD, *routed.handle, weights_TK);
+  return out_TD.view(shape);
+}
+
+}  // namespace cemoe

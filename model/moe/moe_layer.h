@@ -1,0 +1,54 @@
+// moe_layer.h: one sparse MoE block. forward reads as the method does:
+//   1. route:    router(x_TD, top_k) -> topk_ids_TK, topk_weights_TK     (router.h)
+//   2. (hook):   compressed experts keep the main experts and add scales (compressed_expert_hook.h)
+//   3. dispatch: rows to the experts that own them, grouped by expert   (token_dispatcher.h)
+//   4. experts:  grouped SwiGLU over contiguous slices                   (experts.h)
+//   5. combine:  rows back to tokens, weighted by the gates, summed over K
+// Shape legend: T tokens, D hidden, K runtime top_k, E experts.
+// The layer knows nothing of ranks: by default it holds all E experts and a LocalDispatcher;
+// parallel/ calls set_dispatcher with a dispatcher whose local_expert_ids() name the experts
+// this rank keeps, and the others are dropped from the module.
+// Parameter names: "router.weight", "experts.<global id>.{gate,up,down}_proj.weight".
+// Thread-safety: not for concurrent use.
+#pragma once
+
+#include <memory>
+
+#include "model/config.h"
+#include "model/moe/compressed_expert_hook.h"
+#include "model/moe/experts.h"
+#include "model/moe/router.h"
+#include "model/moe/token_dispatcher.h"
+
+namespace cemoe {
+
+class MoeLayerImpl : public torch::nn::Module {
+ public:
+  explicit MoeLayerImpl(const ModelConfig& config);
+  // x: [..., D] -> same shape.
+  at::Tensor forward(const at::Tensor& x);
+
+  void set_top_k(int64_t top_k);
+  int64_t top_k() const { return top_k_; }
+  // Keeps only the experts named by dispatcher->local_expert_ids() (they must be held now).
+  void set_dispatcher(std::shared_ptr<TokenDispatcher> dispatcher);
+  TokenDispatcher& dispatcher() { return *dispatcher_; }
+  void set_compressed_expert_hook(std::shared_ptr<CompressedExpertHook> hook) {
+    hook_ = std::move(hook);
+  }
+  // The routing of the last forward (router logits for auxiliary losses and statistics).
+  const RouterOutput& last_routing() const { return last_routing_; }
+
+  Router router{nullptr};
+  GroupedExperts experts{nullptr};
+
+ private:
+  ModelConfig config_;
+  int64_t top_k_;
+  std::shared_ptr<TokenDispatcher> dispatcher_;
+  std::shared_ptr<CompressedExpertHook> hook_;
+  RouterOutput last_routing_;
+};
+TORCH_MODULE(MoeLayer);
+
+}  // namespace cemoe

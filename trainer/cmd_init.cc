@@ -1,0 +1,51 @@
+// cmd_init.cc: `cemoe init` writes a random-initialised model folder in Hugging Face layout
+// (config.json + safetensors, sharded above --max-shard-size), loadable by from_pretrained.
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <iostream>
+
+#include "model/causal_lm.h"
+#include "model/hf_checkpoint.h"
+#include "trainer/commands.h"
+
+namespace cemoe {
+
+void AddInitCommand(CLI::App& app) {
+  struct Options {
+    std::string arch, preset = "tiny", out, dtype = "float32";
+    uint64_t seed = 0;
+    int64_t max_shard_mb = 5000;
+  };
+  auto opt = std::make_shared<Options>();
+  CLI::App* cmd = app.add_subcommand(
+      "init", "Write a random-initialised model folder (config.json + safetensors) in Hugging "
+              "Face layout");
+  cmd->add_option("--arch", opt->arch, "Model family: olmoe or phimoe")
+      ->required()
+      ->check(CLI::IsMember({"olmoe", "phimoe"}));
+  cmd->add_option("--preset", opt->preset,
+                  "Size: tiny, small (CPU-sized), olmoe-1b-7b or phi-3.5-moe (published configs)")
+      ->check(CLI::IsMember({"tiny", "small", "olmoe-1b-7b", "phi-3.5-moe"}))
+      ->capture_default_str();
+  cmd->add_option("--seed", opt->seed, "Random seed of the initial weights")->capture_default_str();
+  cmd->add_option("--out", opt->out, "Output folder (created)")->required();
+  cmd->add_option("--dtype", opt->dtype, "Storage dtype of the weights: float32 or bfloat16")
+      ->check(CLI::IsMember({"float32", "bfloat16"}))
+      ->capture_default_str();
+  cmd->add_option("--max-shard-size", opt->max_shard_mb,
+                  "Largest safetensors shard in MB; bigger models are split with an index.json")
+      ->capture_default_str();
+  cmd->callback([opt] {
+    ModelConfig config = PresetConfig(opt->arch, opt->preset);
+    config.dtype = opt->dtype;
+    CausalLM model(config);
+    model->InitRandom(opt->seed);
+    SaveHfCheckpoint(*model, opt->out, opt->max_shard_mb * 1000 * 1000);
+    std::cout << fmt::format("init: {} {} (seed {}) -> {}\n", opt->arch, opt->preset, opt->seed,
+                             opt->out);
+  });
+}
+
+}  // namespace cemoe
