@@ -1,0 +1,443 @@
+#include "model/safetensors.h"
+
+#include <ATen/ATen.h>
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <optional>
+#include <sstream>
+#include <system_error>
+#include <unordered_set>
+
+#include "model/check.h"
+
+// The data buffer is little-endian; tensors are copied byte for byte.
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+              "safetensors I/O assumes a little-endian host");
+
+namespace cemoe {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string ErrnoText(int err) { return std::generic_category().message(err); }
+
+std::optional<at::ScalarType> ToScalarType(Dtype dtype) {
+  switch (dtype) {
+    case Dtype::kBool:
+      return at::kBool;
+    case Dtype::kU8:
+      return at::kByte;
+    case Dtype::kI8:
+      return at::kChar;
+    case Dtype::kI16:
+      return at::kShort;
+    case Dtype::kF16:
+      return at::kHalf;
+    case Dtype::kBF16:
+      return at::kBFloat16;
+    case Dtype::kI32:
+      return at::kInt;
+    case Dtype::kF32:
+      return at::kFloat;
+    case Dtype::kF64:
+      return at::kDouble;
+    case Dtype::kI64:
+      return at::kLong;
+    case Dtype::kC64:
+      return at::kComplexFloat;
+    case Dtype::kU16:
+    case Dtype::kU32:
+    case Dtype::kU64:
+    case Dtype::kF8E4M3:
+    case Dtype::kF8E5M2:
+    case Dtype::kF8E8M0:
+      return std::nullopt;
+  }
+  return std::nullopt;
+}
+
+std::optional<Dtype> FromScalarType(at::ScalarType type) {
+  switch (type) {
+    case at::kBool:
+      return Dtype::kBool;
+    case at::kByte:
+      return Dtype::kU8;
+    case at::kChar:
+      return Dtype::kI8;
+    case at::kShort:
+      return Dtype::kI16;
+    case at::kHalf:
+      return Dtype::kF16;
+    case at::kBFloat16:
+      return Dtype::kBF16;
+    case at::kInt:
+      return Dtype::kI32;
+    case at::kFloat:
+      return Dtype::kF32;
+    case at::kDouble:
+      return Dtype::kF64;
+    case at::kLong:
+      return Dtype::kI64;
+    case at::kComplexFloat:
+      return Dtype::kC64;
+    default:
+      return std::nullopt;
+  }
+}
+
+// Writes a file as "<path>.tmp", fsyncs it and renames it over `path`, then fsyncs the folder.
+// On any failure the temporary file is removed and `path` is left as it was.
+void WriteFileAtomically(
+    const std::string& path,
+    const std::function<void(const std::function<void(const void*, size_t)>&)>& produce) {
+  const std::string tmp = path + ".tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  CEMOE_CHECK(fd >= 0, "cannot create '{}': {}", tmp, ErrnoText(errno));
+  bool committed = false;
+  struct Cleanup {
+    int fd;
+    const std::string& tmp;
+    const bool& committed;
+    ~Cleanup() {
+      if (fd >= 0) ::close(fd);
+      if (!committed) ::unlink(tmp.c_str());
+    }
+  } cleanup{fd, tmp, committed};
+
+  auto write_all = [&](const void* data, size_t size) {
+    const char* p = static_cast<const char*>(data);
+    while (size > 0) {
+      const size_t chunk = std::min<size_t>(size, size_t{1} << 30);
+      const ssize_t n = ::write(fd, p, chunk);
+      if (n < 0 && errno == EINTR) continue;
+      CEMOE_CHECK(n > 0, "cannot write '{}': {}", tmp, n < 0 ? ErrnoText(errno) : "wrote 0 bytes");
+      p += n;
+      size -= static_cast<size_t>(n);
+    }
+  };
+  produce(write_all);
+  CEMOE_CHECK(::fsync(fd) == 0, "cannot fsync '{}': {}", tmp, ErrnoText(errno));
+  const int rc = ::close(fd);
+  cleanup.fd = -1;
+  CEMOE_CHECK(rc == 0, "cannot close '{}': {}", tmp, ErrnoText(errno));
+  CEMOE_CHECK(::rename(tmp.c_str(), path.c_str()) == 0, "cannot rename '{}' to '{}': {}", tmp, path,
+              ErrnoText(errno));
+  committed = true;
+  // Make the rename itself durable (best effort: some file systems refuse fsync on folders).
+  std::string dir = fs::path(path).parent_path().string();
+  if (dir.empty()) dir = ".";
+  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+}
+
+std::string ReadTextFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  CEMOE_CHECK(in.good(), "cannot open '{}': {}", path, ErrnoText(errno));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  CEMOE_CHECK(!in.bad(), "cannot read '{}'", path);
+  return ss.str();
+}
+
+bool IsFile(const fs::path& p) {
+  std::error_code ec;
+  return fs::is_regular_file(p, ec);
+}
+
+// Checks names and dtypes and lays the tensors out in the order given.
+std::vector<TensorInfo> PlanTensors(const std::string& path, const NamedTensors& tensors) {
+  std::vector<TensorInfo> infos;
+  infos.reserve(tensors.size());
+  std::unordered_set<std::string> names;
+  for (const auto& [name, t] : tensors) {
+    CEMOE_CHECK(name != "__metadata__", "{}: the tensor name \"__metadata__\" is reserved", path);
+    CEMOE_CHECK(names.insert(name).second, "{}: duplicate tensor name '{}'", path, name);
+    CEMOE_CHECK(t.defined(), "{}: tensor '{}' is undefined", path, name);
+    const auto dtype = FromScalarType(t.scalar_type());
+    CEMOE_CHECK(dtype.has_value(),
+                "{}: tensor '{}' has dtype {}, which safetensors I/O does not "
+                "support (supported: bool, uint8, int8, int16, int32, int64, float16, bfloat16, "
+                "float32, float64, complex64)",
+                path, name, c10::toString(t.scalar_type()));
+    TensorInfo info;
+    info.name = name;
+    info.dtype = *dtype;
+    info.shape = t.sizes().vec();
+    infos.push_back(std::move(info));
+  }
+  LayOutTensors(infos);
+  return infos;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// SafetensorsFile
+
+SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  CEMOE_CHECK(fd >= 0, "cannot open safetensors file '{}': {}", path, ErrnoText(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    const int err = errno;
+    ::close(fd);
+    CEMOE_FAIL("cannot stat safetensors file '{}': {}", path, ErrnoText(err));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    CEMOE_FAIL("'{}' is not a regular file", path);
+  }
+  size_ = static_cast<size_t>(st.st_size);
+  if (size_ > 0) {
+    void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    const int err = errno;
+    ::close(fd);
+    CEMOE_CHECK(p != MAP_FAILED, "cannot mmap safetensors file '{}' ({} bytes): {}", path, size_,
+                ErrnoText(err));
+    data_ = static_cast<const uint8_t*>(p);
+  } else {
+    ::close(fd);
+  }
+  try {
+    header_ = ParseHeader(data_, size_, path_);
+  } catch (...) {
+    Unmap();
+    throw;
+  }
+}
+
+SafetensorsFile::~SafetensorsFile() { Unmap(); }
+
+SafetensorsFile::SafetensorsFile(SafetensorsFile&& other) noexcept
+    : path_(std::move(other.path_)),
+      data_(other.data_),
+      size_(other.size_),
+      header_(std::move(other.header_)) {
+  other.data_ = nullptr;
+  other.size_ = 0;
+}
+
+SafetensorsFile& SafetensorsFile::operator=(SafetensorsFile&& other) noexcept {
+  if (this != &other) {
+    Unmap();
+    path_ = std::move(other.path_);
+    data_ = other.data_;
+    size_ = other.size_;
+    header_ = std::move(other.header_);
+    other.data_ = nullptr;
+    other.size_ = 0;
+  }
+  return *this;
+}
+
+void SafetensorsFile::Unmap() {
+  if (data_ != nullptr) {
+    ::munmap(const_cast<uint8_t*>(data_), size_);
+    data_ = nullptr;
+    size_ = 0;
+  }
+}
+
+std::vector<std::string> SafetensorsFile::Names() const {
+  std::vector<std::string> names;
+  names.reserve(header_.tensors.size());
+  for (const auto& t : header_.tensors) names.push_back(t.name);
+  return names;
+}
+
+bool SafetensorsFile::Contains(const std::string& name) const {
+  return header_.Find(name) != nullptr;
+}
+
+const TensorInfo& SafetensorsFile::Info(const std::string& name) const {
+  const TensorInfo* info = header_.Find(name);
+  CEMOE_CHECK(info != nullptr, "{}: no tensor named '{}'", path_, name);
+  return *info;
+}
+
+at::Tensor SafetensorsFile::Get(const std::string& name) const {
+  const TensorInfo& info = Info(name);
+  const auto type = ToScalarType(info.dtype);
+  CEMOE_CHECK(type.has_value(),
+              "{}: tensor '{}' has dtype {}, which LibTorch 1.13 has no scalar type for "
+              "(readable dtypes: BOOL U8 I8 I16 I32 I64 F16 BF16 F32 F64 C64)",
+              path_, name, DtypeName(info.dtype));
+  const uint8_t* src = data_ + header_.data_start + info.begin;
+  const size_t num_bytes = static_cast<size_t>(info.num_bytes());
+  if (info.dtype == Dtype::kBool) {
+    for (size_t i = 0; i < num_bytes; ++i) {
+      CEMOE_CHECK(src[i] <= 1,
+                  "{}: tensor '{}' (BOOL) holds byte 0x{:02x} at element {}; BOOL "
+                  "elements must be 0 or 1",
+                  path_, name, src[i], i);
+    }
+  }
+  at::Tensor out = at::empty(info.shape, at::TensorOptions().dtype(*type));
+  if (num_bytes > 0) std::memcpy(out.data_ptr(), src, num_bytes);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// ShardedCheckpoint
+
+ShardedCheckpoint::ShardedCheckpoint(const std::string& folder) : folder_(folder) {
+  const fs::path dir(folder);
+  std::error_code ec;
+  CEMOE_CHECK(fs::is_directory(dir, ec),
+              "checkpoint folder '{}' does not exist or is not a "
+              "folder",
+              folder);
+  const fs::path single = dir / kSingleFileName;
+  const fs::path index_path = dir / kIndexFileName;
+  if (IsFile(single)) {
+    auto file = std::make_unique<SafetensorsFile>(single.string());
+    for (const auto& t : file->header().tensors) where_.emplace(t.name, file.get());
+    shards_.emplace(kSingleFileName, std::move(file));
+    return;
+  }
+  CEMOE_CHECK(IsFile(index_path), "checkpoint folder '{}' has neither {} nor {}", folder,
+              kSingleFileName, kIndexFileName);
+  const std::string index_name = index_path.string();
+  const ShardIndex index = ParseShardIndex(ReadTextFile(index_name), index_name);
+  total_size_ = index.total_size;
+  for (const auto& [name, shard] : index.weight_map) {
+    auto it = shards_.find(shard);
+    if (it == shards_.end()) {
+      const fs::path shard_path = dir / shard;
+      CEMOE_CHECK(IsFile(shard_path),
+                  "{}: tensor '{}' is mapped to shard '{}', but {} does not "
+                  "exist",
+                  index_name, name, shard, shard_path.string());
+      it = shards_.emplace(shard, std::make_unique<SafetensorsFile>(shard_path.string())).first;
+    }
+    CEMOE_CHECK(it->second->Contains(name),
+                "{}: tensor '{}' is mapped to shard '{}', but that "
+                "shard has no tensor of that name",
+                index_name, name, shard);
+    where_.emplace(name, it->second.get());
+  }
+}
+
+std::vector<std::string> ShardedCheckpoint::Names() const {
+  std::vector<std::string> names;
+  names.reserve(where_.size());
+  for (const auto& [name, file] : where_) names.push_back(name);
+  return names;
+}
+
+bool ShardedCheckpoint::Contains(const std::string& name) const { return where_.count(name) != 0; }
+
+const SafetensorsFile& ShardedCheckpoint::FileOf(const std::string& name) const {
+  auto it = where_.find(name);
+  CEMOE_CHECK(it != where_.end(), "checkpoint '{}': no tensor named '{}'", folder_, name);
+  return *it->second;
+}
+
+const TensorInfo& ShardedCheckpoint::Info(const std::string& name) const {
+  return FileOf(name).Info(name);
+}
+
+at::Tensor ShardedCheckpoint::Get(const std::string& name) const { return FileOf(name).Get(name); }
+
+std::vector<std::string> ShardedCheckpoint::ShardFiles() const {
+  std::vector<std::string> files;
+  for (const auto& [shard, file] : shards_) files.push_back(shard);
+  return files;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writers
+
+std::string ShardFileName(int shard, int num_shards) {
+  return fmt::format("model-{:05d}-of-{:05d}.safetensors", shard, num_shards);
+}
+
+void SaveSafetensors(const std::string& path, const NamedTensors& tensors,
+                     const std::map<std::string, std::string>& metadata) {
+  const std::vector<TensorInfo> infos = PlanTensors(path, tensors);
+  std::string header;
+  try {
+    header = SerializeHeader(infos, metadata);
+  } catch (const Error& e) {
+    CEMOE_FAIL("{}: {}", path, e.what());
+  }
+  const std::string length = EncodeHeaderLength(header.size());
+  WriteFileAtomically(path, [&](const std::function<void(const void*, size_t)>& write) {
+    write(length.data(), length.size());
+    write(header.data(), header.size());
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      const TensorInfo& info = infos[i];
+      if (info.num_bytes() == 0) continue;
+      const at::Tensor t = tensors[i].second.to(at::kCPU).contiguous();
+      CEMOE_CHECK(static_cast<uint64_t>(t.nbytes()) == info.num_bytes(),
+                  "{}: tensor '{}' has {} bytes, expected {}", path, info.name, t.nbytes(),
+                  info.num_bytes());
+      write(t.data_ptr(), info.num_bytes());
+    }
+  });
+}
+
+std::vector<std::string> SaveShardedSafetensors(
+    const std::string& folder, const NamedTensors& tensors, uint64_t max_shard_bytes,
+    const std::map<std::string, std::string>& metadata) {
+  CEMOE_CHECK(max_shard_bytes > 0, "{}: max_shard_bytes must be positive", folder);
+  const std::vector<TensorInfo> infos = PlanTensors(folder, tensors);
+
+  // Greedy: start a new shard when the next tensor would overflow a non-empty one.
+  std::vector<NamedTensors> shards(1);
+  uint64_t shard_bytes = 0;
+  uint64_t total_size = 0;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const uint64_t bytes = infos[i].num_bytes();
+    if (!shards.back().empty() && shard_bytes + bytes > max_shard_bytes) {
+      shards.emplace_back();
+      shard_bytes = 0;
+    }
+    shards.back().push_back(tensors[i]);
+    shard_bytes += bytes;
+    total_size += bytes;
+  }
+
+  std::error_code ec;
+  fs::create_directories(folder, ec);
+  CEMOE_CHECK(!ec, "cannot create checkpoint folder '{}': {}", folder, ec.message());
+  const fs::path dir(folder);
+  std::vector<std::string> written;
+  if (shards.size() == 1) {
+    SaveSafetensors((dir / kSingleFileName).string(), shards[0], metadata);
+    written.push_back(kSingleFileName);
+    fs::remove(dir / kIndexFileName, ec);
+    return written;
+  }
+  ShardIndex index;
+  index.total_size = total_size;
+  const int num_shards = static_cast<int>(shards.size());
+  for (int s = 0; s < num_shards; ++s) {
+    const std::string name = ShardFileName(s + 1, num_shards);
+    SaveSafetensors((dir / name).string(), shards[s], metadata);
+    for (const auto& [tensor_name, t] : shards[s]) index.weight_map.emplace(tensor_name, name);
+    written.push_back(name);
+  }
+  const std::string text = SerializeShardIndex(index);
+  WriteFileAtomically((dir / kIndexFileName).string(),
+                      [&](const std::function<void(const void*, size_t)>& write) {
+                        write(text.data(), text.size());
+                      });
+  written.push_back(kIndexFileName);
+  fs::remove(dir / kSingleFileName, ec);
+  return written;
+}
+
+}  // namespace cemoe
