@@ -1,0 +1,380 @@
+#include "parallel/mpi_communicator.h"
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <thread>
+
+namespace cemoe {
+namespace {
+
+constexpr int kQueryTag = 101;
+constexpr int kReplyTag = 102;
+constexpr int kChunkTag = 103;
+
+using Clock = std::chrono::steady_clock;
+
+double SecondsSince(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// Polls `done` with a short spin, then yields, then sleeps with a growing pause (capped at
+// 200 us) so that oversubscribed ranks leave the cores to the ones doing work.
+void Pause(int64_t iteration) {
+  if (iteration < 64) return;
+  if (iteration < 2048) {
+    std::this_thread::yield();
+    return;
+  }
+  const int64_t us = std::min<int64_t>(200, 10 + (iteration - 2048) / 16);
+  std::this_thread::sleep_for(std::chrono::microseconds(us));
+}
+
+MPI_Datatype MpiType(at::ScalarType type) {
+  switch (type) {
+    case at::kFloat: return MPI_FLOAT;
+    case at::kDouble: return MPI_DOUBLE;
+    case at::kLong: return MPI_INT64_T;
+    case at::kInt: return MPI_INT32_T;
+    case at::kByte: return MPI_UINT8_T;
+    case at::kChar: return MPI_INT8_T;
+    default: CEMOE_FAIL("MPI backend: no MPI datatype for {}", c10::toString(type));
+  }
+}
+
+MPI_Op MpiOp(ReduceOp op) { return op == ReduceOp::kSum ? MPI_SUM : MPI_MAX; }
+
+int64_t RowBytes(const at::Tensor& t) {
+  int64_t row = t.element_size();
+  for (int64_t d = 1; d < t.dim(); ++d) row *= t.size(d);
+  return row;
+}
+
+}  // namespace
+
+std::string MpiErrorString(int code) {
+  char text[MPI_MAX_ERROR_STRING];
+  int length = 0;
+  if (MPI_Error_string(code, text, &length) != MPI_SUCCESS) return fmt::format("code {}", code);
+  return std::string(text, length);
+}
+
+// ---------------------------------------------------------------------------------------------
+// MpiWatchdog
+
+MpiWatchdog::MpiWatchdog(CollectiveOptions options) : options_(options) {
+  CEMOE_CHECK(options_.max_message_bytes > 0 && options_.max_message_bytes <= INT_MAX,
+              "max_message_bytes ({}) must be in [1, {}]", options_.max_message_bytes, INT_MAX);
+}
+
+void MpiWatchdog::Register(MPI_Comm control) { controls_.push_back(control); }
+
+void MpiWatchdog::Unregister(MPI_Comm control) {
+  controls_.erase(std::remove(controls_.begin(), controls_.end(), control), controls_.end());
+}
+
+void MpiWatchdog::ServiceQueries() {
+  for (MPI_Comm control : controls_) {
+    while (true) {
+      int flag = 0;
+      MPI_Status status;
+      CEMOE_MPI_CHECK(MPI_Iprobe(MPI_ANY_SOURCE, kQueryTag, control, &flag, &status));
+      if (!flag) break;
+      int query = 0;
+      CEMOE_MPI_CHECK(
+          MPI_Recv(&query, 1, MPI_INT, status.MPI_SOURCE, kQueryTag, control, MPI_STATUS_IGNORE));
+      replies_.emplace_back();
+      Reply& reply = replies_.back();
+      std::snprintf(reply.text, sizeof(reply.text), "%s", current_.c_str());
+      CEMOE_MPI_CHECK(MPI_Isend(reply.text, sizeof(reply.text), MPI_CHAR, status.MPI_SOURCE,
+                                kReplyTag, control, &reply.request));
+    }
+  }
+  while (!replies_.empty()) {
+    int done = 0;
+    CEMOE_MPI_CHECK(MPI_Test(&replies_.front().request, &done, MPI_STATUS_IGNORE));
+    if (!done) break;
+    replies_.pop_front();
+  }
+}
+
+void MpiWatchdog::Wait(std::vector<MPI_Request>& requests, const std::string& what,
+                       MPI_Comm control) {
+  current_ = what;
+  const Clock::time_point start = Clock::now();
+  Clock::time_point last_service = start;
+  for (int64_t iteration = 0;; ++iteration) {
+    int done = 0;
+    CEMOE_MPI_CHECK(MPI_Testall(static_cast<int>(requests.size()), requests.data(), &done,
+                                MPI_STATUSES_IGNORE));
+    if (done) break;
+    const Clock::time_point now = Clock::now();
+    if (now - last_service > std::chrono::milliseconds(2)) {
+      ServiceQueries();
+      last_service = now;
+      const double waited_s = SecondsSince(start);
+      if (options_.timeout_s > 0 && waited_s > options_.timeout_s) {
+        TimeOut(what, control, waited_s);
+      }
+    }
+    Pause(iteration);
+  }
+  current_ = "no collective (computing)";
+}
+
+void MpiWatchdog::TimeOut(const std::string& what, MPI_Comm control, double waited_s) {
+  int rank = 0, size = 1, world_rank = 0;
+  MPI_Comm_rank(control, &rank);
+  MPI_Comm_size(control, &size);
+  MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
+  // Ask every peer what it is doing; a peer that does not answer within the grace period is the
+  // one that died or stopped.
+  std::vector<std::array<char, 128>> answers(size);
+  std::vector<MPI_Request> receives(size, MPI_REQUEST_NULL), queries(size, MPI_REQUEST_NULL);
+  int query = 1;
+  for (int peer = 0; peer < size; ++peer) {
+    if (peer == rank) continue;
+    MPI_Irecv(answers[peer].data(), 128, MPI_CHAR, peer, kReplyTag, control, &receives[peer]);
+    MPI_Isend(&query, 1, MPI_INT, peer, kQueryTag, control, &queries[peer]);
+  }
+  std::vector<bool> answered(size, false);
+  answered[rank] = true;
+  const Clock::time_point start = Clock::now();
+  for (int64_t iteration = 0; SecondsSince(start) < options_.answer_grace_s; ++iteration) {
+    bool all = true;
+    for (int peer = 0; peer < size; ++peer) {
+      if (answered[peer]) continue;
+      int done = 0;
+      MPI_Test(&receives[peer], &done, MPI_STATUS_IGNORE);
+      answered[peer] = done != 0;
+      all = all && answered[peer];
+    }
+    if (all) break;
+    ServiceQueries();
+    Pause(iteration);
+  }
+  MPI_Group group, world_group;
+  MPI_Comm_group(control, &group);
+  MPI_Comm_group(MPI_COMM_WORLD, &world_group);
+  std::string silent, busy;
+  for (int peer = 0; peer < size; ++peer) {
+    int world_peer = peer;
+    MPI_Group_translate_ranks(group, 1, &peer, world_group, &world_peer);
+    if (!answered[peer]) {
+      silent += fmt::format("{}{}", silent.empty() ? "" : ", ", world_peer);
+    } else if (peer != rank && std::string(answers[peer].data()) != what) {
+      busy += fmt::format("; rank {} is in {}", world_peer, answers[peer].data());
+    }
+  }
+  const std::string message = fmt::format(
+      "cemoe: collective {} timed out after {:.1f} s on rank {}: {}{}; aborting every rank",
+      what, waited_s, world_rank,
+      silent.empty() ? std::string("every peer answered (collectives issued in a different "
+                                   "order?)")
+                     : "rank(s) " + silent + " did not answer",
+      busy);
+  std::fprintf(stderr, "%s\n", message.c_str());
+  std::fflush(stderr);
+  MPI_Abort(MPI_COMM_WORLD, 3);
+  std::abort();
+}
+
+// ---------------------------------------------------------------------------------------------
+// MpiCommunicator
+
+MpiCommunicator::MpiCommunicator(MPI_Comm comm, std::string name,
+                                 std::shared_ptr<MpiWatchdog> watchdog)
+    : comm_(comm), name_(std::move(name)), watchdog_(std::move(watchdog)) {
+  CEMOE_CHECK(comm_ != MPI_COMM_NULL, "MpiCommunicator '{}': null communicator", name_);
+  CEMOE_MPI_CHECK(MPI_Comm_rank(comm_, &rank_));
+  CEMOE_MPI_CHECK(MPI_Comm_size(comm_, &size_));
+  CEMOE_MPI_CHECK(MPI_Comm_dup(comm_, &control_));
+  watchdog_->Register(control_);
+}
+
+MpiCommunicator::~MpiCommunicator() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  watchdog_->Unregister(control_);
+  if (finalized) return;
+  if (control_ != MPI_COMM_NULL) MPI_Comm_free(&control_);
+  if (comm_ != MPI_COMM_NULL && comm_ != MPI_COMM_WORLD) MPI_Comm_free(&comm_);
+}
+
+int MpiCommunicator::WorldRank(int r) const {
+  MPI_Group group, world_group;
+  CEMOE_MPI_CHECK(MPI_Comm_group(comm_, &group));
+  CEMOE_MPI_CHECK(MPI_Comm_group(MPI_COMM_WORLD, &world_group));
+  int world = -1;
+  CEMOE_MPI_CHECK(MPI_Group_translate_ranks(group, 1, &r, world_group, &world));
+  MPI_Group_free(&group);
+  MPI_Group_free(&world_group);
+  return world;
+}
+
+std::string MpiCommunicator::Describe(const char* collective) {
+  return fmt::format("{} #{} on group '{}'", collective, ++num_collectives_, name_);
+}
+
+void MpiCommunicator::Wait(std::vector<MPI_Request>& requests, const std::string& what) {
+  watchdog_->Wait(requests, what, control_);
+}
+
+std::vector<int64_t> MpiCommunicator::AllToAllCounts(const std::vector<int64_t>& send_PC) {
+  CEMOE_CHECK(send_PC.size() % size_ == 0, "AllToAllCounts on '{}': {} values for {} ranks",
+              name_, send_PC.size(), size_);
+  const int c = static_cast<int>(send_PC.size() / size_);
+  std::vector<int64_t> recv_PC(send_PC.size());
+  std::vector<MPI_Request> requests(1);
+  CEMOE_MPI_CHECK(MPI_Ialltoall(send_PC.data(), c, MPI_INT64_T, recv_PC.data(), c, MPI_INT64_T,
+                                comm_, &requests[0]));
+  Wait(requests, Describe("MPI_Ialltoall(counts)"));
+  return recv_PC;
+}
+
+void MpiCommunicator::AllToAllBytes(const void* send, const std::vector<int64_t>& send_bytes,
+                                    const std::vector<int64_t>& send_displs, void* recv,
+                                    const std::vector<int64_t>& recv_bytes,
+                                    const std::vector<int64_t>& recv_displs) {
+  const int64_t limit = watchdog_->options().max_message_bytes;
+  bool fits = true;
+  for (int p = 0; p < size_; ++p) {
+    fits = fits && send_bytes[p] <= limit && recv_bytes[p] <= limit &&
+           send_displs[p] + send_bytes[p] <= INT_MAX && recv_displs[p] + recv_bytes[p] <= INT_MAX;
+  }
+  const char* send_ptr = static_cast<const char*>(send);
+  char* recv_ptr = static_cast<char*>(recv);
+  if (fits) {
+    std::vector<int> sc(size_), sd(size_), rc(size_), rd(size_);
+    for (int p = 0; p < size_; ++p) {
+      sc[p] = static_cast<int>(send_bytes[p]);
+      sd[p] = static_cast<int>(send_displs[p]);
+      rc[p] = static_cast<int>(recv_bytes[p]);
+      rd[p] = static_cast<int>(recv_displs[p]);
+    }
+    std::vector<MPI_Request> requests(1);
+    CEMOE_MPI_CHECK(MPI_Ialltoallv(send_ptr, sc.data(), sd.data(), MPI_BYTE, recv_ptr, rc.data(),
+                                   rd.data(), MPI_BYTE, comm_, &requests[0]));
+    Wait(requests, Describe("MPI_Ialltoallv"));
+    return;
+  }
+  // Some block is over MPI's int count: point-to-point chunks of at most `limit` bytes each,
+  // addressed by pointer (no int displacements). Same-tag messages between two ranks arrive in
+  // order, so chunk i of a block lands at offset i * limit.
+  std::vector<MPI_Request> requests;
+  for (int p = 0; p < size_; ++p) {
+    if (p == rank_) {
+      CEMOE_CHECK(send_bytes[p] == recv_bytes[p], "AllToAll on '{}': self block {} != {} bytes",
+                  name_, send_bytes[p], recv_bytes[p]);
+      if (send_bytes[p] > 0) {
+        std::memcpy(recv_ptr + recv_displs[p], send_ptr + send_displs[p], send_bytes[p]);
+      }
+      continue;
+    }
+    for (int64_t off = 0; off < recv_bytes[p]; off += limit) {
+      requests.emplace_back();
+      const int n = static_cast<int>(std::min(limit, recv_bytes[p] - off));
+      CEMOE_MPI_CHECK(MPI_Irecv(recv_ptr + recv_displs[p] + off, n, MPI_BYTE, p, kChunkTag, comm_,
+                                &requests.back()));
+    }
+    for (int64_t off = 0; off < send_bytes[p]; off += limit) {
+      requests.emplace_back();
+      const int n = static_cast<int>(std::min(limit, send_bytes[p] - off));
+      CEMOE_MPI_CHECK(MPI_Isend(send_ptr + send_displs[p] + off, n, MPI_BYTE, p, kChunkTag, comm_,
+                                &requests.back()));
+    }
+  }
+  Wait(requests, Describe("MPI_Isend/MPI_Irecv (chunked all-to-all)"));
+}
+
+at::Tensor MpiCommunicator::AllToAll(const at::Tensor& send,
+                                     const std::vector<int64_t>& send_counts,
+                                     const std::vector<int64_t>& recv_counts) {
+  CEMOE_CHECK(send.device().is_cpu(), "MPI backend (group '{}'): AllToAll needs a CPU tensor, got {}",
+              name_, send.device().str());
+  CEMOE_CHECK(static_cast<int>(send_counts.size()) == size_ &&
+                  static_cast<int>(recv_counts.size()) == size_,
+              "AllToAll on '{}': {} send / {} recv counts for {} ranks", name_, send_counts.size(),
+              recv_counts.size(), size_);
+  CEMOE_CHECK(send.dim() >= 1, "AllToAll on '{}': a 0-d tensor has no rows", name_);
+  at::Tensor send_c = send.contiguous();
+  const int64_t row = RowBytes(send_c);
+  std::vector<int64_t> sb(size_), sd(size_), rb(size_), rd(size_);
+  int64_t num_send = 0, num_recv = 0;
+  for (int p = 0; p < size_; ++p) {
+    sb[p] = send_counts[p] * row;
+    rb[p] = recv_counts[p] * row;
+    sd[p] = num_send * row;
+    rd[p] = num_recv * row;
+    num_send += send_counts[p];
+    num_recv += recv_counts[p];
+  }
+  CEMOE_CHECK(num_send == send_c.size(0), "AllToAll on '{}': send counts sum to {} but send has {} rows",
+              name_, num_send, send_c.size(0));
+  std::vector<int64_t> shape = send_c.sizes().vec();
+  shape[0] = num_recv;
+  at::Tensor recv = at::empty(shape, send_c.options());
+  AllToAllBytes(send_c.data_ptr(), sb, sd, recv.data_ptr(), rb, rd);
+  return recv;
+}
+
+void MpiCommunicator::AllReduce(at::Tensor& tensor, ReduceOp op) {
+  CEMOE_CHECK(tensor.device().is_cpu(), "MPI backend (group '{}'): AllReduce needs a CPU tensor",
+              name_);
+  CEMOE_CHECK(tensor.is_contiguous(), "AllReduce on '{}': tensor must be contiguous", name_);
+  if (tensor.scalar_type() == at::kHalf || tensor.scalar_type() == at::kBFloat16) {
+    at::Tensor wide = tensor.to(at::kFloat);
+    AllReduce(wide, op);
+    tensor.copy_(wide);
+    return;
+  }
+  const MPI_Datatype type = MpiType(tensor.scalar_type());
+  char* data = static_cast<char*>(tensor.data_ptr());
+  const int64_t max_elems = std::max<int64_t>(1, watchdog_->options().max_message_bytes /
+                                                     tensor.element_size());
+  std::vector<MPI_Request> requests;
+  for (int64_t off = 0; off < tensor.numel(); off += max_elems) {
+    requests.emplace_back();
+    const int n = static_cast<int>(std::min(max_elems, tensor.numel() - off));
+    CEMOE_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, data + off * tensor.element_size(), n, type,
+                                   MpiOp(op), comm_, &requests.back()));
+  }
+  if (requests.empty()) return;
+  Wait(requests, Describe("MPI_Iallreduce"));
+}
+
+void MpiCommunicator::Broadcast(at::Tensor& tensor, int root) {
+  CEMOE_CHECK(tensor.device().is_cpu() && tensor.is_contiguous(),
+              "MPI backend (group '{}'): Broadcast needs a contiguous CPU tensor", name_);
+  char* data = static_cast<char*>(tensor.data_ptr());
+  const int64_t bytes = tensor.numel() * tensor.element_size();
+  const int64_t limit = watchdog_->options().max_message_bytes;
+  std::vector<MPI_Request> requests;
+  for (int64_t off = 0; off < bytes; off += limit) {
+    requests.emplace_back();
+    const int n = static_cast<int>(std::min(limit, bytes - off));
+    CEMOE_MPI_CHECK(MPI_Ibcast(data + off, n, MPI_BYTE, root, comm_, &requests.back()));
+  }
+  if (requests.empty()) return;
+  Wait(requests, Describe("MPI_Ibcast"));
+}
+
+void MpiCommunicator::AllReduceHost(std::vector<double>& values, ReduceOp op) {
+  std::vector<MPI_Request> requests(1);
+  CEMOE_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()),
+                                 MPI_DOUBLE, MpiOp(op), comm_, &requests[0]));
+  Wait(requests, Describe("MPI_Iallreduce(host)"));
+}
+
+void MpiCommunicator::Barrier() {
+  std::vector<MPI_Request> requests(1);
+  CEMOE_MPI_CHECK(MPI_Ibarrier(comm_, &requests[0]));
+  Wait(requests, Describe("MPI_Ibarrier"));
+}
+
+}  // namespace cemoe

@@ -1,0 +1,120 @@
+// mpi_communicator.h: the MPI backend of Communicator (CPU tensors) and the watchdog that gives
+// every collective a deadline.
+//
+// Collectives are issued nonblocking (MPI_Ialltoallv, MPI_Iallreduce, ...) and completed by
+// polling MPI_Testall against a deadline. While it polls, a rank answers its peers' "what are you
+// waiting for?" queries on a private control communicator. When the deadline passes, the rank
+// asks every peer of the group, waits a short grace period, prints one line naming the
+// collective, the group and the world ranks that did not answer, and calls MPI_Abort, so that
+// no rank hangs because another one died or stopped (docs/parallel.md, "Timeouts").
+//
+// Per-peer blocks larger than CollectiveOptions::max_message_bytes (default INT_MAX, MPI's int
+// counts) are sent as point-to-point chunks instead of one MPI_Ialltoallv: split, never
+// truncated.
+// Thread-safety: one thread per communicator (MPI is initialised with MPI_THREAD_FUNNELED).
+#pragma once
+
+#include <mpi.h>
+
+#include <climits>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model/check.h"
+#include "parallel/communicator.h"
+
+// Wraps an MPI call: throws cemoe::Error naming the call, file, line and MPI's error string.
+#define CEMOE_MPI_CHECK(call)                                                 \
+  do {                                                                        \
+    int cemoe_mpi_rc_ = (call);                                               \
+    if (cemoe_mpi_rc_ != MPI_SUCCESS) {                                       \
+      CEMOE_FAIL("{} failed: {}", #call, ::cemoe::MpiErrorString(cemoe_mpi_rc_)); \
+    }                                                                         \
+  } while (0)
+
+namespace cemoe {
+
+std::string MpiErrorString(int code);
+
+struct CollectiveOptions {
+  double timeout_s = 300;                  // a collective waiting longer aborts; <= 0: forever
+  double answer_grace_s = 2;               // how long a timed-out rank waits for peers' answers
+  int64_t max_message_bytes = INT_MAX;     // larger per-peer blocks are split into chunks
+};
+
+// Shared by the communicators of one ProcessGroups: completes requests with a deadline and answers
+// peers' liveness queries on every registered control communicator while it waits.
+class MpiWatchdog {
+ public:
+  explicit MpiWatchdog(CollectiveOptions options);
+  MpiWatchdog(const MpiWatchdog&) = delete;
+  MpiWatchdog& operator=(const MpiWatchdog&) = delete;
+
+  const CollectiveOptions& options() const { return options_; }
+  void Register(MPI_Comm control);
+  void Unregister(MPI_Comm control);
+
+  // Completes every request, or aborts the job after options().timeout_s (see file comment).
+  // `what` names the collective, e.g. "MPI_Ialltoallv #12 on group 'ep'".
+  void Wait(std::vector<MPI_Request>& requests, const std::string& what, MPI_Comm control);
+
+ private:
+  void ServiceQueries();
+  [[noreturn]] void TimeOut(const std::string& what, MPI_Comm control, double waited_s);
+
+  struct Reply {
+    MPI_Request request;
+    char text[128];
+  };
+  CollectiveOptions options_;
+  std::vector<MPI_Comm> controls_;
+  std::deque<Reply> replies_;
+  std::string current_;  // what this rank is waiting for, sent in answers
+};
+
+class MpiCommunicator : public Communicator {
+ public:
+  // Takes ownership of `comm` (MPI_Comm_free in the destructor).
+  MpiCommunicator(MPI_Comm comm, std::string name, std::shared_ptr<MpiWatchdog> watchdog);
+  ~MpiCommunicator() override;
+
+  MPI_Comm comm() const { return comm_; }
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  const std::string& name() const override { return name_; }
+  const char* backend() const override { return "mpi"; }
+  // The world rank of group rank `r` (for messages).
+  int WorldRank(int r) const;
+
+  std::vector<int64_t> AllToAllCounts(const std::vector<int64_t>& send_PC) override;
+  at::Tensor AllToAll(const at::Tensor& send, const std::vector<int64_t>& send_counts,
+                      const std::vector<int64_t>& recv_counts) override;
+  void AllReduce(at::Tensor& tensor, ReduceOp op) override;
+  void Broadcast(at::Tensor& tensor, int root) override;
+  void AllReduceHost(std::vector<double>& values, ReduceOp op) override;
+  void Barrier() override;
+
+  // Raw byte all-to-all on host memory (used by AllToAll and the benchmark); blocks of
+  // send_bytes[p] bytes at send_displs[p] go to peer p.
+  void AllToAllBytes(const void* send, const std::vector<int64_t>& send_bytes,
+                     const std::vector<int64_t>& send_displs, void* recv,
+                     const std::vector<int64_t>& recv_bytes,
+                     const std::vector<int64_t>& recv_displs);
+
+ private:
+  std::string Describe(const char* collective);
+  void Wait(std::vector<MPI_Request>& requests, const std::string& what);
+
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  MPI_Comm control_ = MPI_COMM_NULL;  // private: liveness queries and answers
+  int rank_ = 0;
+  int size_ = 1;
+  std::string name_;
+  std::shared_ptr<MpiWatchdog> watchdog_;
+  int64_t num_collectives_ = 0;
+};
+
+}  // namespace cemoe

@@ -1,0 +1,133 @@
+#include "parallel/placement.h"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+#include <numeric>
+
+#include "model/check.h"
+
+namespace cemoe {
+namespace {
+
+// Fills rank_of_expert / local_index_of_expert from experts_of_rank and checks it is a partition.
+void Index(ExpertPlacement& p) {
+  p.rank_of_expert.assign(p.num_experts, -1);
+  p.local_index_of_expert.assign(p.num_experts, -1);
+  for (int r = 0; r < p.ep; ++r) {
+    std::vector<int64_t>& ids = p.experts_of_rank[r];
+    std::sort(ids.begin(), ids.end());
+    CEMOE_CHECK(static_cast<int64_t>(ids.size()) == p.experts_per_rank(),
+                "placement: rank {} holds {} experts, expected {}", r, ids.size(),
+                p.experts_per_rank());
+    for (size_t i = 0; i < ids.size(); ++i) {
+      const int64_t e = ids[i];
+      CEMOE_CHECK(e >= 0 && e < p.num_experts, "placement: expert id {} out of range [0, {})", e,
+                  p.num_experts);
+      CEMOE_CHECK(p.rank_of_expert[e] < 0, "placement: expert {} placed twice", e);
+      p.rank_of_expert[e] = r;
+      p.local_index_of_expert[e] = static_cast<int64_t>(i);
+    }
+  }
+}
+
+}  // namespace
+
+PlacementPolicy ParsePlacementPolicy(const std::string& name) {
+  if (name.empty() || name == "contiguous") return PlacementPolicy::kContiguous;
+  if (name == "round_robin") return PlacementPolicy::kRoundRobin;
+  if (name == "balanced") return PlacementPolicy::kBalanced;
+  CEMOE_FAIL("parallel.placement must be contiguous, round_robin or balanced, got '{}'", name);
+}
+
+const char* PlacementPolicyName(PlacementPolicy policy) {
+  switch (policy) {
+    case PlacementPolicy::kContiguous: return "contiguous";
+    case PlacementPolicy::kRoundRobin: return "round_robin";
+    case PlacementPolicy::kBalanced: return "balanced";
+  }
+  return "?";
+}
+
+std::string ExpertPlacement::ToString() const {
+  std::string out;
+  for (int r = 0; r < ep; ++r) {
+    out += fmt::format("{}rank {}: {}", r == 0 ? "" : " | ", r, fmt::join(experts_of_rank[r], " "));
+  }
+  return out;
+}
+
+ExpertPlacement MakePlacement(int64_t num_experts, int ep, PlacementPolicy policy,
+                              const std::vector<int64_t>& tokens_per_expert) {
+  CEMOE_CHECK(ep >= 1, "parallel.ep must be at least 1, got {}", ep);
+  CEMOE_CHECK(num_experts > 0 && num_experts % ep == 0,
+              "moe.num_experts ({}) must be divisible by parallel.ep ({})", num_experts, ep);
+  ExpertPlacement p;
+  p.num_experts = num_experts;
+  p.ep = ep;
+  p.experts_of_rank.assign(ep, {});
+  const int64_t per_rank = num_experts / ep;
+  switch (policy) {
+    case PlacementPolicy::kContiguous:
+      for (int64_t e = 0; e < num_experts; ++e) p.experts_of_rank[e / per_rank].push_back(e);
+      break;
+    case PlacementPolicy::kRoundRobin:
+      for (int64_t e = 0; e < num_experts; ++e) p.experts_of_rank[e % ep].push_back(e);
+      break;
+    case PlacementPolicy::kBalanced: {
+      CEMOE_CHECK(static_cast<int64_t>(tokens_per_expert.size()) == num_experts,
+                  "balanced placement needs {} per-expert token counts, got {}", num_experts,
+                  tokens_per_expert.size());
+      std::vector<int64_t> order(num_experts);
+      std::iota(order.begin(), order.end(), 0);
+      std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+        return tokens_per_expert[a] > tokens_per_expert[b];
+      });
+      std::vector<int64_t> load(ep, 0);
+      for (int64_t e : order) {
+        int best = -1;
+        for (int r = 0; r < ep; ++r) {
+          if (static_cast<int64_t>(p.experts_of_rank[r].size()) == per_rank) continue;
+          if (best < 0 || load[r] < load[best]) best = r;
+        }
+        p.experts_of_rank[best].push_back(e);
+        load[best] += tokens_per_expert[e];
+      }
+      break;
+    }
+  }
+  Index(p);
+  return p;
+}
+
+std::vector<int64_t> TokensPerRank(const ExpertPlacement& placement,
+                                   const std::vector<int64_t>& tokens_per_expert) {
+  std::vector<int64_t> per_rank(placement.ep, 0);
+  for (int64_t e = 0; e < placement.num_experts; ++e) {
+    per_rank[placement.rank_of_expert[e]] += tokens_per_expert.at(e);
+  }
+  return per_rank;
+}
+
+nlohmann::json PlacementToJson(const ExpertPlacement& placement) {
+  return nlohmann::json{{"num_experts", placement.num_experts},
+                        {"ep", placement.ep},
+                        {"experts_of_rank", placement.experts_of_rank}};
+}
+
+ExpertPlacement PlacementFromJson(const nlohmann::json& json) {
+  ExpertPlacement p;
+  p.num_experts = json.at("num_experts").get<int64_t>();
+  p.ep = json.at("ep").get<int>();
+  CEMOE_CHECK(p.ep >= 1 && p.num_experts % p.ep == 0,
+              "placement: num_experts ({}) must be divisible by ep ({})", p.num_experts, p.ep);
+  p.experts_of_rank = json.at("experts_of_rank").get<std::vector<std::vector<int64_t>>>();
+  CEMOE_CHECK(static_cast<int>(p.experts_of_rank.size()) == p.ep,
+              "placement: {} rank lists for ep {}", p.experts_of_rank.size(), p.ep);
+  Index(p);
+  return p;
+}
+
+}  // namespace cemoe

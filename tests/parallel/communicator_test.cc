@@ -1,0 +1,120 @@
+// communicator_test.cc: the MPI backend and the process-group layout, under mpiexec -n 1, 2, 4.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include "model/check.h"
+#include "parallel/nccl_communicator.h"
+#include "tests/parallel/mpi_test_env.h"
+
+namespace cemoe {
+namespace {
+
+// Rank r sends (r + p + 1) rows of width 3 to peer p, filled with r * 100 + p; peer p must
+// receive, from each source s, (s + p + 1) rows of s * 100 + p, in source order.
+void CheckAllToAll(Communicator& comm) {
+  const int r = comm.rank(), n = comm.size();
+  std::vector<int64_t> send_counts(n), recv_counts(n);
+  std::vector<at::Tensor> blocks, expected;
+  for (int p = 0; p < n; ++p) {
+    send_counts[p] = r + p + 1;
+    recv_counts[p] = p + r + 1;
+    blocks.push_back(at::full({send_counts[p], 3}, r * 100.0 + p, at::kFloat));
+    expected.push_back(at::full({recv_counts[p], 3}, p * 100.0 + r, at::kFloat));
+  }
+  // Counts travel first: what p sends to me is what I computed as recv_counts[p].
+  EXPECT_EQ(comm.AllToAllCounts(send_counts), recv_counts);
+  at::Tensor recv = comm.AllToAll(at::cat(blocks), send_counts, recv_counts);
+  EXPECT_TRUE(recv.equal(at::cat(expected)));
+}
+
+TEST(Communicator, AllToAllSendsEachBlockToItsPeer) {
+  ProcessGroups groups(test::Session(), test::TestOptions(1));
+  CheckAllToAll(groups.world());
+}
+
+TEST(Communicator, OversizedBlocksAreSplitIntoChunksNotTruncated) {
+  // max_message_bytes 20 makes every block of 3 floats x >= 2 rows go the chunked route
+  // (the same code path as a block over MPI's 2 GiB int count).
+  ParallelOptions options = test::TestOptions(1);
+  options.collectives.max_message_bytes = 20;
+  ProcessGroups groups(test::Session(), options);
+  CheckAllToAll(groups.world());
+  // All-reduce and broadcast split as well.
+  at::Tensor t = at::arange(37, at::kFloat);
+  groups.world().AllReduce(t, ReduceOp::kSum);
+  EXPECT_TRUE(t.equal(at::arange(37, at::kFloat) * groups.world_size()));
+  at::Tensor b = groups.world_rank() == 0 ? at::arange(29, at::kLong) : at::zeros({29}, at::kLong);
+  groups.world().Broadcast(b, 0);
+  EXPECT_TRUE(b.equal(at::arange(29, at::kLong)));
+}
+
+TEST(Communicator, AllReduceSumMaxAndHalfPrecision) {
+  ProcessGroups groups(test::Session(), test::TestOptions(1));
+  const int r = groups.world_rank(), n = groups.world_size();
+  at::Tensor sum = at::full({5}, r + 1.0, at::kDouble);
+  groups.world().AllReduce(sum, ReduceOp::kSum);
+  EXPECT_TRUE(sum.equal(at::full({5}, n * (n + 1) / 2.0, at::kDouble)));
+  at::Tensor mx = at::full({2, 2}, static_cast<int64_t>(r), at::kLong);
+  groups.world().AllReduce(mx, ReduceOp::kMax);
+  EXPECT_TRUE(mx.equal(at::full({2, 2}, static_cast<int64_t>(n - 1), at::kLong)));
+  at::Tensor bf = at::ones({4}, at::kBFloat16);
+  groups.world().AllReduce(bf, ReduceOp::kSum);
+  EXPECT_TRUE(bf.to(at::kFloat).equal(at::full({4}, static_cast<float>(n))));
+  std::vector<double> host{1.0, static_cast<double>(r)};
+  groups.world().AllReduceHost(host, ReduceOp::kSum);
+  EXPECT_EQ(host[0], n);
+  EXPECT_EQ(host[1], n * (n - 1) / 2.0);
+}
+
+TEST(ProcessGroups, EpGroupsAreContiguousAndDpGroupsStrided) {
+  for (int ep : test::EpSizes(test::Session().world_size())) {
+    ProcessGroups groups(test::Session(), test::TestOptions(ep));
+    const int w = groups.world_rank();
+    EXPECT_EQ(groups.ep(), ep);
+    EXPECT_EQ(groups.dp() * ep, groups.world_size());
+    EXPECT_EQ(groups.ep_group().size(), ep);
+    EXPECT_EQ(groups.dp_group().size(), groups.dp());
+    EXPECT_EQ(groups.ep_group().rank(), w % ep);
+    EXPECT_EQ(groups.dp_group().rank(), w / ep);
+    // The world ranks of my EP group are [g * ep, (g + 1) * ep): their sum tells.
+    std::vector<double> members{static_cast<double>(w)};
+    groups.ep_group().AllReduceHost(members, ReduceOp::kSum);
+    const int g = w / ep;
+    EXPECT_EQ(members[0], ep * g * ep + ep * (ep - 1) / 2.0) << "ep " << ep;
+    std::vector<double> dp_members{static_cast<double>(w)};
+    groups.dp_group().AllReduceHost(dp_members, ReduceOp::kSum);
+    const int d = groups.dp();
+    EXPECT_EQ(dp_members[0], d * (w % ep) + ep * d * (d - 1) / 2.0) << "ep " << ep;
+  }
+}
+
+TEST(ProcessGroups, RejectsLayoutsThatDoNotTileTheWorld) {
+  const int n = test::Session().world_size();
+  try {
+    ProcessGroups groups(test::Session(), test::TestOptions(1, n + 1));
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(fmt::format(
+                  "parallel.dp ({}) x parallel.ep (1) must equal the world size ({} ranks)", n + 1,
+                  n)),
+              std::string::npos)
+        << e.what();
+  }
+  ParallelOptions bad = test::TestOptions(1);
+  bad.backend = "gloo";
+  EXPECT_THROW(ProcessGroups(test::Session(), bad), Error);
+}
+
+TEST(ProcessGroups, NcclWithoutGpuFallsBackToMpi) {
+  ParallelOptions options = test::TestOptions(1);
+  options.backend = "nccl";
+  ProcessGroups groups(test::Session(), options);
+  std::string why;
+  if (CudaDeviceCount(&why) == 0) {
+    EXPECT_FALSE(groups.uses_nccl());
+    EXPECT_STREQ(groups.world().backend(), "mpi");
+  }
+}
+
+}  // namespace
+}  // namespace cemoe
