@@ -1,0 +1,199 @@
+// checkpoint_test.cc: golden round trips of tiny models through Hugging Face folders (single
+// file, sharded, bf16, transformers-5 fused experts) and the loader's errors on bad folders.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "model/check.h"
+#include "model/hf_checkpoint.h"
+#include "model/safetensors.h"
+
+namespace cemoe {
+namespace {
+
+namespace fs = std::filesystem;
+
+class CheckpointTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("cemoe_ckpt_" + GetParam() + "_" + std::to_string(::getpid()));
+    fs::remove_all(dir_);
+    config_ = PresetConfig(GetParam(), "tiny");
+    model_ = CausalLM(config_);
+    model_->InitRandom(11);
+    tokens_ = at::randint(0, config_.vocab_size, {2, 9}, at::kLong);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  at::Tensor Logits(CausalLM& m) {
+    at::NoGradGuard g;
+    return m->forward(tokens_);
+  }
+  std::string ErrorLoading(const fs::path& dir) {
+    try {
+      LoadHfModel(dir.string());
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "";
+  }
+
+  fs::path dir_;
+  ModelConfig config_;
+  CausalLM model_{nullptr};
+  at::Tensor tokens_;
+};
+
+TEST_P(CheckpointTest, SingleFileRoundTripGivesIdenticalLogits) {
+  SaveHfCheckpoint(*model_, dir_.string(), 1ull << 40);
+  EXPECT_TRUE(fs::exists(dir_ / "model.safetensors"));
+  EXPECT_TRUE(fs::exists(dir_ / "config.json"));
+  CausalLM back = LoadHfModel(dir_.string());
+  EXPECT_TRUE(at::equal(Logits(model_), Logits(back)));
+  // Published names are used.
+  ShardedCheckpoint ck(dir_.string());
+  const std::string router = GetParam() == "phimoe" ? "model.layers.1.block_sparse_moe.gate.weight"
+                                                    : "model.layers.1.mlp.gate.weight";
+  const std::string expert = GetParam() == "phimoe"
+                                 ? "model.layers.0.block_sparse_moe.experts.3.w2.weight"
+                                 : "model.layers.0.mlp.experts.7.down_proj.weight";
+  EXPECT_TRUE(ck.Contains(router));
+  EXPECT_TRUE(ck.Contains(expert));
+}
+
+TEST_P(CheckpointTest, ShardedRoundTripGivesIdenticalLogits) {
+  SaveHfCheckpoint(*model_, dir_.string(), 40000);
+  EXPECT_TRUE(fs::exists(dir_ / "model.safetensors.index.json"));
+  EXPECT_GT(ShardedCheckpoint(dir_.string()).ShardFiles().size(), 2u);
+  CausalLM back = LoadHfModel(dir_.string());
+  EXPECT_TRUE(at::equal(Logits(model_), Logits(back)));
+}
+
+TEST_P(CheckpointTest, Bf16StorageRoundsEachWeightOnce) {
+  config_.dtype = "bfloat16";
+  CausalLM bf(config_);
+  {
+    at::NoGradGuard g;
+    auto src = model_->named_parameters();
+    for (auto& p : bf->named_parameters()) p.value().copy_(src[p.key()]);
+  }
+  SaveHfCheckpoint(*bf, dir_.string(), 1ull << 40);
+  ShardedCheckpoint ck(dir_.string());
+  EXPECT_EQ(ck.Get("model.embed_tokens.weight").scalar_type(), at::kBFloat16);
+  CausalLM back = LoadHfModel(dir_.string());
+  for (auto& p : back->named_parameters()) {
+    at::Tensor expected = model_->named_parameters()[p.key()].to(at::kBFloat16).to(at::kFloat);
+    ASSERT_TRUE(at::equal(p.value(), expected)) << p.key();
+  }
+}
+
+TEST_P(CheckpointTest, ReadsTransformers5FusedExperts) {
+  // Write the fused layout by hand from the model's per-expert weights.
+  NamedTensors tensors;
+  for (auto& p : model_->named_parameters()) {
+    const std::string hf = ToHfName(config_, p.key());
+    if (p.key().find(".experts.") != std::string::npos) continue;
+    std::string name = hf;
+    if (GetParam() == "phimoe" && name.find("block_sparse_moe.gate.weight") != std::string::npos) {
+      name = p.key();  // v5: model.layers.L.mlp.router.weight
+    }
+    tensors.emplace_back(name, p.value().detach().clone());
+  }
+  for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
+    std::vector<at::Tensor> gate_up, down;
+    auto& ex = model_->layers[l]->mlp->experts;
+    for (int64_t e = 0; e < config_.num_experts; ++e) {
+      gate_up.push_back(at::cat({ex->expert(e)->gate_proj->weight, ex->expert(e)->up_proj->weight}));
+      down.push_back(ex->expert(e)->down_proj->weight);
+    }
+    const std::string base = "model.layers." + std::to_string(l) + ".mlp.experts.";
+    tensors.emplace_back(base + "gate_up_proj", at::stack(gate_up).detach());
+    tensors.emplace_back(base + "down_proj", at::stack(down).detach());
+  }
+  fs::create_directories(dir_);
+  SaveSafetensors((dir_ / "model.safetensors").string(), tensors);
+  SaveModelConfig(config_, dir_.string());
+  CausalLM back = LoadHfModel(dir_.string());
+  EXPECT_TRUE(at::equal(Logits(model_), Logits(back)));
+}
+
+TEST_P(CheckpointTest, BadFoldersGiveErrorsNamingTheTensor) {
+  SaveHfCheckpoint(*model_, dir_.string(), 1ull << 40);
+  const fs::path file = dir_ / "model.safetensors";
+  NamedTensors all;
+  {
+    ShardedCheckpoint ck(dir_.string());
+    for (const auto& n : ck.Names()) all.emplace_back(n, ck.Get(n));
+  }
+  auto rewrite = [&](NamedTensors t) { SaveSafetensors(file.string(), t); };
+  // Missing tensor.
+  NamedTensors missing(all.begin() + 1, all.end());
+  rewrite(missing);
+  EXPECT_NE(ErrorLoading(dir_).find("missing tensor \"" + all[0].first + "\""), std::string::npos)
+      << ErrorLoading(dir_);
+  // Wrong shape.
+  NamedTensors shape = all;
+  shape[0].second = at::zeros({3});
+  rewrite(shape);
+  EXPECT_NE(ErrorLoading(dir_).find("tensor \"" + all[0].first + "\" has shape [3], expected"),
+            std::string::npos)
+      << ErrorLoading(dir_);
+  // Integer dtype.
+  NamedTensors dtype = all;
+  dtype[0].second = dtype[0].second.to(at::kInt);
+  rewrite(dtype);
+  EXPECT_NE(ErrorLoading(dir_).find("has dtype Int, expected a floating-point dtype"),
+            std::string::npos)
+      << ErrorLoading(dir_);
+  // Unexpected tensor.
+  NamedTensors extra = all;
+  extra.emplace_back("model.layers.0.mystery.weight", at::zeros({2}));
+  rewrite(extra);
+  EXPECT_NE(ErrorLoading(dir_).find("1 unexpected tensor(s)"), std::string::npos);
+  EXPECT_NE(ErrorLoading(dir_).find("model.layers.0.mystery.weight"), std::string::npos);
+  // An expert id beyond num_experts is unexpected too.
+  NamedTensors beyond = all;
+  const std::string moe = GetParam() == "phimoe" ? "block_sparse_moe" : "mlp";
+  beyond.emplace_back("model.layers.0." + moe + ".experts.99.w9.weight", at::zeros({2}));
+  rewrite(beyond);
+  EXPECT_NE(ErrorLoading(dir_).find("experts.99"), std::string::npos);
+  // No config.json.
+  rewrite(all);
+  fs::remove(dir_ / "config.json");
+  EXPECT_NE(ErrorLoading(dir_).find("config.json: cannot open config file"), std::string::npos)
+      << ErrorLoading(dir_);
+}
+
+// A dispatcher that claims a subset of experts: the layer drops the others and the loader
+// skips their tensors instead of calling them unexpected.
+class SubsetDispatcher : public LocalDispatcher {
+ public:
+  SubsetDispatcher(int64_t e, std::vector<int64_t> ids) : LocalDispatcher(e), ids_(std::move(ids)) {}
+  const std::vector<int64_t>& local_expert_ids() const override { return ids_; }
+
+ private:
+  std::vector<int64_t> ids_;
+};
+
+TEST_P(CheckpointTest, ExpertSubsetLoadsOnlyItsExperts) {
+  SaveHfCheckpoint(*model_, dir_.string(), 1ull << 40);
+  CausalLM part(config_);
+  for (auto& layer : part->moe_layers()) {
+    layer->set_dispatcher(std::make_shared<SubsetDispatcher>(config_.num_experts,
+                                                             std::vector<int64_t>{1, 3}));
+  }
+  LoadHfWeights(*part, dir_.string());
+  auto full = model_->named_parameters();
+  int64_t experts_seen = 0;
+  for (auto& p : part->named_parameters()) {
+    EXPECT_TRUE(at::equal(p.value(), full[p.key()])) << p.key();
+    if (p.key().find(".experts.") != std::string::npos) ++experts_seen;
+  }
+  EXPECT_EQ(experts_seen, config_.num_hidden_layers * 2 * 3);
+}
+
+INSTANTIATE_TEST_SUITE_P(Families, CheckpointTest, ::testing::Values("olmoe", "phimoe"));
+
+}  // namespace
+}  // namespace cemoe
