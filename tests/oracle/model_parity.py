@@ -29,6 +29,7 @@ import oracle_common as oc
 
 TOL = 1e-4
 MARGIN = 1e-4
+REVERSE_MARGIN = 2e-5
 torch.set_num_threads(int(os.environ.get("CEMOE_ORACLE_THREADS", "2")))
 
 from safetensors import safe_open  # noqa: E402
@@ -92,6 +93,8 @@ PHI_CASES = [
     dict(name="bf16_sharded_mha", cfg=dict(num_key_value_heads=4, router_jitter_noise=0.1), dtype="bf16",
          layout="sharded", lens=[S_SHORT, S_LONG], topk=[None]),
     dict(name="fused_v5_layout", cfg={}, dtype="f32", layout="fused", lens=[S_SHORT, S_LONG], topk=[None]),
+    dict(name="plain_rope_no_scaling", cfg=dict(rope_scaling=None, rope_theta=2000.0), dtype="f32", layout="single",
+         lens=[S_SHORT, S_LONG], topk=[None]),
 ]
 
 FAMILY = {
@@ -340,15 +343,33 @@ def run_case(binary, family, case, work, report):
 def run_reverse(binary, family, work, report):
     """`cemoe init` -> from_pretrained: no missing/unexpected/mismatched keys, per-expert names, same logits."""
     folder = os.path.join(work, "cemoe_init")
-    if os.path.isdir(folder):
-        shutil.rmtree(folder)
-    oc.run_cemoe(binary, ["init", "--arch", family, "--preset", "tiny", "--seed", 7, "--out", folder])
+    # cemoe's own random init routes with small margins (router std 0.02): take the first seed whose
+    # routing margin on the test tokens is >= REVERSE_MARGIN, so float rounding cannot flip a choice.
+    gen = torch.Generator().manual_seed(11)
+    seed, tokens = None, None
+    for seed in range(7, 17):
+        if os.path.isdir(folder):
+            shutil.rmtree(folder)
+        oc.run_cemoe(binary, ["init", "--arch", family, "--preset", "tiny", "--seed", seed, "--out", folder])
+        try:
+            ref, info = load_reference(folder, family)
+        except Exception as e:  # noqa: BLE001
+            report.error("reverse_init_load", f"from_pretrained failed on the cemoe init folder: {type(e).__name__}: {e}")
+            return
+        lens = [S_SHORT]
+        if family == "phimoe":
+            rp = ref.config.rope_parameters
+            if rp.get("rope_type") == "longrope":
+                lens.append(int(rp["original_max_position_embeddings"]) + 8)
+        tokens = {L: torch.randint(0, ref.config.vocab_size, (B, L), generator=gen) for L in lens}
+        margin = float("inf")
+        for tok in tokens.values():
+            with capture_router_logits(ref, family) as lg:
+                reference_logits(ref, family, tok)
+            margin = min(margin, routing_margin(lg, family, ref.config, [ref.config.num_experts_per_tok]))
+        if margin >= REVERSE_MARGIN:
+            break
     case = "reverse_init_load"
-    try:
-        ref, info = load_reference(folder, family)
-    except Exception as e:  # noqa: BLE001
-        report.error(case, f"from_pretrained failed on the cemoe init folder: {type(e).__name__}: {e}")
-        return
     probs = loading_problems(info)
     keys = []
     for fn in sorted(os.listdir(folder)):
@@ -358,22 +379,11 @@ def run_reverse(binary, family, work, report):
     fused = [k for k in keys if "gate_up_proj" in k or k.endswith("experts.down_proj")]
     report.add(case, not probs and not fused and ref.config.model_type == family,
                loading=probs or "clean", fused_names=fused[:3], n_tensors=len(keys),
-               model_type=ref.config.model_type)
-    lens = [S_SHORT]
-    if family == "phimoe":
-        rp = ref.config.rope_parameters
-        if rp.get("rope_type") == "longrope":
-            lens.append(int(rp["original_max_position_embeddings"]) + 8)
-    gen = torch.Generator().manual_seed(11)
-    for L in lens:
-        tok = torch.randint(0, ref.config.vocab_size, (B, L), generator=gen)
-        with capture_router_logits(ref, family) as lg:
-            want = reference_logits(ref, family, tok)
-        margin = routing_margin(lg, family, ref.config, [ref.config.num_experts_per_tok])
+               model_type=ref.config.model_type, init_seed=seed)
+    for L, tok in tokens.items():
+        want = reference_logits(ref, family, tok)
         got, dt = cemoe_logits(binary, folder, tok, work, f"reverse_S{L}")
-        # cemoe's own random init may route near a tie: report the margin; the tolerance still holds
-        # unless the margin is tiny, in which case a routing flip is reported as such.
-        compare(report, f"reverse_logits_S{L}", got, want, margin=margin, cemoe_s=round(dt, 2))
+        compare(report, f"reverse_logits_S{L}", got, want, margin=margin, init_seed=seed, cemoe_s=round(dt, 2))
 
 
 def hash_seed(family, name):
