@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <torch/cuda.h>
 
 #include <fstream>
 #include <iostream>
@@ -48,6 +49,7 @@ void AddLogitsCommand(CLI::App& app) {
   struct Options {
     std::string model, tokens, out;
     int64_t top_k = 0;
+    std::string device = "cpu";
   };
   auto opt = std::make_shared<Options>();
   CLI::App* cmd = app.add_subcommand(
@@ -60,15 +62,22 @@ void AddLogitsCommand(CLI::App& app) {
   cmd->add_option("--top-k", opt->top_k,
                   "Active experts per token (0 = the checkpoint's num_experts_per_tok)")
       ->capture_default_str();
+  cmd->add_option("--device", opt->device, "cpu or cuda (the first GPU)")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
   cmd->callback([opt] {
+    CEMOE_CHECK(opt->device == "cpu" || torch::cuda::is_available(),
+                "--device cuda: no CUDA device is available (or this build has no CUDA)");
+    const at::Device device(opt->device == "cuda" ? at::kCUDA : at::kCPU);
     CausalLM model = LoadHfModel(opt->model);
     if (opt->top_k > 0) model->set_top_k(opt->top_k);
-    at::Tensor tokens = ReadTokenBatch(opt->tokens);
+    model->to(device);
+    at::Tensor tokens = ReadTokenBatch(opt->tokens).to(device);
     at::Tensor logits;
     {
       at::NoGradGuard no_grad;
       model->eval();
-      logits = model->forward(tokens).to(at::kFloat).contiguous();
+      logits = model->forward(tokens).to(at::kFloat).to(at::kCPU).contiguous();
     }
     SaveSafetensors(opt->out, {{"logits", logits}}, {{"format", "pt"}});
     std::cout << fmt::format("logits: [{}, {}, {}] (top_k {}) -> {}\n", logits.size(0),
