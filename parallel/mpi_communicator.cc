@@ -105,20 +105,29 @@ void MpiWatchdog::ServiceQueries() {
 
 void MpiWatchdog::Wait(std::vector<MPI_Request>& requests, const std::string& what,
                        MPI_Comm control) {
+  WaitUntil(
+      [&requests] {
+        int done = 0;
+        CEMOE_MPI_CHECK(MPI_Testall(static_cast<int>(requests.size()), requests.data(), &done,
+                                    MPI_STATUSES_IGNORE));
+        return done != 0;
+      },
+      what, control);
+}
+
+void MpiWatchdog::WaitUntil(const std::function<bool()>& done, const std::string& what,
+                            MPI_Comm control, const std::function<void()>& before_abort) {
   current_ = what;
   const Clock::time_point start = Clock::now();
   Clock::time_point last_service = start;
-  for (int64_t iteration = 0;; ++iteration) {
-    int done = 0;
-    CEMOE_MPI_CHECK(MPI_Testall(static_cast<int>(requests.size()), requests.data(), &done,
-                                MPI_STATUSES_IGNORE));
-    if (done) break;
+  for (int64_t iteration = 0; !done(); ++iteration) {
     const Clock::time_point now = Clock::now();
     if (now - last_service > std::chrono::milliseconds(2)) {
       ServiceQueries();
       last_service = now;
       const double waited_s = SecondsSince(start);
       if (options_.timeout_s > 0 && waited_s > options_.timeout_s) {
+        if (before_abort) before_abort();
         TimeOut(what, control, waited_s);
       }
     }

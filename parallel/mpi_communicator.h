@@ -19,6 +19,7 @@
 #include <climits>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -60,6 +61,10 @@ class MpiWatchdog {
   // Completes every request, or aborts the job after options().timeout_s (see file comment).
   // `what` names the collective, e.g. "MPI_Ialltoallv #12 on group 'ep'".
   void Wait(std::vector<MPI_Request>& requests, const std::string& what, MPI_Comm control);
+  // The same for any operation: polls done() until it returns true; on timeout calls
+  // before_abort (e.g. ncclCommAbort) and then reports and aborts as above.
+  void WaitUntil(const std::function<bool()>& done, const std::string& what, MPI_Comm control,
+                 const std::function<void()>& before_abort = {});
 
  private:
   void ServiceQueries();
@@ -96,6 +101,13 @@ class MpiCommunicator : public Communicator {
   void Broadcast(at::Tensor& tensor, int root) override;
   void AllReduceHost(std::vector<double>& values, ReduceOp op) override;
   void Barrier() override;
+
+  // Waits for an operation of another backend on this group's ranks with this group's deadline
+  // and liveness queries (used by the NCCL backend).
+  void WaitUntil(const std::function<bool()>& done, const std::string& what,
+                 const std::function<void()>& before_abort) {
+    watchdog_->WaitUntil(done, what, control_, before_abort);
+  }
 
   // Raw byte all-to-all on host memory (used by AllToAll and the benchmark); blocks of
   // send_bytes[p] bytes at send_displs[p] go to peer p.
