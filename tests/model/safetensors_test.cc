@@ -6,8 +6,10 @@
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -448,6 +450,36 @@ TEST_F(SafetensorsTest, FailedSaveLeavesTheOldFileAndNoTemporary) {
   // A successful save replaces the file and leaves no temporary either.
   SaveSafetensors(path, {{"w", at::zeros({3})}});
   EXPECT_NE(ReadFile(path), before);
+  EXPECT_FALSE(fs::exists(path + ".tmp"));
+}
+
+// Fault injection: a file-size limit makes write() fail part-way through the data, as a full
+// disk would. The old checkpoint must survive intact and no temporary may be left.
+TEST_F(SafetensorsTest, WriteFailingMidFileLeavesTheOldFile) {
+  const std::string path = Path("w.safetensors");
+  SaveSafetensors(path, {{"w", at::ones({2})}});
+  const std::string before = ReadFile(path);
+
+  struct rlimit old_limit {};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old_limit), 0);
+  struct rlimit limit = old_limit;
+  limit.rlim_cur = 4096;
+  void (*old_handler)(int) = std::signal(SIGXFSZ, SIG_IGN);  // get EFBIG instead of a signal
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &limit), 0);
+  bool threw = false;
+  std::string message;
+  try {
+    SaveSafetensors(path, {{"big", at::zeros({1 << 14})}});  // 64 KiB of data
+  } catch (const Error& e) {
+    threw = true;
+    message = e.what();
+  }
+  ::setrlimit(RLIMIT_FSIZE, &old_limit);
+  std::signal(SIGXFSZ, old_handler);
+
+  ASSERT_TRUE(threw);
+  EXPECT_NE(message.find("cannot write '" + path + ".tmp'"), std::string::npos) << message;
+  EXPECT_EQ(ReadFile(path), before);
   EXPECT_FALSE(fs::exists(path + ".tmp"));
 }
 
