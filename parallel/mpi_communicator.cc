@@ -23,16 +23,16 @@ double SecondsSince(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-// Polls `done` with a short spin, then yields, then sleeps with a growing pause (capped at
-// 200 us) so that oversubscribed ranks leave the cores to the ones doing work.
-void Pause(int64_t iteration) {
+// Between two progress polls: yield the core (oversubscribed ranks let the busy ones run, and
+// every poll drives MPI progress, which large transfers in small fragments need often); only
+// after a second of waiting (a peer still computing) sleep 50 us between polls.
+void Pause(int64_t iteration, Clock::time_point start) {
   if (iteration < 64) return;
-  if (iteration < 2048) {
+  if (Clock::now() - start < std::chrono::seconds(1)) {
     std::this_thread::yield();
     return;
   }
-  const int64_t us = std::min<int64_t>(200, 10 + (iteration - 2048) / 16);
-  std::this_thread::sleep_for(std::chrono::microseconds(us));
+  std::this_thread::sleep_for(std::chrono::microseconds(50));
 }
 
 MPI_Datatype MpiType(at::ScalarType type) {
@@ -131,7 +131,7 @@ void MpiWatchdog::WaitUntil(const std::function<bool()>& done, const std::string
         TimeOut(what, control, waited_s);
       }
     }
-    Pause(iteration);
+    Pause(iteration, start);
   }
   current_ = "no collective (computing)";
 }
@@ -165,7 +165,7 @@ void MpiWatchdog::TimeOut(const std::string& what, MPI_Comm control, double wait
     }
     if (all) break;
     ServiceQueries();
-    Pause(iteration);
+    Pause(iteration, start);
   }
   MPI_Group group, world_group;
   MPI_Comm_group(control, &group);

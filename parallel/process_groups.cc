@@ -23,7 +23,12 @@ ParallelOptions ParallelOptionsFromSpec(const recipe::ParallelSpec& spec) {
   options.ep = spec.ep() <= 0 ? 1 : spec.ep();
   options.dp = spec.dp();
   options.backend = spec.backend().empty() ? "auto" : spec.backend();
-  options.collectives.timeout_s = spec.collective_timeout_s() == 0 ? 300 : spec.collective_timeout_s();
+  options.collectives.timeout_s =
+      spec.collective_timeout_s() == 0 ? 300 : spec.collective_timeout_s();
+  // launch/mpirun.sh --timeout overrides the recipe.
+  if (const char* env = std::getenv("CEMOE_COLLECTIVE_TIMEOUT_S")) {
+    options.collectives.timeout_s = std::atof(env);
+  }
   return options;
 }
 

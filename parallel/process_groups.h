@@ -34,7 +34,8 @@ struct ParallelOptions {
   CollectiveOptions collectives;
 };
 
-// recipe.parallel -> options (0 fields take their documented defaults).
+// recipe.parallel -> options (0 fields take their documented defaults); the environment
+// variable CEMOE_COLLECTIVE_TIMEOUT_S (set by launch/mpirun.sh --timeout) overrides the timeout.
 ParallelOptions ParallelOptionsFromSpec(const recipe::ParallelSpec& spec);
 
 class MpiSession {

@@ -12,5 +12,6 @@ namespace cemoe {
 void AddInitCommand(CLI::App& app);       // cemoe init
 void AddLogitsCommand(CLI::App& app);     // cemoe logits
 void AddBenchMoeLayerCommand(CLI::App& bench);  // cemoe bench moe-layer
+void AddBenchDispatchCommand(CLI::App& bench);  // cemoe bench dispatch
 
 }  // namespace cemoe

@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   CLI::App* bench = app.add_subcommand("bench", "Micro-benchmarks that print measured ratios");
   bench->require_subcommand(1);
   cemoe::AddBenchMoeLayerCommand(*bench);
+  cemoe::AddBenchDispatchCommand(*bench);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
