@@ -122,8 +122,8 @@ DispatchResult AllToAllDispatcher::Dispatch(const at::Tensor& x_TD, const at::Te
   // 1. Layout.
   at::Tensor ids_TK = topk_ids_TK;
   if (options_.capacity_factor > 0) {
-    const int64_t capacity = ExpertCapacity(options_.capacity_factor, num_tokens, top_k,
-                                            placement_.num_experts);
+    const int64_t capacity =
+        ExpertCapacity(options_.capacity_factor, num_tokens, top_k, placement_.num_experts);
     ids_TK = ApplyCapacity(ids_TK, placement_.num_experts, capacity);
   }
   auto handle = std::make_shared<AllToAllHandle>();
@@ -144,7 +144,8 @@ DispatchResult AllToAllDispatcher::Dispatch(const at::Tensor& x_TD, const at::Te
   DispatchResult result;
   result.x_RD = DispatchRows::apply(Permute(x_TD, handle->perm).contiguous(), layout);
   for (const at::Tensor& extra : extras_T) {
-    at::Tensor rows = DispatchRows::apply(Permute(AsRows(extra), handle->perm).contiguous(), layout);
+    at::Tensor rows =
+        DispatchRows::apply(Permute(AsRows(extra), handle->perm).contiguous(), layout);
     result.extras_R.push_back(Restore(rows, extra));
   }
   // 3. Regroup happened inside DispatchRows; report the per-expert slices.

@@ -9,9 +9,9 @@
 //   2. exchange: all-to-all of the per-bucket counts, then of the rows (x and every extra)
 //   3. regroup:  received rows reordered from (source rank, local expert) to (local expert,
 //                source rank), so the experts see contiguous per-expert slices
-// Combine is the mirror: ungroup, all-to-all back, Unpermute with the weights (model/moe/permute.h).
-// Both are autograd functions: backward of the row exchange of Dispatch is the return exchange of
-// Combine and vice versa, so gradients reach x, the extras and the weights.
+// Combine is the mirror: ungroup, all-to-all back, Unpermute with the weights
+// (model/moe/permute.h). Both are autograd functions: backward of the row exchange of Dispatch is
+// the return exchange of Combine and vice versa, so gradients reach x, the extras and the weights.
 // The number of experts a token keeps (K) is whatever topk_ids_TK has; rows of all experts of a
 // destination rank travel in one message.
 //

@@ -12,21 +12,21 @@
 #include "model/check.h"
 #include "parallel/nccl_communicator.h"
 
-#define CEMOE_CUDA_CHECK(call)                                                 \
-  do {                                                                         \
-    cudaError_t cemoe_cuda_rc_ = (call);                                       \
-    if (cemoe_cuda_rc_ != cudaSuccess) {                                       \
-      CEMOE_FAIL("{} failed: {}", #call, cudaGetErrorString(cemoe_cuda_rc_));  \
-    }                                                                          \
+#define CEMOE_CUDA_CHECK(call)                                                \
+  do {                                                                        \
+    cudaError_t cemoe_cuda_rc_ = (call);                                      \
+    if (cemoe_cuda_rc_ != cudaSuccess) {                                      \
+      CEMOE_FAIL("{} failed: {}", #call, cudaGetErrorString(cemoe_cuda_rc_)); \
+    }                                                                         \
   } while (0)
 
 // ncclInProgress is not an error for a nonblocking communicator: completion is polled.
-#define CEMOE_NCCL_CHECK(call)                                                      \
-  do {                                                                              \
-    ncclResult_t cemoe_nccl_rc_ = (call);                                           \
-    if (cemoe_nccl_rc_ != ncclSuccess && cemoe_nccl_rc_ != ncclInProgress) {        \
-      CEMOE_FAIL("{} failed: {}", #call, ncclGetErrorString(cemoe_nccl_rc_));       \
-    }                                                                               \
+#define CEMOE_NCCL_CHECK(call)                                                \
+  do {                                                                        \
+    ncclResult_t cemoe_nccl_rc_ = (call);                                     \
+    if (cemoe_nccl_rc_ != ncclSuccess && cemoe_nccl_rc_ != ncclInProgress) {  \
+      CEMOE_FAIL("{} failed: {}", #call, ncclGetErrorString(cemoe_nccl_rc_)); \
+    }                                                                         \
   } while (0)
 
 namespace cemoe {
@@ -34,15 +34,24 @@ namespace {
 
 ncclDataType_t NcclType(at::ScalarType type) {
   switch (type) {
-    case at::kFloat: return ncclFloat32;
-    case at::kDouble: return ncclFloat64;
-    case at::kHalf: return ncclFloat16;
-    case at::kBFloat16: return ncclBfloat16;
-    case at::kLong: return ncclInt64;
-    case at::kInt: return ncclInt32;
-    case at::kByte: return ncclUint8;
-    case at::kChar: return ncclInt8;
-    default: CEMOE_FAIL("NCCL backend: no NCCL datatype for {}", c10::toString(type));
+    case at::kFloat:
+      return ncclFloat32;
+    case at::kDouble:
+      return ncclFloat64;
+    case at::kHalf:
+      return ncclFloat16;
+    case at::kBFloat16:
+      return ncclBfloat16;
+    case at::kLong:
+      return ncclInt64;
+    case at::kInt:
+      return ncclInt32;
+    case at::kByte:
+      return ncclUint8;
+    case at::kChar:
+      return ncclInt8;
+    default:
+      CEMOE_FAIL("NCCL backend: no NCCL datatype for {}", c10::toString(type));
   }
 }
 
@@ -127,10 +136,9 @@ class NcclCommunicator : public Communicator {
     CEMOE_CHECK(tensor.is_contiguous(), "AllReduce on '{}': tensor must be contiguous", name());
     c10::cuda::CUDAGuard guard(tensor.device());
     cudaStream_t stream = c10::cuda::getCurrentCUDAStream(tensor.device().index()).stream();
-    CEMOE_NCCL_CHECK(ncclAllReduce(tensor.data_ptr(), tensor.data_ptr(),
-                                   static_cast<size_t>(tensor.numel()),
-                                   NcclType(tensor.scalar_type()),
-                                   op == ReduceOp::kSum ? ncclSum : ncclMax, comm_, stream));
+    CEMOE_NCCL_CHECK(ncclAllReduce(
+        tensor.data_ptr(), tensor.data_ptr(), static_cast<size_t>(tensor.numel()),
+        NcclType(tensor.scalar_type()), op == ReduceOp::kSum ? ncclSum : ncclMax, comm_, stream));
     WaitStream(stream, Describe("ncclAllReduce"));
   }
 

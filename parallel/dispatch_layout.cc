@@ -25,9 +25,7 @@ at::Tensor DestinationBuckets(const at::Tensor& topk_ids_TK, const ExpertPlaceme
   }
   at::Tensor table = at::tensor(bucket_of_expert, at::kLong);
   at::Tensor shifted = ids.clamp_min(-1) + 1;
-  return table.index_select(0, shifted.reshape({-1}))
-      .reshape(ids.sizes())
-      .to(topk_ids_TK.device());
+  return table.index_select(0, shifted.reshape({-1})).reshape(ids.sizes()).to(topk_ids_TK.device());
 }
 
 int64_t ExpertCapacity(double capacity_factor, int64_t num_tokens, int64_t top_k,

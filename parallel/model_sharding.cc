@@ -41,10 +41,9 @@ std::vector<ExpertPlacement> PlaceExperts(int64_t num_layers, int64_t num_expert
   }
   std::vector<ExpertPlacement> placements;
   for (int64_t l = 0; l < num_layers; ++l) {
-    placements.push_back(MakePlacement(num_experts, ep, policy,
-                                       policy == PlacementPolicy::kBalanced
-                                           ? load[l]
-                                           : std::vector<int64_t>{}));
+    placements.push_back(
+        MakePlacement(num_experts, ep, policy,
+                      policy == PlacementPolicy::kBalanced ? load[l] : std::vector<int64_t>{}));
   }
   return placements;
 }

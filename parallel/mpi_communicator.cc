@@ -37,13 +37,20 @@ void Pause(int64_t iteration, Clock::time_point start) {
 
 MPI_Datatype MpiType(at::ScalarType type) {
   switch (type) {
-    case at::kFloat: return MPI_FLOAT;
-    case at::kDouble: return MPI_DOUBLE;
-    case at::kLong: return MPI_INT64_T;
-    case at::kInt: return MPI_INT32_T;
-    case at::kByte: return MPI_UINT8_T;
-    case at::kChar: return MPI_INT8_T;
-    default: CEMOE_FAIL("MPI backend: no MPI datatype for {}", c10::toString(type));
+    case at::kFloat:
+      return MPI_FLOAT;
+    case at::kDouble:
+      return MPI_DOUBLE;
+    case at::kLong:
+      return MPI_INT64_T;
+    case at::kInt:
+      return MPI_INT32_T;
+    case at::kByte:
+      return MPI_UINT8_T;
+    case at::kChar:
+      return MPI_INT8_T;
+    default:
+      CEMOE_FAIL("MPI backend: no MPI datatype for {}", c10::toString(type));
   }
 }
 
@@ -181,8 +188,8 @@ void MpiWatchdog::TimeOut(const std::string& what, MPI_Comm control, double wait
     }
   }
   const std::string message = fmt::format(
-      "cemoe: collective {} timed out after {:.1f} s on rank {}: {}{}; aborting every rank",
-      what, waited_s, world_rank,
+      "cemoe: collective {} timed out after {:.1f} s on rank {}: {}{}; aborting every rank", what,
+      waited_s, world_rank,
       silent.empty() ? std::string("every peer answered (collectives issued in a different "
                                    "order?)")
                      : "rank(s) " + silent + " did not answer",
@@ -235,8 +242,8 @@ void MpiCommunicator::Wait(std::vector<MPI_Request>& requests, const std::string
 }
 
 std::vector<int64_t> MpiCommunicator::AllToAllCounts(const std::vector<int64_t>& send_PC) {
-  CEMOE_CHECK(send_PC.size() % size_ == 0, "AllToAllCounts on '{}': {} values for {} ranks",
-              name_, send_PC.size(), size_);
+  CEMOE_CHECK(send_PC.size() % size_ == 0, "AllToAllCounts on '{}': {} values for {} ranks", name_,
+              send_PC.size(), size_);
   const int c = static_cast<int>(send_PC.size() / size_);
   std::vector<int64_t> recv_PC(send_PC.size());
   std::vector<MPI_Request> requests(1);
@@ -304,8 +311,9 @@ void MpiCommunicator::AllToAllBytes(const void* send, const std::vector<int64_t>
 at::Tensor MpiCommunicator::AllToAll(const at::Tensor& send,
                                      const std::vector<int64_t>& send_counts,
                                      const std::vector<int64_t>& recv_counts) {
-  CEMOE_CHECK(send.device().is_cpu(), "MPI backend (group '{}'): AllToAll needs a CPU tensor, got {}",
-              name_, send.device().str());
+  CEMOE_CHECK(send.device().is_cpu(),
+              "MPI backend (group '{}'): AllToAll needs a CPU tensor, got {}", name_,
+              send.device().str());
   CEMOE_CHECK(static_cast<int>(send_counts.size()) == size_ &&
                   static_cast<int>(recv_counts.size()) == size_,
               "AllToAll on '{}': {} send / {} recv counts for {} ranks", name_, send_counts.size(),
@@ -323,8 +331,9 @@ at::Tensor MpiCommunicator::AllToAll(const at::Tensor& send,
     num_send += send_counts[p];
     num_recv += recv_counts[p];
   }
-  CEMOE_CHECK(num_send == send_c.size(0), "AllToAll on '{}': send counts sum to {} but send has {} rows",
-              name_, num_send, send_c.size(0));
+  CEMOE_CHECK(num_send == send_c.size(0),
+              "AllToAll on '{}': send counts sum to {} but send has {} rows", name_, num_send,
+              send_c.size(0));
   std::vector<int64_t> shape = send_c.sizes().vec();
   shape[0] = num_recv;
   at::Tensor recv = at::empty(shape, send_c.options());
@@ -344,8 +353,8 @@ void MpiCommunicator::AllReduce(at::Tensor& tensor, ReduceOp op) {
   }
   const MPI_Datatype type = MpiType(tensor.scalar_type());
   char* data = static_cast<char*>(tensor.data_ptr());
-  const int64_t max_elems = std::max<int64_t>(1, watchdog_->options().max_message_bytes /
-                                                     tensor.element_size());
+  const int64_t max_elems =
+      std::max<int64_t>(1, watchdog_->options().max_message_bytes / tensor.element_size());
   std::vector<MPI_Request> requests;
   for (int64_t off = 0; off < tensor.numel(); off += max_elems) {
     requests.emplace_back();

@@ -28,12 +28,12 @@
 #include "parallel/communicator.h"
 
 // Wraps an MPI call: throws cemoe::Error naming the call, file, line and MPI's error string.
-#define CEMOE_MPI_CHECK(call)                                                 \
-  do {                                                                        \
-    int cemoe_mpi_rc_ = (call);                                               \
-    if (cemoe_mpi_rc_ != MPI_SUCCESS) {                                       \
+#define CEMOE_MPI_CHECK(call)                                                     \
+  do {                                                                            \
+    int cemoe_mpi_rc_ = (call);                                                   \
+    if (cemoe_mpi_rc_ != MPI_SUCCESS) {                                           \
       CEMOE_FAIL("{} failed: {}", #call, ::cemoe::MpiErrorString(cemoe_mpi_rc_)); \
-    }                                                                         \
+    }                                                                             \
   } while (0)
 
 namespace cemoe {
@@ -41,9 +41,9 @@ namespace cemoe {
 std::string MpiErrorString(int code);
 
 struct CollectiveOptions {
-  double timeout_s = 300;                  // a collective waiting longer aborts; <= 0: forever
-  double answer_grace_s = 2;               // how long a timed-out rank waits for peers' answers
-  int64_t max_message_bytes = INT_MAX;     // larger per-peer blocks are split into chunks
+  double timeout_s = 300;               // a collective waiting longer aborts; <= 0: forever
+  double answer_grace_s = 2;            // how long a timed-out rank waits for peers' answers
+  int64_t max_message_bytes = INT_MAX;  // larger per-peer blocks are split into chunks
 };
 
 // Shared by the communicators of one ProcessGroups: completes requests with a deadline and answers

@@ -44,9 +44,12 @@ PlacementPolicy ParsePlacementPolicy(const std::string& name) {
 
 const char* PlacementPolicyName(PlacementPolicy policy) {
   switch (policy) {
-    case PlacementPolicy::kContiguous: return "contiguous";
-    case PlacementPolicy::kRoundRobin: return "round_robin";
-    case PlacementPolicy::kBalanced: return "balanced";
+    case PlacementPolicy::kContiguous:
+      return "contiguous";
+    case PlacementPolicy::kRoundRobin:
+      return "round_robin";
+    case PlacementPolicy::kBalanced:
+      return "balanced";
   }
   return "?";
 }

@@ -16,9 +16,8 @@
 // Thread-safety: plain values and pure functions.
 #pragma once
 
-#include <nlohmann/json_fwd.hpp>
-
 #include <cstdint>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
 
@@ -31,10 +30,10 @@ PlacementPolicy ParsePlacementPolicy(const std::string& name);
 const char* PlacementPolicyName(PlacementPolicy policy);
 
 struct ExpertPlacement {
-  int64_t num_experts = 0;                          // E
-  int ep = 1;                                       // ranks in the EP group
-  std::vector<int> rank_of_expert;                  // [E] owning EP rank
-  std::vector<int64_t> local_index_of_expert;       // [E] position in the owner's local list
+  int64_t num_experts = 0;                            // E
+  int ep = 1;                                         // ranks in the EP group
+  std::vector<int> rank_of_expert;                    // [E] owning EP rank
+  std::vector<int64_t> local_index_of_expert;         // [E] position in the owner's local list
   std::vector<std::vector<int64_t>> experts_of_rank;  // [ep][E / ep] global ids, increasing
 
   int64_t experts_per_rank() const { return num_experts / ep; }

@@ -9,11 +9,10 @@
 // mean over ranks.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
-
 #include <malloc.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -140,7 +139,8 @@ void BenchDispatch(MpiSession& session, const BenchDispatchOptions& o) {
         "  ratio dispatch+combine / raw: %.2f\n",
         p, static_cast<long long>(o.tokens), static_cast<long long>(o.hidden),
         static_cast<long long>(o.experts), static_cast<long long>(o.top_k), o.threads,
-        o.default_malloc ? "default" : "heap-keeping", bytes / (1 << 20), err, raw_s * 1e3, raw_gbs, ours_s * 1e3, ours_gbs, ours_gbs / raw_gbs);
+        o.default_malloc ? "default" : "heap-keeping", bytes / (1 << 20), err, raw_s * 1e3, raw_gbs,
+        ours_s * 1e3, ours_gbs, ours_gbs / raw_gbs);
   }
 }
 
@@ -171,12 +171,13 @@ void BenchLayer(MpiSession& session, const BenchDispatchOptions& o) {
       layer->forward(xg).sum().backward();
     });
     if (groups.world_rank() == 0) {
-      std::printf("  moe layer (%s: hidden %lld, %lld experts, top-%lld), %lld tokens/rank, ep %d "
-                  "(dp %d): forward+backward %.2f ms\n",
-                  o.layer_preset.c_str(), static_cast<long long>(config.hidden_size),
-                  static_cast<long long>(config.num_experts),
-                  static_cast<long long>(config.num_experts_per_tok),
-                  static_cast<long long>(o.layer_tokens), ep, groups.dp(), s * 1e3);
+      std::printf(
+          "  moe layer (%s: hidden %lld, %lld experts, top-%lld), %lld tokens/rank, ep %d "
+          "(dp %d): forward+backward %.2f ms\n",
+          o.layer_preset.c_str(), static_cast<long long>(config.hidden_size),
+          static_cast<long long>(config.num_experts),
+          static_cast<long long>(config.num_experts_per_tok),
+          static_cast<long long>(o.layer_tokens), ep, groups.dp(), s * 1e3);
     }
   }
 }

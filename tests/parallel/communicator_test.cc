@@ -94,10 +94,10 @@ TEST(ProcessGroups, RejectsLayoutsThatDoNotTileTheWorld) {
     ProcessGroups groups(test::Session(), test::TestOptions(1, n + 1));
     FAIL() << "expected an error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(fmt::format(
-                  "parallel.dp ({}) x parallel.ep (1) must equal the world size ({} ranks)", n + 1,
-                  n)),
-              std::string::npos)
+    EXPECT_NE(
+        std::string(e.what()).find(fmt::format(
+            "parallel.dp ({}) x parallel.ep (1) must equal the world size ({} ranks)", n + 1, n)),
+        std::string::npos)
         << e.what();
   }
   ParallelOptions bad = test::TestOptions(1);

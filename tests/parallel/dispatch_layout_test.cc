@@ -76,11 +76,10 @@ TEST(DispatchLayout, CapacityDropRule) {
   EXPECT_EQ(ExpertCapacity(0.5, 4, 2, 3), 2);
   EXPECT_EQ(ExpertCapacity(0.0, 4, 2, 3), 0);
   EXPECT_EQ(ToVector(ApplyCapacity(ids, 3, 3)), (std::vector<int64_t>{0, 1, 0, 2, 0, 1, 1, -1}));
-  EXPECT_EQ(ToVector(ApplyCapacity(ids, 3, 2)),
-            (std::vector<int64_t>{0, 1, 0, 2, -1, 1, -1, -1}));
+  EXPECT_EQ(ToVector(ApplyCapacity(ids, 3, 2)), (std::vector<int64_t>{0, 1, 0, 2, -1, 1, -1, -1}));
   // Dropped assignments map to bucket -1 and leave the sort.
-  at::Tensor buckets =
-      DestinationBuckets(ApplyCapacity(ids, 3, 2), MakePlacement(3, 1, PlacementPolicy::kContiguous));
+  at::Tensor buckets = DestinationBuckets(ApplyCapacity(ids, 3, 2),
+                                          MakePlacement(3, 1, PlacementPolicy::kContiguous));
   EXPECT_EQ(SortByBucket(buckets, 3).counts, (std::vector<int64_t>{2, 2, 1}));
 }
 

@@ -39,7 +39,8 @@ Tokens MakeTokens(int src, int64_t k, bool empty_rank1, uint64_t seed) {
   tok.x_TD = test::Randn({t, kHidden}, seed * 1000 + src).set_requires_grad(true);
   at::Generator gen = at::detail::createCPUGenerator(seed * 1000 + 500 + src);
   std::vector<at::Tensor> rows;
-  for (int64_t i = 0; i < t; ++i) rows.push_back(at::randperm(kNumExperts, gen, at::kLong).slice(0, 0, k));
+  for (int64_t i = 0; i < t; ++i)
+    rows.push_back(at::randperm(kNumExperts, gen, at::kLong).slice(0, 0, k));
   tok.ids_TK = t > 0 ? at::stack(rows) : at::zeros({0, k}, at::kLong);
   tok.weights_TK =
       at::softmax(test::Randn({t, k}, seed * 1000 + 600 + src), 1).set_requires_grad(true);
@@ -102,8 +103,8 @@ TEST(AllToAllDispatcher, MatchesLocalDispatcherOnValuesAndGradients) {
   for (int ep : test::EpSizes(world)) {
     ProcessGroups groups(test::Session(), test::TestOptions(ep));
     const int rank = groups.world_rank();
-    for (PlacementPolicy policy : {PlacementPolicy::kContiguous, PlacementPolicy::kRoundRobin,
-                                   PlacementPolicy::kBalanced}) {
+    for (PlacementPolicy policy :
+         {PlacementPolicy::kContiguous, PlacementPolicy::kRoundRobin, PlacementPolicy::kBalanced}) {
       ExpertPlacement placement = MakePlacement(kNumExperts, ep, policy, SomeLoad());
       for (int64_t k : {1, 2, 3}) {
         for (bool empty_rank1 : {false, true}) {
@@ -202,8 +203,8 @@ TEST(AllToAllDispatcher, CapacityDropsLaterAssignmentsAndTheyAddZero) {
     LocalDispatcher local(kNumExperts);
     std::vector<at::Tensor> w = MakeExpertWeights();
     DispatchResult r = local.Dispatch(tok.x_TD, kept_TK, {tok.scale_TD, tok.tag_T});
-    at::Tensor ref = local.Combine(StandInExperts(r, local.local_expert_ids(), w), *r.handle,
-                                   tok.weights_TK);
+    at::Tensor ref =
+        local.Combine(StandInExperts(r, local.local_expert_ids(), w), *r.handle, tok.weights_TK);
     EXPECT_LT(test::MaxAbsDiff(got.out_TD, ref), 1e-5) << "ep " << ep;
   }
 }

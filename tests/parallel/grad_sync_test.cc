@@ -1,12 +1,13 @@
 // grad_sync_test.cc: gradient reduction groups and the global gradient norm, with gradients whose
 // sums and norms are worked out by hand: on world rank w every dense gradient entry is w + 1 and
 // every expert gradient entry is 10 * (w + 1).
+#include "parallel/grad_sync.h"
+
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
 
-#include "parallel/grad_sync.h"
 #include "tests/parallel/mpi_test_env.h"
 
 namespace cemoe {

@@ -8,9 +8,11 @@
 // number of loss tokens (rows mask different numbers of positions, so the split is unequal).
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
-#include <torch/types.h>  // before clip_grad.h, which does not include it
-#include <torch/nn/utils/clip_grad.h>
 #include <torch/optim/adamw.h>
+#include <torch/types.h>
+
+// clip_grad.h does not include torch/types.h itself: it must come after it (separate block).
+#include <torch/nn/utils/clip_grad.h>
 
 #include <cstdio>
 #include <map>
@@ -57,14 +59,16 @@ TEST(MoeLayerEp, ValuesAndGradientsEqualTheLocalDispatcher) {
           item.value().copy_(test::Randn(item.value().sizes().vec(), 900 + i++) * 0.2);
         }
         auto par_params = Named(*par);
-        for (auto& item : ref->named_parameters(true)) par_params.at(item.key()).copy_(item.value());
+        for (auto& item : ref->named_parameters(true))
+          par_params.at(item.key()).copy_(item.value());
       }
       par->set_dispatcher(std::make_shared<AllToAllDispatcher>(
           groups.ep_group(), MakePlacement(config.num_experts, ep, policy)));
       ASSERT_EQ(par->experts->expert_ids().size(), static_cast<size_t>(config.num_experts / ep));
 
       auto run = [&](MoeLayer& layer) {
-        at::Tensor x = test::Randn({2, 5 + rank, config.hidden_size}, 50 + rank).set_requires_grad(true);
+        at::Tensor x =
+            test::Randn({2, 5 + rank, config.hidden_size}, 50 + rank).set_requires_grad(true);
         at::Tensor out = layer->forward(x);
         (out * test::Randn(out.sizes().vec(), 70 + rank)).sum().backward();
         return std::make_pair(out, x);
@@ -180,8 +184,8 @@ TEST(TrainingEp, FewStepsMatchOneProcessUnderEveryLayoutAndPlacement) {
   const Trajectory ref = Reference();
   for (int ep : test::EpSizes(test::Session().world_size())) {
     ProcessGroups groups(test::Session(), test::TestOptions(ep));
-    for (PlacementPolicy policy : {PlacementPolicy::kContiguous, PlacementPolicy::kRoundRobin,
-                                   PlacementPolicy::kBalanced}) {
+    for (PlacementPolicy policy :
+         {PlacementPolicy::kContiguous, PlacementPolicy::kRoundRobin, PlacementPolicy::kBalanced}) {
       SCOPED_TRACE(fmt::format("{}, placement {}", groups.Describe(), PlacementPolicyName(policy)));
       const Trajectory got = Parallel(groups, policy);
       ASSERT_EQ(got.losses.size(), ref.losses.size());

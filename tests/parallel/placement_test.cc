@@ -50,8 +50,9 @@ TEST(Placement, ErrorsNameTheValues) {
     MakePlacement(6, 4, PlacementPolicy::kContiguous);
     FAIL() << "expected an error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("moe.num_experts (6) must be divisible by parallel.ep (4)"),
-              std::string::npos)
+    EXPECT_NE(
+        std::string(e.what()).find("moe.num_experts (6) must be divisible by parallel.ep (4)"),
+        std::string::npos)
         << e.what();
   }
   EXPECT_THROW(MakePlacement(4, 2, PlacementPolicy::kBalanced, {1, 2}), Error);
