@@ -68,12 +68,11 @@ std::vector<MoeLayer> CausalLMImpl::moe_layers() const {
   return out;
 }
 
-void CausalLMImpl::InitRandom(uint64_t seed) {
+void InitRandomParameters(torch::nn::Module& module, const std::string& prefix,
+                          at::Generator& gen) {
   at::NoGradGuard no_grad;
-  at::Generator gen = at::detail::createCPUGenerator(seed);
-  // named_parameters() is in registration order, the same on every machine.
-  for (const auto& item : named_parameters(/*recurse=*/true)) {
-    const std::string& name = item.key();
+  for (const auto& item : module.named_parameters(/*recurse=*/true)) {
+    const std::string name = prefix + item.key();
     at::Tensor p = item.value();
     const bool is_norm = name.find("norm") != std::string::npos;
     const bool is_bias = name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
@@ -87,6 +86,12 @@ void CausalLMImpl::InitRandom(uint64_t seed) {
       p.copy_(values);
     }
   }
+}
+
+void CausalLMImpl::InitRandom(uint64_t seed) {
+  at::Generator gen = at::detail::createCPUGenerator(seed);
+  // named_parameters() is in registration order, the same on every machine.
+  InitRandomParameters(*this, "", gen);
 }
 
 }  // namespace cemoe

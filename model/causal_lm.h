@@ -8,7 +8,10 @@
 // Thread-safety: not for concurrent use.
 #pragma once
 
+#include <string>
 #include <vector>
+
+#include <ATen/core/Generator.h>
 
 #include "model/decoder_layer.h"
 
@@ -41,5 +44,11 @@ class CausalLMImpl : public torch::nn::Module {
   int64_t top_k_;
 };
 TORCH_MODULE(CausalLM);
+
+// The initialisation rule of InitRandom for one module whose parameter names, after `prefix`,
+// are the model's: ".bias" -> 0, names containing "norm" -> 1, everything else ~ N(0, 0.02)
+// drawn from `gen` in registration order. Initialising the pieces of a model in the model's
+// registration order gives the same values as CausalLMImpl::InitRandom with the same seed.
+void InitRandomParameters(torch::nn::Module& module, const std::string& prefix, at::Generator& gen);
 
 }  // namespace cemoe

@@ -1,6 +1,7 @@
 #include "model/hf_checkpoint.h"
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 
 #include <filesystem>
 #include <map>
@@ -157,24 +158,65 @@ CausalLM LoadHfModel(const std::string& dir) {
   return model;
 }
 
+namespace {
+
+at::ScalarType StorageDtype(const ModelConfig& config) {
+  if (config.dtype == "bfloat16") return at::kBFloat16;
+  if (config.dtype == "float16") return at::kHalf;
+  CEMOE_CHECK(config.dtype == "float32",
+              "unsupported storage dtype \"{}\" (float32, bfloat16 or float16)", config.dtype);
+  return at::kFloat;
+}
+
+}  // namespace
+
 void SaveHfCheckpoint(const CausalLMImpl& model, const std::string& dir,
                       uint64_t max_shard_bytes) {
   const ModelConfig& config = model.config();
-  at::ScalarType dtype = at::kFloat;
-  if (config.dtype == "bfloat16") {
-    dtype = at::kBFloat16;
-  } else if (config.dtype == "float16") {
-    dtype = at::kHalf;
-  } else {
-    CEMOE_CHECK(config.dtype == "float32", "unsupported storage dtype \"{}\"", config.dtype);
-  }
+  const at::ScalarType dtype = StorageDtype(config);
   NamedTensors tensors;
   for (const auto& item : model.named_parameters(/*recurse=*/true)) {
     tensors.emplace_back(ToHfName(config, item.key()),
                          item.value().detach().to(at::kCPU).to(dtype).contiguous());
   }
-  std::filesystem::create_directories(dir);
   SaveShardedSafetensors(dir, tensors, max_shard_bytes);
+  SaveModelConfig(config, dir);
+}
+
+void WriteRandomHfCheckpoint(const ModelConfig& config, uint64_t seed, const std::string& dir,
+                             uint64_t max_shard_bytes) {
+  const at::ScalarType dtype = StorageDtype(config);
+  at::Generator gen = at::detail::createCPUGenerator(seed);
+  ShardedSafetensorsWriter writer(dir, max_shard_bytes);
+  // The pieces in CausalLMImpl's registration order, so the generator draws the same values.
+  auto emit = [&](const std::string& prefix, torch::nn::Module& module) {
+    InitRandomParameters(module, prefix, gen);
+    for (const auto& item : module.named_parameters(/*recurse=*/true)) {
+      writer.Add(ToHfName(config, prefix + item.key()),
+                 item.value().detach().to(dtype).contiguous());
+    }
+  };
+  {
+    ParamHolder embed(std::vector<int64_t>{config.vocab_size, config.hidden_size}, false);
+    emit("model.embed_tokens.", *embed);
+  }
+  for (int64_t l = 0; l < config.num_hidden_layers; ++l) {
+    DecoderLayer layer(config);
+    emit(fmt::format("model.layers.{}.", l), *layer);
+  }
+  {
+    ParamHolder norm(std::vector<int64_t>{config.hidden_size}, config.uses_layer_norm());
+    emit("model.norm.", *norm);
+  }
+  if (!config.tie_word_embeddings || config.lm_head_bias) {
+    torch::nn::Module head;
+    if (!config.tie_word_embeddings) {
+      head.register_parameter("weight", at::zeros({config.vocab_size, config.hidden_size}));
+    }
+    if (config.lm_head_bias) head.register_parameter("bias", at::zeros({config.vocab_size}));
+    emit("lm_head.", head);
+  }
+  writer.Finish();
   SaveModelConfig(config, dir);
 }
 

@@ -36,4 +36,10 @@ CausalLM LoadHfModel(const std::string& dir);
 // model.safetensors or as shards of at most max_shard_bytes with model.safetensors.index.json.
 void SaveHfCheckpoint(const CausalLMImpl& model, const std::string& dir, uint64_t max_shard_bytes);
 
+// `cemoe init`: the same folder as CausalLM(config) + InitRandom(seed) + SaveHfCheckpoint (the
+// same bytes), written one decoder layer at a time so that the full-size presets (OLMoE-1B-7B:
+// 6.9 B parameters; Phi-3.5-MoE: 42 B) need only one layer and one shard in memory.
+void WriteRandomHfCheckpoint(const ModelConfig& config, uint64_t seed, const std::string& dir,
+                             uint64_t max_shard_bytes);
+
 }  // namespace cemoe

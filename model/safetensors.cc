@@ -392,42 +392,78 @@ void SaveSafetensors(const std::string& path, const NamedTensors& tensors,
 std::vector<std::string> SaveShardedSafetensors(
     const std::string& folder, const NamedTensors& tensors, uint64_t max_shard_bytes,
     const std::map<std::string, std::string>& metadata) {
-  CEMOE_CHECK(max_shard_bytes > 0, "{}: max_shard_bytes must be positive", folder);
-  const std::vector<TensorInfo> infos = PlanTensors(folder, tensors);
+  PlanTensors(folder, tensors);  // reject duplicate or reserved names before writing anything
+  ShardedSafetensorsWriter writer(folder, max_shard_bytes, metadata);
+  for (const auto& [name, t] : tensors) writer.Add(name, t);
+  return writer.Finish();
+}
 
-  // Greedy: start a new shard when the next tensor would overflow a non-empty one.
-  std::vector<NamedTensors> shards(1);
-  uint64_t shard_bytes = 0;
-  uint64_t total_size = 0;
-  for (size_t i = 0; i < tensors.size(); ++i) {
-    const uint64_t bytes = infos[i].num_bytes();
-    if (!shards.back().empty() && shard_bytes + bytes > max_shard_bytes) {
-      shards.emplace_back();
-      shard_bytes = 0;
-    }
-    shards.back().push_back(tensors[i]);
-    shard_bytes += bytes;
-    total_size += bytes;
-  }
-
+ShardedSafetensorsWriter::ShardedSafetensorsWriter(std::string folder, uint64_t max_shard_bytes,
+                                                   std::map<std::string, std::string> metadata)
+    : folder_(std::move(folder)),
+      max_shard_bytes_(max_shard_bytes),
+      metadata_(std::move(metadata)) {
+  CEMOE_CHECK(max_shard_bytes_ > 0, "{}: max_shard_bytes must be positive", folder_);
   std::error_code ec;
-  fs::create_directories(folder, ec);
-  CEMOE_CHECK(!ec, "cannot create checkpoint folder '{}': {}", folder, ec.message());
-  const fs::path dir(folder);
+  fs::create_directories(folder_, ec);
+  CEMOE_CHECK(!ec, "cannot create checkpoint folder '{}': {}", folder_, ec.message());
+}
+
+ShardedSafetensorsWriter::~ShardedSafetensorsWriter() {
+  if (finished_) return;
+  std::error_code ec;
+  for (const std::string& f : temp_files_) fs::remove(f, ec);
+}
+
+void ShardedSafetensorsWriter::Add(const std::string& name, const at::Tensor& tensor) {
+  CEMOE_CHECK(!finished_, "{}: Add after Finish", folder_);
+  const uint64_t bytes = static_cast<uint64_t>(tensor.numel()) * tensor.element_size();
+  // Greedy: start a new shard when the next tensor would overflow a non-empty one.
+  if (!pending_.empty() && pending_bytes_ + bytes > max_shard_bytes_) Flush();
+  pending_.emplace_back(name, tensor);
+  pending_bytes_ += bytes;
+  total_size_ += bytes;
+}
+
+void ShardedSafetensorsWriter::Flush() {
+  if (pending_.empty()) return;
+  const std::string temp =
+      (fs::path(folder_) / fmt::format(".partial-{:05d}.safetensors", temp_files_.size() + 1))
+          .string();
+  SaveSafetensors(temp, pending_, metadata_);
+  temp_files_.push_back(temp);
+  std::vector<std::string> names;
+  for (const auto& item : pending_) names.push_back(item.first);
+  shard_names_.push_back(std::move(names));
+  pending_.clear();
+  pending_bytes_ = 0;
+}
+
+std::vector<std::string> ShardedSafetensorsWriter::Finish() {
+  CEMOE_CHECK(!finished_, "{}: Finish called twice", folder_);
+  Flush();
+  if (temp_files_.empty()) {  // no tensors: an empty single file, like SaveSafetensors
+    SaveSafetensors((fs::path(folder_) / ".partial-00001.safetensors").string(), {}, metadata_);
+    temp_files_.push_back((fs::path(folder_) / ".partial-00001.safetensors").string());
+    shard_names_.emplace_back();
+  }
+  const fs::path dir(folder_);
+  std::error_code ec;
   std::vector<std::string> written;
-  if (shards.size() == 1) {
-    SaveSafetensors((dir / kSingleFileName).string(), shards[0], metadata);
+  finished_ = true;
+  if (temp_files_.size() == 1) {
+    fs::rename(temp_files_[0], dir / kSingleFileName);
     written.push_back(kSingleFileName);
     fs::remove(dir / kIndexFileName, ec);
     return written;
   }
   ShardIndex index;
-  index.total_size = total_size;
-  const int num_shards = static_cast<int>(shards.size());
+  index.total_size = total_size_;
+  const int num_shards = static_cast<int>(temp_files_.size());
   for (int s = 0; s < num_shards; ++s) {
     const std::string name = ShardFileName(s + 1, num_shards);
-    SaveSafetensors((dir / name).string(), shards[s], metadata);
-    for (const auto& [tensor_name, t] : shards[s]) index.weight_map.emplace(tensor_name, name);
+    fs::rename(temp_files_[s], dir / name);
+    for (const std::string& tensor_name : shard_names_[s]) index.weight_map.emplace(tensor_name, name);
     written.push_back(name);
   }
   const std::string text = SerializeShardIndex(index);

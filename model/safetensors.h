@@ -112,6 +112,38 @@ std::vector<std::string> SaveShardedSafetensors(
     const std::string& folder, const NamedTensors& tensors, uint64_t max_shard_bytes,
     const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
 
+// The streaming form of SaveShardedSafetensors, for models that do not fit in memory at once:
+// Add() tensors in order; a shard is written (under a temporary name) as soon as the next tensor
+// would overflow it, and its tensors are released. Finish() renames the shards to their final
+// names (or to model.safetensors when there is only one) and writes the index. Same greedy rule
+// and the same files as SaveShardedSafetensors. A writer destroyed before Finish() removes its
+// temporary shards and leaves the folder's previous checkpoint untouched.
+class ShardedSafetensorsWriter {
+ public:
+  ShardedSafetensorsWriter(std::string folder, uint64_t max_shard_bytes,
+                           std::map<std::string, std::string> metadata = {{"format", "pt"}});
+  ~ShardedSafetensorsWriter();
+  ShardedSafetensorsWriter(const ShardedSafetensorsWriter&) = delete;
+  ShardedSafetensorsWriter& operator=(const ShardedSafetensorsWriter&) = delete;
+
+  void Add(const std::string& name, const at::Tensor& tensor);
+  // Returns the file names written, shards first, the index last.
+  std::vector<std::string> Finish();
+
+ private:
+  void Flush();
+
+  std::string folder_;
+  uint64_t max_shard_bytes_;
+  std::map<std::string, std::string> metadata_;
+  NamedTensors pending_;
+  uint64_t pending_bytes_ = 0;
+  uint64_t total_size_ = 0;
+  std::vector<std::string> temp_files_;
+  std::vector<std::vector<std::string>> shard_names_;  // tensor names of each written shard
+  bool finished_ = false;
+};
+
 inline constexpr const char* kSingleFileName = "model.safetensors";
 inline constexpr const char* kIndexFileName = "model.safetensors.index.json";
 

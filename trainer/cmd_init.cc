@@ -6,7 +6,7 @@
 #include <filesystem>
 #include <iostream>
 
-#include "model/causal_lm.h"
+#include "model/check.h"
 #include "model/hf_checkpoint.h"
 #include "trainer/commands.h"
 
@@ -40,9 +40,10 @@ void AddInitCommand(CLI::App& app) {
   cmd->callback([opt] {
     ModelConfig config = PresetConfig(opt->arch, opt->preset);
     config.dtype = opt->dtype;
-    CausalLM model(config);
-    model->InitRandom(opt->seed);
-    SaveHfCheckpoint(*model, opt->out, opt->max_shard_mb * 1000 * 1000);
+    CEMOE_CHECK(opt->max_shard_mb > 0, "--max-shard-size must be positive, got {}",
+                opt->max_shard_mb);
+    WriteRandomHfCheckpoint(config, opt->seed, opt->out,
+                            static_cast<uint64_t>(opt->max_shard_mb) * 1000 * 1000);
     std::cout << fmt::format("init: {} {} (seed {}) -> {}\n", opt->arch, opt->preset, opt->seed,
                              opt->out);
   });

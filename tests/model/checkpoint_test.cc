@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 
 #include "model/check.h"
 #include "model/hf_checkpoint.h"
@@ -191,6 +193,39 @@ TEST_P(CheckpointTest, ExpertSubsetLoadsOnlyItsExperts) {
     if (p.key().find(".experts.") != std::string::npos) ++experts_seen;
   }
   EXPECT_EQ(experts_seen, config_.num_hidden_layers * 2 * 3);
+}
+
+std::string ReadAll(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+TEST_P(CheckpointTest, StreamingInitWritesTheSameBytesAsTheWholeModel) {
+  for (const std::string dtype : {"float32", "bfloat16"}) {
+    for (uint64_t shard : {uint64_t{1} << 40, uint64_t{40000}}) {
+      ModelConfig c = config_;
+      c.dtype = dtype;
+      CausalLM whole(c);
+      whole->InitRandom(11);
+      const fs::path a = dir_ / "whole", b = dir_ / "streamed";
+      SaveHfCheckpoint(*whole, a.string(), shard);
+      WriteRandomHfCheckpoint(c, 11, b.string(), shard);
+      std::vector<std::string> files;
+      for (const auto& e : fs::directory_iterator(a)) files.push_back(e.path().filename().string());
+      size_t streamed_files = 0;
+      for (const auto& e : fs::directory_iterator(b)) {
+        (void)e;
+        ++streamed_files;
+      }
+      ASSERT_EQ(files.size(), streamed_files) << dtype << " " << shard;
+      EXPECT_EQ(files.size() > 2, shard < 100000) << "sharding did not happen as planned";
+      for (const std::string& f : files) {
+        EXPECT_EQ(ReadAll(a / f), ReadAll(b / f)) << f << " " << dtype << " " << shard;
+      }
+      fs::remove_all(a);
+      fs::remove_all(b);
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, CheckpointTest, ::testing::Values("olmoe", "phimoe"));
