@@ -26,12 +26,11 @@ at::Tensor CausalAttention(const at::Tensor& q_BNSH, const at::Tensor& k_BNSH,
                            const at::Tensor& v_BNSH, double scale) {
   const int64_t s = q_BNSH.size(2);
   at::Tensor scores = at::matmul(q_BNSH, k_BNSH.transpose(-2, -1)) * scale;
-  at::Tensor future = at::ones({s, s}, at::TensorOptions().dtype(at::kBool).device(q_BNSH.device()))
-                          .triu(1);
+  at::Tensor future =
+      at::ones({s, s}, at::TensorOptions().dtype(at::kBool).device(q_BNSH.device())).triu(1);
   scores = scores.masked_fill(future, -std::numeric_limits<float>::infinity());
   // Softmax in float32 at least (bf16/f16 inputs are upcast, as transformers does).
-  const at::ScalarType acc =
-      q_BNSH.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  const at::ScalarType acc = q_BNSH.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   at::Tensor probs = at::softmax(scores, -1, acc).to(q_BNSH.scalar_type());
   return at::matmul(probs, v_BNSH);
 }

@@ -14,7 +14,8 @@ CausalLMImpl::CausalLMImpl(const ModelConfig& config)
     : config_(config), top_k_(config.num_experts_per_tok) {
   auto model = register_module("model", std::make_shared<torch::nn::Module>());
   embed_tokens = model->register_module(
-      "embed_tokens", ParamHolder(std::vector<int64_t>{config.vocab_size, config.hidden_size}, false));
+      "embed_tokens",
+      ParamHolder(std::vector<int64_t>{config.vocab_size, config.hidden_size}, false));
   auto layer_list = model->register_module("layers", std::make_shared<torch::nn::Module>());
   for (int64_t l = 0; l < config.num_hidden_layers; ++l) {
     layers.push_back(layer_list->register_module(std::to_string(l), DecoderLayer(config)));
@@ -50,9 +51,9 @@ at::Tensor CausalLMImpl::Hidden(const at::Tensor& tokens_BS) {
 
 at::Tensor CausalLMImpl::LmHead(const at::Tensor& hidden_BSD) {
   const at::Tensor& w = config_.tie_word_embeddings ? embed_tokens->weight : lm_head_weight;
-  return at::linear(hidden_BSD, w,
-                    lm_head_bias.defined() ? c10::optional<at::Tensor>(lm_head_bias)
-                                           : c10::nullopt);
+  return at::linear(
+      hidden_BSD, w,
+      lm_head_bias.defined() ? c10::optional<at::Tensor>(lm_head_bias) : c10::nullopt);
 }
 
 at::Tensor CausalLMImpl::forward(const at::Tensor& tokens_BS) { return LmHead(Hidden(tokens_BS)); }

@@ -8,10 +8,10 @@
 // Thread-safety: not for concurrent use.
 #pragma once
 
+#include <ATen/core/Generator.h>
+
 #include <string>
 #include <vector>
-
-#include <ATen/core/Generator.h>
 
 #include "model/decoder_layer.h"
 

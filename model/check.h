@@ -27,9 +27,9 @@ class Error : public std::runtime_error {
 }  // namespace cemoe
 
 #define CEMOE_FAIL(...) ::cemoe::ThrowError(__FILE__, __LINE__, ::fmt::format(__VA_ARGS__))
-#define CEMOE_CHECK(cond, ...)  \
-  do {                          \
-    if (!(cond)) {              \
-      CEMOE_FAIL(__VA_ARGS__);  \
-    }                           \
+#define CEMOE_CHECK(cond, ...) \
+  do {                         \
+    if (!(cond)) {             \
+      CEMOE_FAIL(__VA_ARGS__); \
+    }                          \
   } while (0)

@@ -1,9 +1,8 @@
 #include "model/config.h"
 
-#include <nlohmann/json.hpp>
-
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "model/check.h"
 
@@ -187,8 +186,8 @@ void ValidateModelConfig(const ModelConfig& c, const std::string& src) {
   if (c.uses_qk_norm()) {
     // OLMoE's q_norm has hidden_size weights applied to num_heads * head_dim values.
     CEMOE_CHECK(c.num_attention_heads * c.head_dim == c.hidden_size,
-                "{}: OLMoE needs num_attention_heads * head_dim ({} * {}) == hidden_size ({})",
-                src, c.num_attention_heads, c.head_dim, c.hidden_size);
+                "{}: OLMoE needs num_attention_heads * head_dim ({} * {}) == hidden_size ({})", src,
+                c.num_attention_heads, c.head_dim, c.hidden_size);
   }
   if (c.is_phimoe()) {
     CEMOE_CHECK(c.num_experts_per_tok == 2,
@@ -262,13 +261,13 @@ json ModelConfigToJson(const ModelConfig& c) {
   }
   if (c.longrope) {
     j["original_max_position_embeddings"] = c.longrope->original_max_position_embeddings;
-    j["rope_scaling"] = {{"type", "longrope"},
-                         {"short_factor", c.longrope->short_factor},
-                         {"long_factor", c.longrope->long_factor},
-                         {"short_mscale", c.longrope->short_mscale},
-                         {"long_mscale", c.longrope->long_mscale},
-                         {"original_max_position_embeddings",
-                          c.longrope->original_max_position_embeddings}};
+    j["rope_scaling"] = {
+        {"type", "longrope"},
+        {"short_factor", c.longrope->short_factor},
+        {"long_factor", c.longrope->long_factor},
+        {"short_mscale", c.longrope->short_mscale},
+        {"long_mscale", c.longrope->long_mscale},
+        {"original_max_position_embeddings", c.longrope->original_max_position_embeddings}};
   } else {
     j["rope_scaling"] = nullptr;
   }

@@ -107,8 +107,7 @@ void LoadHfWeights(CausalLMImpl& model, const std::string& dir) {
       } else if ((rest == "gate_proj.weight" || rest == "up_proj.weight") &&
                  ckpt.Contains(base + "gate_up_proj")) {
         at::Tensor all = fused(base + "gate_up_proj");
-        CEMOE_CHECK(all.dim() == 3 && all.size(0) == config.num_experts &&
-                        all.size(1) == 2 * inter,
+        CEMOE_CHECK(all.dim() == 3 && all.size(0) == config.num_experts && all.size(1) == 2 * inter,
                     "{}: tensor \"{}\" has shape {}, expected [{}, {}, {}]", dir,
                     base + "gate_up_proj", Shape(all.sizes()), config.num_experts, 2 * inter,
                     config.hidden_size);
@@ -119,7 +118,8 @@ void LoadHfWeights(CausalLMImpl& model, const std::string& dir) {
       value = ckpt.Get(internal);  // transformers 5 fused layout keeps mlp.router.weight
       unused.erase(internal);
     }
-    CEMOE_CHECK(value.defined(), "{}: missing tensor \"{}\" (shape {})", dir, hf, Shape(param.sizes()));
+    CEMOE_CHECK(value.defined(), "{}: missing tensor \"{}\" (shape {})", dir, hf,
+                Shape(param.sizes()));
     CEMOE_CHECK(at::isFloatingType(value.scalar_type()),
                 "{}: tensor \"{}\" has dtype {}, expected a floating-point dtype", dir, hf,
                 c10::toString(value.scalar_type()));
@@ -134,10 +134,9 @@ void LoadHfWeights(CausalLMImpl& model, const std::string& dir) {
   for (const std::string& name : unused) {
     int64_t layer = 0, expert = 0;
     std::string rest;
-    const bool other_expert =
-        (ParseExpertName(name, moe, &layer, &expert, &rest) ||
-         ParseExpertName(name, "mlp", &layer, &expert, &rest)) &&
-        layer < config.num_hidden_layers && expert < config.num_experts;
+    const bool other_expert = (ParseExpertName(name, moe, &layer, &expert, &rest) ||
+                               ParseExpertName(name, "mlp", &layer, &expert, &rest)) &&
+                              layer < config.num_hidden_layers && expert < config.num_experts;
     const bool tied_head = config.tie_word_embeddings && name == "lm_head.weight";
     if (!other_expert && !tied_head) unexpected.push_back(name);
   }
@@ -170,8 +169,7 @@ at::ScalarType StorageDtype(const ModelConfig& config) {
 
 }  // namespace
 
-void SaveHfCheckpoint(const CausalLMImpl& model, const std::string& dir,
-                      uint64_t max_shard_bytes) {
+void SaveHfCheckpoint(const CausalLMImpl& model, const std::string& dir, uint64_t max_shard_bytes) {
   const ModelConfig& config = model.config();
   const at::ScalarType dtype = StorageDtype(config);
   NamedTensors tensors;

@@ -1,8 +1,7 @@
 // presets.cc: PresetConfig (declared in config.h): the CPU-sized models cemoe builds itself and
 // the published full-size configs (model/published_configs.h, verbatim).
-#include <nlohmann/json.hpp>
-
 #include <cmath>
+#include <nlohmann/json.hpp>
 
 #include "model/check.h"
 #include "model/config.h"
@@ -61,9 +60,8 @@ ModelConfig TinyPhimoe(int64_t scale) {
   lr.original_max_position_embeddings = 64 * scale;
   const double factor = static_cast<double>(c.max_position_embeddings) /
                         static_cast<double>(lr.original_max_position_embeddings);
-  lr.short_mscale = lr.long_mscale =
-      std::sqrt(1.0 + std::log(factor) /
-                          std::log(static_cast<double>(lr.original_max_position_embeddings)));
+  lr.short_mscale = lr.long_mscale = std::sqrt(
+      1.0 + std::log(factor) / std::log(static_cast<double>(lr.original_max_position_embeddings)));
   c.longrope = lr;
   c.bos_token_id = 1;
   c.eos_token_id = 2;

@@ -463,7 +463,8 @@ std::vector<std::string> ShardedSafetensorsWriter::Finish() {
   for (int s = 0; s < num_shards; ++s) {
     const std::string name = ShardFileName(s + 1, num_shards);
     fs::rename(temp_files_[s], dir / name);
-    for (const std::string& tensor_name : shard_names_[s]) index.weight_map.emplace(tensor_name, name);
+    for (const std::string& tensor_name : shard_names_[s])
+      index.weight_map.emplace(tensor_name, name);
     written.push_back(name);
   }
   const std::string text = SerializeShardIndex(index);

@@ -4,10 +4,10 @@
 // dense rate).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <torch/cuda.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
 #include <iostream>
@@ -49,8 +49,9 @@ void AddBenchMoeLayerCommand(CLI::App& bench) {
   };
   auto opt = std::make_shared<Options>();
   CLI::App* cmd = bench.add_subcommand(
-      "moe-layer", "Forward+backward time of one MoE layer against a dense matmul chain of equal "
-                   "FLOPs, in one run");
+      "moe-layer",
+      "Forward+backward time of one MoE layer against a dense matmul chain of equal "
+      "FLOPs, in one run");
   cmd->add_option("--preset", opt->preset, "Layer shape: olmoe-1b-7b, phi-3.5-moe, small or tiny")
       ->check(CLI::IsMember({"olmoe-1b-7b", "phi-3.5-moe", "small", "tiny"}))
       ->capture_default_str();

@@ -1,8 +1,8 @@
 // cmd_init.cc: `cemoe init` writes a random-initialised model folder in Hugging Face layout
 // (config.json + safetensors, sharded above --max-shard-size), loadable by from_pretrained.
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <CLI/CLI.hpp>
 #include <filesystem>
 #include <iostream>
 
@@ -20,8 +20,9 @@ void AddInitCommand(CLI::App& app) {
   };
   auto opt = std::make_shared<Options>();
   CLI::App* cmd = app.add_subcommand(
-      "init", "Write a random-initialised model folder (config.json + safetensors) in Hugging "
-              "Face layout");
+      "init",
+      "Write a random-initialised model folder (config.json + safetensors) in Hugging "
+      "Face layout");
   cmd->add_option("--arch", opt->arch, "Model family: olmoe or phimoe")
       ->required()
       ->check(CLI::IsMember({"olmoe", "phimoe"}));

@@ -1,13 +1,13 @@
 // cmd_logits.cc: `cemoe logits` runs a model folder on a batch of token ids and writes float32
 // logits [batch, seq, vocab] under the tensor name "logits".
 #include <ATen/ATen.h>
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <torch/cuda.h>
 
+#include <CLI/CLI.hpp>
 #include <fstream>
 #include <iostream>
+#include <nlohmann/json.hpp>
 
 #include "model/causal_lm.h"
 #include "model/check.h"
@@ -36,8 +36,8 @@ at::Tensor ReadTokenBatch(const std::string& path) {
                 "{}: row {} has {} tokens, row 0 has {} (rows must have equal length)", path, r,
                 j[r].is_array() ? j[r].size() : 0, seq);
     for (size_t c = 0; c < seq; ++c) {
-      CEMOE_CHECK(j[r][c].is_number_integer(), "{}: row {} position {} is not an integer: {}",
-                  path, r, c, j[r][c].dump());
+      CEMOE_CHECK(j[r][c].is_number_integer(), "{}: row {} position {} is not an integer: {}", path,
+                  r, c, j[r][c].dump());
       ids.push_back(j[r][c].get<int64_t>());
     }
   }
@@ -55,8 +55,7 @@ void AddLogitsCommand(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "logits", "Compute float32 logits [batch, seq, vocab] of a model folder on token ids");
   cmd->add_option("--model", opt->model, "Model folder (config.json + safetensors)")->required();
-  cmd->add_option("--tokens", opt->tokens,
-                  "JSON file: a list of equal-length lists of token ids")
+  cmd->add_option("--tokens", opt->tokens, "JSON file: a list of equal-length lists of token ids")
       ->required();
   cmd->add_option("--out", opt->out, "Output .safetensors file (tensor \"logits\")")->required();
   cmd->add_option("--top-k", opt->top_k,

@@ -9,8 +9,8 @@ class App;
 
 namespace cemoe {
 
-void AddInitCommand(CLI::App& app);       // cemoe init
-void AddLogitsCommand(CLI::App& app);     // cemoe logits
+void AddInitCommand(CLI::App& app);             // cemoe init
+void AddLogitsCommand(CLI::App& app);           // cemoe logits
 void AddBenchMoeLayerCommand(CLI::App& bench);  // cemoe bench moe-layer
 void AddBenchDispatchCommand(CLI::App& bench);  // cemoe bench dispatch
 

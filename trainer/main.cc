@@ -1,7 +1,6 @@
 // main.cc: the cemoe executable. `cemoe --help` lists the subcommands; `cemoe SUB --help`
 // describes each option. Exit 0 on success; on failure one line "cemoe: error: ..." and exit 1.
 #include <CLI/CLI.hpp>
-
 #include <exception>
 #include <iostream>
 

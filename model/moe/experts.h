@@ -19,9 +19,9 @@
 namespace cemoe {
 
 struct ExpertScales {
-  at::Tensor gate_in_RD;   // multiplies the gate projection's input
-  at::Tensor up_in_RD;     // multiplies the up projection's input
-  at::Tensor down_in_RI;   // multiplies the intermediate activation before down
+  at::Tensor gate_in_RD;  // multiplies the gate projection's input
+  at::Tensor up_in_RD;    // multiplies the up projection's input
+  at::Tensor down_in_RI;  // multiplies the intermediate activation before down
 };
 
 class ExpertImpl : public torch::nn::Module {

@@ -14,8 +14,8 @@ MoeLayerImpl::MoeLayerImpl(const ModelConfig& config)
   router = register_module("router", Router(config));
   std::vector<int64_t> ids(config.num_experts);
   std::iota(ids.begin(), ids.end(), 0);
-  experts = register_module(
-      "experts", GroupedExperts(config.hidden_size, config.intermediate_size, ids));
+  experts =
+      register_module("experts", GroupedExperts(config.hidden_size, config.intermediate_size, ids));
   dispatcher_ = std::make_shared<LocalDispatcher>(config.num_experts);
 }
 
@@ -37,8 +37,7 @@ void MoeLayerImpl::set_dispatcher(std::shared_ptr<TokenDispatcher> dispatcher) {
   auto kept = GroupedExperts(config_.hidden_size, config_.intermediate_size, wanted);
   for (size_t l = 0; l < wanted.size(); ++l) {
     auto it = held.find(wanted[l]);
-    CEMOE_CHECK(it != held.end(), "set_dispatcher: expert {} is not held by this layer",
-                wanted[l]);
+    CEMOE_CHECK(it != held.end(), "set_dispatcher: expert {} is not held by this layer", wanted[l]);
     Expert& src = experts->expert(it->second);
     Expert& dst = kept->expert(l);
     // Share the tensors: the kept module's parameters are the same storage as before.

@@ -24,9 +24,9 @@
 namespace cemoe {
 
 struct Permutation {
-  at::Tensor order_R;            // int64: index into the N flattened assignments, sorted by bucket
-  at::Tensor token_R;            // int64: the token each permuted row comes from (order_R / K)
-  std::vector<int64_t> counts;   // [num_buckets] rows per bucket
+  at::Tensor order_R;           // int64: index into the N flattened assignments, sorted by bucket
+  at::Tensor token_R;           // int64: the token each permuted row comes from (order_R / K)
+  std::vector<int64_t> counts;  // [num_buckets] rows per bucket
 };
 
 // bucket_ids_TK: int64 [T, K] with values in [0, num_buckets); a value < 0 drops the assignment.
@@ -37,7 +37,6 @@ at::Tensor Permute(const at::Tensor& x_TD, const Permutation& perm);
 
 // y_RD -> out_TD = sum_k weights_TK[t, k] * y[row of (t, k)]; dropped assignments add zero
 // (differentiable in y and in the weights).
-at::Tensor Unpermute(const at::Tensor& y_RD, const Permutation& perm,
-                     const at::Tensor& weights_TK);
+at::Tensor Unpermute(const at::Tensor& y_RD, const Permutation& perm, const at::Tensor& weights_TK);
 
 }  // namespace cemoe

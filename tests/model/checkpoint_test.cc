@@ -19,8 +19,8 @@ namespace fs = std::filesystem;
 class CheckpointTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("cemoe_ckpt_" + GetParam() + "_" + std::to_string(::getpid()));
+    dir_ =
+        fs::temp_directory_path() / ("cemoe_ckpt_" + GetParam() + "_" + std::to_string(::getpid()));
     fs::remove_all(dir_);
     config_ = PresetConfig(GetParam(), "tiny");
     model_ = CausalLM(config_);
@@ -106,7 +106,8 @@ TEST_P(CheckpointTest, ReadsTransformers5FusedExperts) {
     std::vector<at::Tensor> gate_up, down;
     auto& ex = model_->layers[l]->mlp->experts;
     for (int64_t e = 0; e < config_.num_experts; ++e) {
-      gate_up.push_back(at::cat({ex->expert(e)->gate_proj->weight, ex->expert(e)->up_proj->weight}));
+      gate_up.push_back(
+          at::cat({ex->expert(e)->gate_proj->weight, ex->expert(e)->up_proj->weight}));
       down.push_back(ex->expert(e)->down_proj->weight);
     }
     const std::string base = "model.layers." + std::to_string(l) + ".mlp.experts.";
@@ -171,7 +172,8 @@ TEST_P(CheckpointTest, BadFoldersGiveErrorsNamingTheTensor) {
 // skips their tensors instead of calling them unexpected.
 class SubsetDispatcher : public LocalDispatcher {
  public:
-  SubsetDispatcher(int64_t e, std::vector<int64_t> ids) : LocalDispatcher(e), ids_(std::move(ids)) {}
+  SubsetDispatcher(int64_t e, std::vector<int64_t> ids)
+      : LocalDispatcher(e), ids_(std::move(ids)) {}
   const std::vector<int64_t>& local_expert_ids() const override { return ids_; }
 
  private:
@@ -182,8 +184,8 @@ TEST_P(CheckpointTest, ExpertSubsetLoadsOnlyItsExperts) {
   SaveHfCheckpoint(*model_, dir_.string(), 1ull << 40);
   CausalLM part(config_);
   for (auto& layer : part->moe_layers()) {
-    layer->set_dispatcher(std::make_shared<SubsetDispatcher>(config_.num_experts,
-                                                             std::vector<int64_t>{1, 3}));
+    layer->set_dispatcher(
+        std::make_shared<SubsetDispatcher>(config_.num_experts, std::vector<int64_t>{1, 3}));
   }
   LoadHfWeights(*part, dir_.string());
   auto full = model_->named_parameters();

@@ -2,9 +2,9 @@
 // attention against an explicit per-head loop, norms against their definitions.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <nlohmann/json.hpp>
 
 #include "model/attention.h"
 #include "model/check.h"

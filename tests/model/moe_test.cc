@@ -140,10 +140,8 @@ TEST_P(MoeLayerTest, MatchesPerTokenLoopInValueAndGradient) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, MoeLayerTest,
-                         ::testing::Values(std::make_tuple("olmoe", 1),
-                                           std::make_tuple("olmoe", 2),
-                                           std::make_tuple("olmoe", 4),
-                                           std::make_tuple("olmoe", 8),
+                         ::testing::Values(std::make_tuple("olmoe", 1), std::make_tuple("olmoe", 2),
+                                           std::make_tuple("olmoe", 4), std::make_tuple("olmoe", 8),
                                            std::make_tuple("phimoe", 1),
                                            std::make_tuple("phimoe", 2)));
 

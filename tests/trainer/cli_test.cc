@@ -67,8 +67,8 @@ TEST_F(CliTest, InitThenLogitsEqualsTheLibraryAndHonoursTopK) {
     ASSERT_EQ(init.code, 0) << init.output;
     std::ofstream(P("tokens.json")) << "[[1, 2, 3, 4, 5], [9, 8, 7, 6, 5]]";
     for (int k : {1, 2}) {
-      Result r = RunCemoe("logits --model " + P(arch) + " --tokens " + P("tokens.json") + " --out " +
-                     P("l.safetensors") + " --top-k " + std::to_string(k));
+      Result r = RunCemoe("logits --model " + P(arch) + " --tokens " + P("tokens.json") +
+                          " --out " + P("l.safetensors") + " --top-k " + std::to_string(k));
       ASSERT_EQ(r.code, 0) << r.output;
       at::Tensor logits = SafetensorsFile(P("l.safetensors")).Get("logits");
       ASSERT_EQ(logits.sizes(), (std::vector<int64_t>{2, 5, 128}));
@@ -84,25 +84,25 @@ TEST_F(CliTest, InitThenLogitsEqualsTheLibraryAndHonoursTopK) {
 TEST_F(CliTest, BadInputGivesOneLineErrorAndNonZeroExit) {
   ASSERT_EQ(RunCemoe("init --arch olmoe --preset tiny --out " + P("m")).code, 0);
   std::ofstream(P("ragged.json")) << "[[1, 2, 3], [4, 5]]";
-  Result ragged = RunCemoe("logits --model " + P("m") + " --tokens " + P("ragged.json") + " --out " +
-                      P("o.safetensors"));
+  Result ragged = RunCemoe("logits --model " + P("m") + " --tokens " + P("ragged.json") +
+                           " --out " + P("o.safetensors"));
   EXPECT_NE(ragged.code, 0);
   EXPECT_NE(ragged.output.find("row 1 has 2 tokens, row 0 has 3"), std::string::npos)
       << ragged.output;
   std::ofstream(P("oov.json")) << "[[1, 200]]";
   Result oov = RunCemoe("logits --model " + P("m") + " --tokens " + P("oov.json") + " --out " +
-                   P("o.safetensors"));
+                        P("o.safetensors"));
   EXPECT_NE(oov.code, 0);
   EXPECT_NE(oov.output.find("token id 200 outside the vocabulary [0, 128)"), std::string::npos)
       << oov.output;
   Result topk = RunCemoe("logits --model " + P("m") + " --tokens " + P("oov.json") + " --out " +
-                    P("o.safetensors") + " --top-k 9");
+                         P("o.safetensors") + " --top-k 9");
   EXPECT_NE(topk.code, 0);
   EXPECT_NE(topk.output.find("top_k (9) must be between 1 and the number of experts (8)"),
             std::string::npos)
       << topk.output;
-  Result nomodel = RunCemoe("logits --model " + P("none") + " --tokens " + P("oov.json") + " --out " +
-                       P("o.safetensors"));
+  Result nomodel = RunCemoe("logits --model " + P("none") + " --tokens " + P("oov.json") +
+                            " --out " + P("o.safetensors"));
   EXPECT_NE(nomodel.code, 0);
   EXPECT_NE(nomodel.output.find("cannot open config file"), std::string::npos);
   // One line: "cemoe: error: ..." and nothing else.
