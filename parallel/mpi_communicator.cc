@@ -311,9 +311,9 @@ void MpiCommunicator::AllToAllBytes(const void* send, const std::vector<int64_t>
 at::Tensor MpiCommunicator::AllToAll(const at::Tensor& send,
                                      const std::vector<int64_t>& send_counts,
                                      const std::vector<int64_t>& recv_counts) {
-  CEMOE_CHECK(send.device().is_cpu(),
-              "MPI backend (group '{}'): AllToAll needs a CPU tensor, got {}", name_,
-              send.device().str());
+  if (!send.device().is_cpu()) {  // CUDA tensors are staged through host memory
+    return AllToAll(send.to(at::kCPU), send_counts, recv_counts).to(send.device());
+  }
   CEMOE_CHECK(static_cast<int>(send_counts.size()) == size_ &&
                   static_cast<int>(recv_counts.size()) == size_,
               "AllToAll on '{}': {} send / {} recv counts for {} ranks", name_, send_counts.size(),
@@ -342,8 +342,12 @@ at::Tensor MpiCommunicator::AllToAll(const at::Tensor& send,
 }
 
 void MpiCommunicator::AllReduce(at::Tensor& tensor, ReduceOp op) {
-  CEMOE_CHECK(tensor.device().is_cpu(), "MPI backend (group '{}'): AllReduce needs a CPU tensor",
-              name_);
+  if (!tensor.device().is_cpu()) {  // staged through host memory
+    at::Tensor host = tensor.to(at::kCPU).contiguous();
+    AllReduce(host, op);
+    tensor.copy_(host);
+    return;
+  }
   CEMOE_CHECK(tensor.is_contiguous(), "AllReduce on '{}': tensor must be contiguous", name_);
   if (tensor.scalar_type() == at::kHalf || tensor.scalar_type() == at::kBFloat16) {
     at::Tensor wide = tensor.to(at::kFloat);
@@ -367,8 +371,14 @@ void MpiCommunicator::AllReduce(at::Tensor& tensor, ReduceOp op) {
 }
 
 void MpiCommunicator::Broadcast(at::Tensor& tensor, int root) {
-  CEMOE_CHECK(tensor.device().is_cpu() && tensor.is_contiguous(),
-              "MPI backend (group '{}'): Broadcast needs a contiguous CPU tensor", name_);
+  if (!tensor.device().is_cpu()) {  // staged through host memory
+    at::Tensor host = tensor.to(at::kCPU).contiguous();
+    Broadcast(host, root);
+    tensor.copy_(host);
+    return;
+  }
+  CEMOE_CHECK(tensor.is_contiguous(),
+              "MPI backend (group '{}'): Broadcast needs a contiguous tensor", name_);
   char* data = static_cast<char*>(tensor.data_ptr());
   const int64_t bytes = tensor.numel() * tensor.element_size();
   const int64_t limit = watchdog_->options().max_message_bytes;

@@ -11,6 +11,8 @@
 // Per-peer blocks larger than CollectiveOptions::max_message_bytes (default INT_MAX, MPI's int
 // counts) are sent as point-to-point chunks instead of one MPI_Ialltoallv: split, never
 // truncated.
+// Tensors on a CUDA device are staged through host memory (copy out, collective, copy back):
+// the MPI path for GPU runs without NCCL, slower than NCCL but the same numbers.
 // Thread-safety: one thread per communicator (MPI is initialised with MPI_THREAD_FUNNELED).
 #pragma once
 
