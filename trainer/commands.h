@@ -11,6 +11,7 @@ namespace cemoe {
 
 void AddInitCommand(CLI::App& app);             // cemoe init
 void AddLogitsCommand(CLI::App& app);           // cemoe logits
+void AddTokenizeCommand(CLI::App& app);         // cemoe tokenize
 void AddBenchMoeLayerCommand(CLI::App& bench);  // cemoe bench moe-layer
 void AddBenchDispatchCommand(CLI::App& bench);  // cemoe bench dispatch
 

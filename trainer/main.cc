@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   cemoe::AddInitCommand(app);
   cemoe::AddLogitsCommand(app);
+  cemoe::AddTokenizeCommand(app);
   CLI::App* bench = app.add_subcommand("bench", "Micro-benchmarks that print measured ratios");
   bench->require_subcommand(1);
   cemoe::AddBenchMoeLayerCommand(*bench);

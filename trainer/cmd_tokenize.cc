@@ -1,0 +1,101 @@
+// cmd_tokenize.cc: `cemoe tokenize` encodes text with a Hugging Face tokenizer.json (or decodes
+// ids back to text with --decode) and writes a JSON list with one entry per input.
+#include <fmt/format.h>
+
+#include <CLI/CLI.hpp>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "model/check.h"
+#include "trainer/commands.h"
+#include "trainer/tokenizer.h"
+
+namespace cemoe {
+namespace {
+
+nlohmann::json ReadJsonFile(const std::string& path) {
+  std::ifstream in(path);
+  CEMOE_CHECK(in.good(), "{}: cannot open input file", path);
+  try {
+    return nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    CEMOE_FAIL("{}: invalid JSON: {}", path, e.what());
+  }
+}
+
+}  // namespace
+
+void AddTokenizeCommand(CLI::App& app) {
+  struct Options {
+    std::string tokenizer, text, input, out;
+    bool decode = false, skip_special = false;
+  };
+  auto opt = std::make_shared<Options>();
+  CLI::App* cmd = app.add_subcommand(
+      "tokenize",
+      "Encode text with a Hugging Face tokenizer.json (= encode(text, add_special_tokens=False)"
+      ".ids), or decode token ids with --decode");
+  cmd->add_option("--tokenizer", opt->tokenizer, "tokenizer.json, or a model folder holding one")
+      ->required();
+  auto* text = cmd->add_option("--text", opt->text,
+                               "One text to encode (with --decode: a JSON list of ids)");
+  auto* input =
+      cmd->add_option("--input", opt->input,
+                      "JSON file: a list of strings to encode (with --decode: a list of id lists)");
+  text->excludes(input);
+  cmd->add_option("--out", opt->out,
+                  "Output JSON file: a list of id lists, one per input (with --decode: a list of "
+                  "strings); default: stdout");
+  cmd->add_flag("--decode", opt->decode, "Decode id lists to text instead of encoding");
+  cmd->add_flag("--skip-special-tokens", opt->skip_special,
+                "With --decode: drop added tokens marked special (HF skip_special_tokens=True)");
+  cmd->callback([opt, text, input] {
+    CEMOE_CHECK(text->count() + input->count() == 1,
+                "tokenize: give exactly one of --text and "
+                "--input");
+    const Tokenizer tok = Tokenizer::FromFile(opt->tokenizer);
+    const std::string where = input->count() ? opt->input : std::string("--text");
+    nlohmann::json items;
+    if (input->count()) {
+      items = ReadJsonFile(opt->input);
+    } else if (opt->decode) {
+      try {
+        items = nlohmann::json::array({nlohmann::json::parse(opt->text)});
+      } catch (const nlohmann::json::exception& e) {
+        CEMOE_FAIL("--text: with --decode expected a JSON list of ids: {}", e.what());
+      }
+    } else {
+      items = nlohmann::json::array({opt->text});
+    }
+    CEMOE_CHECK(items.is_array(), "{}: expected a JSON list, got {}", where, items.type_name());
+    nlohmann::json result = nlohmann::json::array();
+    for (size_t i = 0; i < items.size(); ++i) {
+      const nlohmann::json& item = items[i];
+      if (opt->decode) {
+        CEMOE_CHECK(item.is_array(), "{}: item {} is not a list of ids: {}", where, i, item.dump());
+        std::vector<int64_t> ids;
+        for (const auto& id : item) {
+          CEMOE_CHECK(id.is_number_integer(), "{}: item {} holds a non-integer id: {}", where, i,
+                      id.dump());
+          ids.push_back(id.get<int64_t>());
+        }
+        result.push_back(tok.Decode(ids, opt->skip_special));
+      } else {
+        CEMOE_CHECK(item.is_string(), "{}: item {} is not a string: {}", where, i, item.dump());
+        result.push_back(tok.Encode(item.get<std::string>()));
+      }
+    }
+    const std::string text_out = result.dump(-1, ' ', false) + "\n";
+    if (opt->out.empty()) {
+      std::cout << text_out;
+    } else {
+      std::ofstream out(opt->out);
+      CEMOE_CHECK(out.good(), "{}: cannot write output file", opt->out);
+      out << text_out;
+      CEMOE_CHECK(out.good(), "{}: writing failed", opt->out);
+    }
+  });
+}
+
+}  // namespace cemoe
