@@ -1,0 +1,327 @@
+// tokenizer_test.cc: trainer/tokenizer.h on tiny hand-written tokenizer.json files whose ids are
+// worked out by hand in the comments. Torch-free (links cemoe_tokenizer only). The comparison
+// with the tokenizers library on trained tokenizers is tests/oracle/tokenizer_oracle.py.
+#include "trainer/tokenizer.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "model/check.h"
+
+namespace cemoe {
+namespace {
+
+using nlohmann::json;
+using Ids = std::vector<int64_t>;
+
+// A tokenizer.json with a BPE model of the given vocab and merges; parts are set by the caller.
+json TinyFile(json vocab, json merges) {
+  // Brace-initialised JSON: {} is null and {"x y"} a plain string; both mean a merges list here.
+  if (merges.is_null()) merges = json::array();
+  if (merges.is_string()) merges = json::array({merges});
+  return json{{"version", "1.0"},
+              {"truncation", nullptr},
+              {"padding", nullptr},
+              {"added_tokens", json::array()},
+              {"normalizer", nullptr},
+              {"pre_tokenizer", nullptr},
+              {"post_processor", nullptr},
+              {"decoder", nullptr},
+              {"model",
+               {{"type", "BPE"},
+                {"dropout", nullptr},
+                {"unk_token", nullptr},
+                {"continuing_subword_prefix", nullptr},
+                {"end_of_word_suffix", nullptr},
+                {"fuse_unk", false},
+                {"byte_fallback", false},
+                {"ignore_merges", false},
+                {"vocab", vocab},
+                {"merges", merges}}}};
+}
+
+Tokenizer Load(const json& j) { return Tokenizer::FromJson(j.dump(), "tiny.json"); }
+
+json Added(int64_t id, const std::string& content, bool special, bool lstrip = false,
+           bool rstrip = false, bool single_word = false, bool normalized = false) {
+  return json{{"id", id},          {"content", content}, {"single_word", single_word},
+              {"lstrip", lstrip},  {"rstrip", rstrip},   {"normalized", normalized},
+              {"special", special}};
+}
+
+// The error message of loading j, or "" when it loads.
+std::string LoadError(const json& j) {
+  try {
+    Load(j);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Tokenizer, MergesApplyLowestRankFirst) {
+  // "abc": pairs (a,b) and (b,c). With "b c" ranked first: a + bc, and (a, bc) has no merge.
+  // With "a b" first: ab + c, then "ab c" gives abc.
+  const json vocab = {{"a", 0}, {"b", 1}, {"c", 2}, {"ab", 3}, {"bc", 4}, {"abc", 5}};
+  EXPECT_EQ(Load(TinyFile(vocab, {"b c", "a b", "ab c"})).Encode("abc"), (Ids{0, 4}));
+  EXPECT_EQ(Load(TinyFile(vocab, {"a b", "b c", "ab c"})).Encode("abc"), (Ids{5}));
+  // Pair form of the merges gives the same.
+  EXPECT_EQ(Load(TinyFile(vocab, json::array({json::array({"b", "c"}), json::array({"a", "b"}),
+                                              json::array({"ab", "c"})})))
+                .Encode("abc"),
+            (Ids{0, 4}));
+  // Equal ranks: the leftmost pair merges first: "aaa" -> aa + a.
+  EXPECT_EQ(Load(TinyFile({{"a", 0}, {"aa", 1}}, {"a a"})).Encode("aaa"), (Ids{1, 0}));
+  // A merged symbol merges again with its new neighbours: "abab" -> ab ab -> abab.
+  const json v2 = {{"a", 0}, {"b", 1}, {"ab", 2}, {"abab", 3}};
+  EXPECT_EQ(Load(TinyFile(v2, {"a b", "ab ab"})).Encode("abab"), (Ids{3}));
+}
+
+TEST(Tokenizer, ByteLevelMapsUtf8BytesToGpt2Characters) {
+  // " é\n": the GPT-2 regex gives " é" and "\n". Bytes: ' ' (0x20) -> U+0120 "Ġ", é = C3 A9 ->
+  // U+00C3 "Ã" U+00A9 "©", '\n' (0x0A) -> U+010A "Ċ".
+  json j = TinyFile({{"Ã", 0}, {"©", 1}, {"Ġ", 2}, {"Ã©", 3}, {"Ċ", 4}}, {"Ã ©"});
+  j["pre_tokenizer"] = {{"type", "ByteLevel"},
+                        {"add_prefix_space", false},
+                        {"trim_offsets", true},
+                        {"use_regex", true}};
+  j["decoder"] = {{"type", "ByteLevel"}};
+  Tokenizer tok = Load(j);
+  EXPECT_EQ(tok.Encode(" é\n"), (Ids{2, 3, 4}));
+  EXPECT_EQ(tok.Decode({2, 3, 4}, false), " é\n");
+  // A lone continuation byte decodes as U+FFFD (from_utf8_lossy).
+  EXPECT_EQ(tok.Decode({1}, false), "\xEF\xBF\xBD");
+  // add_prefix_space: "é" becomes " é".
+  j["pre_tokenizer"]["add_prefix_space"] = true;
+  EXPECT_EQ(Load(j).Encode("é"), (Ids{2, 3}));
+}
+
+json ByteFallbackFile(bool byte_fallback, bool fuse_unk) {
+  // 中 = E4 B8 AD; € = E2 82 AC (no byte tokens for it).
+  json j = TinyFile({{"<unk>", 0}, {"<0xE4>", 1}, {"<0xB8>", 2}, {"<0xAD>", 3}, {"a", 4}}, {});
+  j["model"]["unk_token"] = "<unk>";
+  j["model"]["byte_fallback"] = byte_fallback;
+  j["model"]["fuse_unk"] = fuse_unk;
+  j["decoder"] = {{"type", "Sequence"},
+                  {"decoders", {{{"type", "ByteFallback"}}, {{"type", "Fuse"}}}}};
+  return j;
+}
+
+TEST(Tokenizer, ByteFallbackEmitsByteTokens) {
+  Tokenizer tok = Load(ByteFallbackFile(true, false));
+  EXPECT_EQ(tok.Encode("a中"), (Ids{4, 1, 2, 3}));
+  EXPECT_EQ(tok.Encode("a€"), (Ids{4, 0}));  // not all bytes in the vocab: unk
+  EXPECT_EQ(tok.Decode({4, 1, 2, 3}, false), "a中");
+  EXPECT_EQ(tok.Decode({4, 1, 2}, false), "a\xEF\xBF\xBD\xEF\xBF\xBD");  // one U+FFFD per byte
+  // Without byte_fallback the character is unknown.
+  EXPECT_EQ(Load(ByteFallbackFile(false, false)).Encode("a中"), (Ids{4, 0}));
+}
+
+TEST(Tokenizer, FuseUnkFusesConsecutiveUnknowns) {
+  EXPECT_EQ(Load(ByteFallbackFile(false, true)).Encode("€€a€"), (Ids{0, 4, 0}));
+  EXPECT_EQ(Load(ByteFallbackFile(false, false)).Encode("€€a€"), (Ids{0, 0, 4, 0}));
+}
+
+json MetaspaceFile(const std::string& scheme) {
+  json j = TinyFile({{"▁", 0}, {"a", 1}, {"▁a", 2}, {"<s>", 3}}, {"▁ a"});
+  j["added_tokens"] = {Added(3, "<s>", true)};
+  j["pre_tokenizer"] = {
+      {"type", "Metaspace"}, {"replacement", "▁"}, {"prepend_scheme", scheme}, {"split", false}};
+  j["decoder"] = {
+      {"type", "Metaspace"}, {"replacement", "▁"}, {"prepend_scheme", scheme}, {"split", false}};
+  return j;
+}
+
+TEST(Tokenizer, MetaspacePrependSchemeFirstOnlyAtTheStartOfTheInput) {
+  Tokenizer first = Load(MetaspaceFile("first"));
+  Tokenizer always = Load(MetaspaceFile("always"));
+  Tokenizer never = Load(MetaspaceFile("never"));
+  // "a a" -> "▁a▁a" (first and always) -> ▁a ▁a; never: "a▁a" -> a ▁a.
+  EXPECT_EQ(first.Encode("a a"), (Ids{2, 2}));
+  EXPECT_EQ(always.Encode("a a"), (Ids{2, 2}));
+  EXPECT_EQ(never.Encode("a a"), (Ids{1, 2}));
+  // After an added token the piece does not start the input: first leaves "a" alone.
+  EXPECT_EQ(first.Encode("<s>a"), (Ids{3, 1}));
+  EXPECT_EQ(always.Encode("<s>a"), (Ids{3, 2}));
+  // Decode drops the replacement in the first token when a prefix was prepended.
+  EXPECT_EQ(first.Decode({2, 2}, false), "a a");
+  EXPECT_EQ(never.Decode({2, 2}, false), " a a");
+  EXPECT_EQ(first.Decode({3, 2}, true), "a");
+}
+
+json AddedTokenFile() {
+  json j = TinyFile({{" ", 0}, {"a", 1}, {"b", 2}, {"<", 3}, {"W", 4}, {">", 5}}, {});
+  j["added_tokens"] = {
+      Added(6, "<L>", true, /*lstrip=*/true), Added(7, "<R>", true, false, /*rstrip=*/true),
+      Added(8, "<W>", false, false, false, /*single_word=*/true), Added(9, "<L><R>", true)};
+  return j;
+}
+
+TEST(Tokenizer, AddedTokensStripAndSingleWordAsHuggingFace) {
+  Tokenizer tok = Load(AddedTokenFile());
+  EXPECT_EQ(tok.Encode("a  <L>b"), (Ids{1, 6, 2}));        // lstrip takes the spaces on the left
+  EXPECT_EQ(tok.Encode("a<L>  b"), (Ids{1, 6, 0, 0, 2}));  // but not those on the right
+  EXPECT_EQ(tok.Encode("a<R>  b"), (Ids{1, 7, 2}));        // rstrip takes those on the right
+  EXPECT_EQ(tok.Encode("a  <R>b"), (Ids{1, 0, 0, 7, 2}));
+  EXPECT_EQ(tok.Encode("a <W> b"), (Ids{1, 0, 8, 0, 2}));  // single word: spaces around
+  EXPECT_EQ(tok.Encode("a<W>b"), (Ids{1, 3, 4, 5, 2}));    // inside a word: plain text
+  EXPECT_EQ(tok.Encode("<L><R>"), (Ids{9}));               // longest match wins
+  EXPECT_EQ(tok.Decode({1, 6, 8, 7}, true), "a <W>");      // special skipped; no decoder: " "
+  EXPECT_EQ(tok.Decode({1, 6, 2}, false), "a <L> b");      // no decoder: joined with spaces
+  EXPECT_EQ(tok.vocab_size(), 10);
+  EXPECT_EQ(tok.TokenToId("<R>"), 7);
+  EXPECT_EQ(tok.IdToToken(8), "<W>");
+  EXPECT_TRUE(tok.IsSpecial(6));
+  EXPECT_FALSE(tok.IsSpecial(8));
+  ASSERT_NE(tok.FindAddedToken("<L>"), nullptr);
+  EXPECT_TRUE(tok.FindAddedToken("<L>")->lstrip);
+}
+
+TEST(Tokenizer, NormalizedAddedTokensMatchTheNormalizedText) {
+  // Prepend "▁" and Replace " " -> "▁" (Llama). "<c>" is normalized: its pattern is "▁<c>".
+  json j = TinyFile({{"▁", 0}, {"x", 1}, {"<", 2}, {"c", 3}, {">", 4}}, {});
+  j["normalizer"] = {{"type", "Sequence"},
+                     {"normalizers",
+                      {{{"type", "Prepend"}, {"prepend", "▁"}},
+                       {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", "▁"}}}}};
+  j["added_tokens"] = {Added(5, "<c>", false, false, false, false, /*normalized=*/true),
+                       Added(6, "<s>", true)};
+  Tokenizer tok = Load(j);
+  EXPECT_EQ(tok.Encode("x <c>"), (Ids{0, 1, 5}));       // "▁x▁<c>": "▁<c>" matches
+  EXPECT_EQ(tok.Encode("x<c>"), (Ids{0, 1, 2, 3, 4}));  // "▁x<c>": no "▁<c>"
+  // Every non-added piece is normalized on its own: "x<s>x" -> "▁x", <s>, "▁x".
+  EXPECT_EQ(tok.Encode("x<s>x"), (Ids{0, 1, 6, 0, 1}));
+  EXPECT_EQ(tok.IdToToken(5), "▁<c>");  // HF shows the normalized content
+}
+
+TEST(Tokenizer, NfcComposesADecomposedE) {
+  json j = TinyFile({{"é", 0}, {"e", 1}, {"\xCC\x81", 2}}, {});
+  EXPECT_EQ(Load(j).Encode("e\xCC\x81"), (Ids{1, 2}));
+  j["normalizer"] = {{"type", "NFC"}};
+  EXPECT_EQ(Load(j).Encode("e\xCC\x81"), (Ids{0}));
+  j["normalizer"] = {{"type", "NFD"}};
+  EXPECT_EQ(Load(j).Encode("é"), (Ids{1, 2}));
+}
+
+TEST(Tokenizer, SplitDigitsAndStripBehaveAsDocumented) {
+  // Whitespace pre-tokenizer drops spaces; Digits individual splits "12" into 1, 2.
+  json j = TinyFile({{"a", 0}, {"1", 1}, {"2", 2}, {"12", 3}, {"-", 4}}, {"1 2"});
+  j["pre_tokenizer"] = {
+      {"type", "Sequence"},
+      {"pretokenizers",
+       {{{"type", "WhitespaceSplit"}}, {{"type", "Digits"}, {"individual_digits", true}}}}};
+  EXPECT_EQ(Load(j).Encode(" a12  12"), (Ids{0, 1, 2, 1, 2}));
+  j["pre_tokenizer"]["pretokenizers"][1]["individual_digits"] = false;
+  EXPECT_EQ(Load(j).Encode(" a12  12"), (Ids{0, 3, 3}));
+  // Split on "-" merged with the next piece vs removed.
+  j["pre_tokenizer"] = {{"type", "Split"},
+                        {"pattern", {{"String", "-"}}},
+                        {"behavior", "Removed"},
+                        {"invert", false}};
+  EXPECT_EQ(Load(j).Encode("1-2"), (Ids{1, 2}));
+  j["normalizer"] = {{"type", "Strip"}, {"strip_left", true}, {"strip_right", true}};
+  j["pre_tokenizer"] = nullptr;
+  EXPECT_EQ(Load(j).Encode("\t 12 \n"), (Ids{3}));
+}
+
+TEST(Tokenizer, LoadsFromAFolderAndRejectsBadFiles) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("cemoe_tok_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  std::ofstream(dir / "tokenizer.json") << TinyFile({{"a", 0}}, json::array()).dump();
+  EXPECT_EQ(Tokenizer::FromFile(dir.string()).Encode("aa"), (Ids{0, 0}));
+  EXPECT_EQ(Tokenizer::FromFile((dir / "tokenizer.json").string()).source(),
+            (dir / "tokenizer.json").string());
+  try {
+    Tokenizer::FromFile((dir / "none.json").string());
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("none.json: cannot open"), std::string::npos);
+  }
+  fs::remove_all(dir);
+  EXPECT_THROW(Load(TinyFile({{"a", 0}}, json::array())).Encode("\xC3"), Error);  // bad UTF-8
+  EXPECT_THROW(Load(TinyFile({{"a", 0}}, json::array())).Decode({7}, false), Error);
+}
+
+TEST(Tokenizer, UnsupportedOrInvalidPartsNameTheFileFieldAndValue) {
+  const json base = TinyFile({{"a", 0}, {"b", 1}, {"ab", 2}}, {"a b"});
+  struct Case {
+    std::string what;
+    json file;
+    std::string expected;
+  };
+  std::vector<Case> cases;
+  auto with = [&base](const std::string& key, json value) {
+    json j = base;
+    j[key] = value;
+    return j;
+  };
+  auto with_model = [&base](const std::string& key, json value) {
+    json j = base;
+    j["model"][key] = value;
+    return j;
+  };
+  cases.push_back({"model type", with_model("type", "WordPiece"),
+                   "tiny.json: model.type: unsupported value \"WordPiece\""});
+  cases.push_back({"dropout", with_model("dropout", 0.1), "tiny.json: model.dropout: unsupported"});
+  cases.push_back({"merge not in vocab", with_model("merges", json::array({"a c"})),
+                   "tiny.json: model.merges[0]: \"c\" is not in model.vocab"});
+  cases.push_back({"merge result", with_model("merges", json::array({"b a"})),
+                   "tiny.json: model.merges[0]: the merge result \"ba\" is not in model.vocab"});
+  cases.push_back(
+      {"merge format", with_model("merges", json::array({"ab"})), "tiny.json: model.merges[0]:"});
+  cases.push_back({"vocab id", with_model("vocab", {{"a", -1}}), "tiny.json: model.vocab.a:"});
+  cases.push_back({"normalizer", with("normalizer", {{"type", "BertNormalizer"}}),
+                   "tiny.json: normalizer.type: unsupported value \"BertNormalizer\""});
+  cases.push_back({"nested normalizer",
+                   with("normalizer", {{"type", "Sequence"},
+                                       {"normalizers", {{{"type", "NFC"}}, {{"type", "Foo"}}}}}),
+                   "tiny.json: normalizer.normalizers[1].type: unsupported value \"Foo\""});
+  cases.push_back(
+      {"bad regex",
+       with("normalizer", {{"type", "Replace"}, {"pattern", {{"Regex", "(a"}}}, {"content", "x"}}),
+       "tiny.json: normalizer.pattern: regex \"(a\" does not compile"});
+  cases.push_back({"pre_tokenizer", with("pre_tokenizer", {{"type", "BertPreTokenizer"}}),
+                   "tiny.json: pre_tokenizer.type: unsupported value \"BertPreTokenizer\""});
+  cases.push_back({"split behavior",
+                   with("pre_tokenizer",
+                        {{"type", "Split"}, {"pattern", {{"String", " "}}}, {"behavior", "Weird"}}),
+                   "tiny.json: pre_tokenizer.behavior: unsupported value \"Weird\""});
+  cases.push_back({"prepend scheme",
+                   with("pre_tokenizer",
+                        {{"type", "Metaspace"}, {"replacement", "▁"}, {"prepend_scheme", "some"}}),
+                   "tiny.json: pre_tokenizer.prepend_scheme: unsupported value \"some\""});
+  cases.push_back({"replacement",
+                   with("pre_tokenizer", {{"type", "Metaspace"}, {"replacement", "ab"}}),
+                   "tiny.json: pre_tokenizer.replacement: expected exactly one character"});
+  cases.push_back({"decoder", with("decoder", {{"type", "WordPiece"}}),
+                   "tiny.json: decoder.type: unsupported value \"WordPiece\""});
+  cases.push_back({"truncation", with("truncation", {{"max_length", 8}}),
+                   "tiny.json: truncation: unsupported value"});
+  cases.push_back(
+      {"added id", with("added_tokens", {Added(5, "<x>", true)}),
+       "tiny.json: added_tokens[0].id: 5 for \"<x>\", but Hugging Face assigns it id 3"});
+  cases.push_back({"added flag",
+                   with("added_tokens", {{{"id", 3}, {"content", "<x>"}, {"lstrip", 1}}}),
+                   "tiny.json: added_tokens[0].lstrip: expected true or false, got 1"});
+  json no_model = base;
+  no_model.erase("model");
+  cases.push_back({"no model", no_model, "tiny.json: model: missing field"});
+  for (const Case& c : cases) {
+    const std::string message = LoadError(c.file);
+    EXPECT_NE(message.find(c.expected), std::string::npos)
+        << c.what << ": got \"" << message << "\"";
+  }
+  try {
+    Tokenizer::FromJson("{\"model\": ", "broken.json");
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("broken.json: invalid JSON"), std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace cemoe
