@@ -49,7 +49,8 @@ class CliTest : public ::testing::Test {
 TEST_F(CliTest, HelpDescribesEverySubcommandAndOption) {
   Result r = RunCemoe("--help");
   EXPECT_EQ(r.code, 0);
-  for (const char* s : {"init", "logits", "bench"}) EXPECT_NE(r.output.find(s), std::string::npos);
+  for (const char* s : {"init", "logits", "tokenize", "bench"})
+    EXPECT_NE(r.output.find(s), std::string::npos);
   Result init = RunCemoe("init --help");
   for (const char* s : {"--arch", "--preset", "--seed", "--out", "--dtype", "--max-shard-size"}) {
     EXPECT_NE(init.output.find(s), std::string::npos) << s;
@@ -59,6 +60,56 @@ TEST_F(CliTest, HelpDescribesEverySubcommandAndOption) {
     EXPECT_NE(logits.output.find(s), std::string::npos) << s;
   }
   EXPECT_NE(RunCemoe("bench moe-layer --help").output.find("--tokens"), std::string::npos);
+  Result tokenize = RunCemoe("tokenize --help");
+  for (const char* s :
+       {"--tokenizer", "--text", "--input", "--out", "--decode", "--skip-special-tokens"}) {
+    EXPECT_NE(tokenize.output.find(s), std::string::npos) << s;
+  }
+}
+
+// A tokenizer.json: characters a, b, the merge "a b", and the special token <s>.
+constexpr const char* kTinyTokenizer = R"({"added_tokens": [{"id": 3, "content": "<s>",
+  "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}],
+  "normalizer": null, "pre_tokenizer": null, "decoder": null,
+  "model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": ["a b"]}})";
+
+TEST_F(CliTest, TokenizeEncodesAndDecodesBatches) {
+  fs::create_directories(P("tok"));
+  std::ofstream(P("tok/tokenizer.json")) << kTinyTokenizer;
+  Result one = RunCemoe("tokenize --tokenizer " + P("tok") + " --text 'aab<s>b'");
+  ASSERT_EQ(one.code, 0) << one.output;
+  EXPECT_EQ(one.output, "[[0,2,3,1]]\n");  // a, ab, <s>, b
+  std::ofstream(P("in.json")) << R"(["ab", "", "ba<s>"])";
+  Result batch = RunCemoe("tokenize --tokenizer " + P("tok/tokenizer.json") + " --input " +
+                          P("in.json") + " --out " + P("ids.json"));
+  ASSERT_EQ(batch.code, 0) << batch.output;
+  std::ifstream ids(P("ids.json"));
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(ids), {}), "[[2],[],[1,0,3]]\n");
+  Result dec = RunCemoe("tokenize --tokenizer " + P("tok") + " --decode --skip-special-tokens " +
+                        "--input " + P("ids.json"));
+  ASSERT_EQ(dec.code, 0) << dec.output;
+  EXPECT_EQ(dec.output, "[\"ab\",\"\",\"b a\"]\n");  // no decoder: tokens joined by spaces
+}
+
+TEST_F(CliTest, TokenizeBadInputGivesOneLineErrorAndExitOne) {
+  std::ofstream(P("bad.json")) << R"({"model": {"type": "Unigram", "vocab": []}})";
+  Result bad = RunCemoe("tokenize --tokenizer " + P("bad.json") + " --text hi");
+  EXPECT_EQ(bad.code, 1);
+  EXPECT_NE(bad.output.find("cemoe: error: "), std::string::npos) << bad.output;
+  EXPECT_NE(bad.output.find("bad.json: model.type: unsupported value \"Unigram\""),
+            std::string::npos)
+      << bad.output;
+  EXPECT_EQ(std::count(bad.output.begin(), bad.output.end(), '\n'), 1) << bad.output;
+  std::ofstream(P("tokenizer.json")) << kTinyTokenizer;
+  std::ofstream(P("in.json")) << R"(["ab", 7])";
+  Result item =
+      RunCemoe("tokenize --tokenizer " + P("tokenizer.json") + " --input " + P("in.json"));
+  EXPECT_EQ(item.code, 1);
+  EXPECT_NE(item.output.find("in.json: item 1 is not a string: 7"), std::string::npos)
+      << item.output;
+  Result none = RunCemoe("tokenize --tokenizer " + P("tokenizer.json"));
+  EXPECT_EQ(none.code, 1);
+  EXPECT_NE(none.output.find("give exactly one of --text and --input"), std::string::npos);
 }
 
 TEST_F(CliTest, InitThenLogitsEqualsTheLibraryAndHonoursTopK) {
