@@ -10,15 +10,20 @@
 
 namespace cemoe {
 
-CausalLMImpl::CausalLMImpl(const ModelConfig& config)
+CausalLMImpl::CausalLMImpl(const ModelConfig& config,
+                           const std::vector<std::vector<int64_t>>& held_experts)
     : config_(config), top_k_(config.num_experts_per_tok) {
+  CEMOE_CHECK(held_experts.empty() ||
+                  static_cast<int64_t>(held_experts.size()) == config.num_hidden_layers,
+              "held experts are given for {} layers, the model has {}", held_experts.size(),
+              config.num_hidden_layers);
   auto model = register_module("model", std::make_shared<torch::nn::Module>());
   embed_tokens = model->register_module(
       "embed_tokens",
       ParamHolder(std::vector<int64_t>{config.vocab_size, config.hidden_size}, false));
   auto layer_list = model->register_module("layers", std::make_shared<torch::nn::Module>());
   for (int64_t l = 0; l < config.num_hidden_layers; ++l) {
-    layers.push_back(layer_list->register_module(std::to_string(l), DecoderLayer(config)));
+    layers.push_back(layer_list->register_module(std::to_string(l), DecoderLayer(config, held_experts.empty() ? std::vector<int64_t>{} : held_experts[l])));
   }
   norm = model->register_module(
       "norm", ParamHolder(std::vector<int64_t>{config.hidden_size}, config.uses_layer_norm()));

@@ -19,7 +19,11 @@ namespace cemoe {
 
 class CausalLMImpl : public torch::nn::Module {
  public:
-  explicit CausalLMImpl(const ModelConfig& config);
+  // held_experts[l]: the global ids of the experts MoE layer l holds (increasing); empty = every
+  // expert of every layer. Expert parallelism builds each rank's model with its own experts
+  // only (parallel/sharded_checkpoint.h), so a rank never allocates the others.
+  explicit CausalLMImpl(const ModelConfig& config,
+                        const std::vector<std::vector<int64_t>>& held_experts = {});
   // tokens_BS: int64 [batch, seq] -> logits [batch, seq, vocab] in the parameters' dtype.
   at::Tensor forward(const at::Tensor& tokens_BS);
   // Hidden states after the final norm, before lm_head: [batch, seq, hidden].

@@ -6,13 +6,14 @@
 
 namespace cemoe {
 
-DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& config) : config_(config) {
+DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& config, std::vector<int64_t> expert_ids)
+    : config_(config) {
   const bool ln = config.uses_layer_norm();
   const std::vector<int64_t> d{config.hidden_size};
   input_layernorm = register_module("input_layernorm", ParamHolder(d, ln));
   self_attn = register_module("self_attn", Attention(config));
   post_attention_layernorm = register_module("post_attention_layernorm", ParamHolder(d, ln));
-  mlp = register_module("mlp", MoeLayer(config));
+  mlp = register_module("mlp", MoeLayer(config, std::move(expert_ids)));
 }
 
 at::Tensor DecoderLayerImpl::Norm(const ParamHolder& norm, const at::Tensor& x) const {

@@ -11,7 +11,8 @@ namespace cemoe {
 
 class DecoderLayerImpl : public torch::nn::Module {
  public:
-  explicit DecoderLayerImpl(const ModelConfig& config);
+  // expert_ids: the MoE layer's held experts (MoeLayerImpl); empty = all.
+  explicit DecoderLayerImpl(const ModelConfig& config, std::vector<int64_t> expert_ids = {});
   at::Tensor forward(const at::Tensor& x_BSD, const RopeTables& rope);
 
   ParamHolder input_layernorm{nullptr}, post_attention_layernorm{nullptr};

@@ -157,9 +157,7 @@ CausalLM LoadHfModel(const std::string& dir) {
   return model;
 }
 
-namespace {
-
-at::ScalarType StorageDtype(const ModelConfig& config) {
+at::ScalarType HfStorageDtype(const ModelConfig& config) {
   if (config.dtype == "bfloat16") return at::kBFloat16;
   if (config.dtype == "float16") return at::kHalf;
   CEMOE_CHECK(config.dtype == "float32",
@@ -167,11 +165,9 @@ at::ScalarType StorageDtype(const ModelConfig& config) {
   return at::kFloat;
 }
 
-}  // namespace
-
 void SaveHfCheckpoint(const CausalLMImpl& model, const std::string& dir, uint64_t max_shard_bytes) {
   const ModelConfig& config = model.config();
-  const at::ScalarType dtype = StorageDtype(config);
+  const at::ScalarType dtype = HfStorageDtype(config);
   NamedTensors tensors;
   for (const auto& item : model.named_parameters(/*recurse=*/true)) {
     tensors.emplace_back(ToHfName(config, item.key()),
@@ -183,7 +179,7 @@ void SaveHfCheckpoint(const CausalLMImpl& model, const std::string& dir, uint64_
 
 void WriteRandomHfCheckpoint(const ModelConfig& config, uint64_t seed, const std::string& dir,
                              uint64_t max_shard_bytes) {
-  const at::ScalarType dtype = StorageDtype(config);
+  const at::ScalarType dtype = HfStorageDtype(config);
   at::Generator gen = at::detail::createCPUGenerator(seed);
   ShardedSafetensorsWriter writer(dir, max_shard_bytes);
   // The pieces in CausalLMImpl's registration order, so the generator draws the same values.

@@ -26,6 +26,10 @@ namespace cemoe {
 // The published Hugging Face name of an internal parameter name.
 std::string ToHfName(const ModelConfig& config, const std::string& internal_name);
 
+// The dtype config.json's torch_dtype asks the weights to be stored in (float32, bfloat16 or
+// float16; anything else throws naming the value).
+at::ScalarType HfStorageDtype(const ModelConfig& config);
+
 // Copies the folder's weights into `model` (cast to the parameters' dtype).
 void LoadHfWeights(CausalLMImpl& model, const std::string& dir);
 

@@ -477,4 +477,10 @@ std::vector<std::string> ShardedSafetensorsWriter::Finish() {
   return written;
 }
 
+void SaveTextFileAtomically(const std::string& path, const std::string& text) {
+  WriteFileAtomically(path, [&](const std::function<void(const void*, size_t)>& write) {
+    write(text.data(), text.size());
+  });
+}
+
 }  // namespace cemoe

@@ -147,6 +147,9 @@ class ShardedSafetensorsWriter {
 inline constexpr const char* kSingleFileName = "model.safetensors";
 inline constexpr const char* kIndexFileName = "model.safetensors.index.json";
 
+// Writes `text` to `path` atomically (temporary file, fsync, rename): index.json, placement.json.
+void SaveTextFileAtomically(const std::string& path, const std::string& text);
+
 // "model-00002-of-00005.safetensors" for shard 2 of 5 (1-based).
 std::string ShardFileName(int shard, int num_shards);
 

@@ -23,13 +23,14 @@ ParallelOptions ParallelOptionsFromSpec(const recipe::ParallelSpec& spec) {
   options.ep = spec.ep() <= 0 ? 1 : spec.ep();
   options.dp = spec.dp();
   options.backend = spec.backend().empty() ? "auto" : spec.backend();
-  options.collectives.timeout_s =
-      spec.collective_timeout_s() == 0 ? 300 : spec.collective_timeout_s();
-  // launch/mpirun.sh --timeout overrides the recipe.
-  if (const char* env = std::getenv("CEMOE_COLLECTIVE_TIMEOUT_S")) {
-    options.collectives.timeout_s = std::atof(env);
-  }
+  options.collectives.timeout_s = CollectiveTimeoutSeconds(spec.collective_timeout_s());
   return options;
+}
+
+double CollectiveTimeoutSeconds(double configured_s) {
+  // launch/mpirun.sh --timeout overrides the recipe.
+  if (const char* env = std::getenv("CEMOE_COLLECTIVE_TIMEOUT_S")) return std::atof(env);
+  return configured_s == 0 ? 300 : configured_s;
 }
 
 MpiSession::MpiSession(int* argc, char*** argv) {

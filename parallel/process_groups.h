@@ -37,6 +37,8 @@ struct ParallelOptions {
 // recipe.parallel -> options (0 fields take their documented defaults); the environment
 // variable CEMOE_COLLECTIVE_TIMEOUT_S (set by launch/mpirun.sh --timeout) overrides the timeout.
 ParallelOptions ParallelOptionsFromSpec(const recipe::ParallelSpec& spec);
+// The collective timeout: CEMOE_COLLECTIVE_TIMEOUT_S when set, else configured_s (0 = 300 s).
+double CollectiveTimeoutSeconds(double configured_s);
 
 class MpiSession {
  public:

@@ -1,18 +1,27 @@
 // cmd_logits.cc: `cemoe logits` runs a model folder on a batch of token ids and writes float32
 // logits [batch, seq, vocab] under the tensor name "logits".
+// Under mpirun (or with --ep > 1) it runs expert-parallel: world = dp x ep, each rank loads the
+// dense weights and only its experts (parallel/sharded_checkpoint.h), the batch rows are split
+// over the world ranks, tokens travel to their experts by all-to-all, and rank 0 gathers the
+// logits and writes the file. Rank 0 prints the layout and the placement at start-up.
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 #include <torch/cuda.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <utility>
 
 #include "model/causal_lm.h"
 #include "model/check.h"
 #include "model/hf_checkpoint.h"
 #include "model/safetensors.h"
+#include "parallel/process_groups.h"
+#include "parallel/sharded_checkpoint.h"
 #include "trainer/commands.h"
 
 namespace cemoe {
@@ -45,12 +54,93 @@ at::Tensor ReadTokenBatch(const std::string& path) {
       .view({static_cast<int64_t>(j.size()), static_cast<int64_t>(seq)});
 }
 
+namespace {
+
+struct LogitsOptions {
+  std::string model, tokens, out;
+  int64_t top_k = 0;
+  std::string device = "cpu";
+  int ep = 1;
+  std::string placement = "contiguous";
+};
+
+// Rows [begin, end) of a batch of B rows that world rank r of P computes (even split; the first
+// B % P ranks get one more row; a rank may get none).
+std::pair<int64_t, int64_t> RowsOfRank(int64_t B, int r, int P) {
+  const int64_t base = B / P, extra = B % P;
+  const int64_t begin = r * base + std::min<int64_t>(r, extra);
+  return {begin, begin + base + (r < extra ? 1 : 0)};
+}
+
+void RunExpertParallel(const LogitsOptions& opt) {
+  MpiSession session(nullptr, nullptr);
+  ParallelOptions options;
+  options.ep = opt.ep;
+  options.backend = opt.device == "cuda" ? "auto" : "mpi";
+  options.collectives.timeout_s = CollectiveTimeoutSeconds(0);
+  ProcessGroups groups(session, options);
+  const bool root = groups.world_rank() == 0;
+  at::Device device(at::kCPU);
+  if (opt.device == "cuda") {
+    device = at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(
+                                       session.local_rank() % torch::cuda::device_count()));
+  }
+  const at::Tensor all_tokens = ReadTokenBatch(opt.tokens);
+  const auto [begin, end] = RowsOfRank(all_tokens.size(0), groups.world_rank(), groups.world_size());
+  const at::Tensor tokens = all_tokens.slice(0, begin, end);
+
+  const ModelPlacement placement = ChooseModelPlacement(
+      opt.model, groups, ParsePlacementPolicy(opt.placement), tokens, opt.top_k);
+  if (root) {
+    std::cout << "parallel: " << groups.Describe() << "\n"
+              << "placement (" << PlacementPolicyName(placement.policy) << "):\n";
+    for (size_t l = 0; l < placement.layers.size(); ++l) {
+      std::cout << fmt::format("  layer {}: {}\n", l, placement.layers[l].ToString());
+    }
+    std::cout << std::flush;
+  }
+  CausalLM model = LoadExpertParallelModel(opt.model, groups, placement);
+  if (opt.top_k > 0) model->set_top_k(opt.top_k);
+  model->to(device);
+  at::Tensor logits;
+  {
+    at::NoGradGuard no_grad;
+    model->eval();
+    logits = model->forward(tokens.to(device)).to(at::kFloat).contiguous();
+  }
+  // Gather the rows on rank 0: an all-to-all in which every rank sends only to rank 0.
+  const int P = groups.world_size();
+  std::vector<int64_t> send(P, 0), recv(P, 0);
+  send[0] = logits.size(0);
+  if (root) {
+    for (int r = 0; r < P; ++r) {
+      const auto rows = RowsOfRank(all_tokens.size(0), r, P);
+      recv[r] = rows.second - rows.first;
+    }
+  }
+  at::Tensor gathered = groups.world().AllToAll(logits, send, recv).to(at::kCPU).contiguous();
+  if (root) {
+    SaveSafetensors(opt.out, {{"logits", gathered}}, {{"format", "pt"}});
+    std::cout << fmt::format("logits: [{}, {}, {}] (top_k {}, {} ranks) -> {}\n",
+                             gathered.size(0), gathered.size(1), gathered.size(2), model->top_k(),
+                             P, opt.out);
+  }
+}
+
+// Started by mpirun/srun (OpenMPI, PMI or PMIx environment) with more than one process.
+bool LaunchedAsSeveralRanks() {
+  for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"}) {
+    if (const char* v = std::getenv(var)) {
+      if (std::atoi(v) > 1) return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
 void AddLogitsCommand(CLI::App& app) {
-  struct Options {
-    std::string model, tokens, out;
-    int64_t top_k = 0;
-    std::string device = "cpu";
-  };
+  using Options = LogitsOptions;
   auto opt = std::make_shared<Options>();
   CLI::App* cmd = app.add_subcommand(
       "logits", "Compute float32 logits [batch, seq, vocab] of a model folder on token ids");
@@ -64,9 +154,23 @@ void AddLogitsCommand(CLI::App& app) {
   cmd->add_option("--device", opt->device, "cpu or cuda (the first GPU)")
       ->check(CLI::IsMember({"cpu", "cuda"}))
       ->capture_default_str();
+  cmd->add_option("--ep", opt->ep,
+                  "Expert-parallel size: ranks that split each layer's experts (under mpirun; "
+                  "must divide the number of ranks and the number of experts)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--placement", opt->placement,
+                  "Expert placement over the EP ranks: contiguous, round_robin, or balanced "
+                  "(by the routed load of the given tokens)")
+      ->check(CLI::IsMember({"contiguous", "round_robin", "balanced"}))
+      ->capture_default_str();
   cmd->callback([opt] {
     CEMOE_CHECK(opt->device == "cpu" || torch::cuda::is_available(),
                 "--device cuda: no CUDA device is available (or this build has no CUDA)");
+    if (opt->ep > 1 || LaunchedAsSeveralRanks()) {
+      RunExpertParallel(*opt);
+      return;
+    }
     const at::Device device(opt->device == "cuda" ? at::kCUDA : at::kCPU);
     CausalLM model = LoadHfModel(opt->model);
     if (opt->top_k > 0) model->set_top_k(opt->top_k);

@@ -9,13 +9,21 @@
 
 namespace cemoe {
 
-MoeLayerImpl::MoeLayerImpl(const ModelConfig& config)
+MoeLayerImpl::MoeLayerImpl(const ModelConfig& config, std::vector<int64_t> expert_ids)
     : config_(config), top_k_(config.num_experts_per_tok) {
   router = register_module("router", Router(config));
-  std::vector<int64_t> ids(config.num_experts);
-  std::iota(ids.begin(), ids.end(), 0);
-  experts =
-      register_module("experts", GroupedExperts(config.hidden_size, config.intermediate_size, ids));
+  if (expert_ids.empty()) {
+    expert_ids.resize(config.num_experts);
+    std::iota(expert_ids.begin(), expert_ids.end(), 0);
+  }
+  for (size_t l = 0; l < expert_ids.size(); ++l) {
+    CEMOE_CHECK(expert_ids[l] >= 0 && expert_ids[l] < config.num_experts &&
+                    (l == 0 || expert_ids[l] > expert_ids[l - 1]),
+                "MoE layer expert ids must be increasing and in [0, {}): position {} holds {}",
+                config.num_experts, l, expert_ids[l]);
+  }
+  experts = register_module(
+      "experts", GroupedExperts(config.hidden_size, config.intermediate_size, expert_ids));
   dispatcher_ = std::make_shared<LocalDispatcher>(config.num_experts);
 }
 
@@ -50,6 +58,12 @@ void MoeLayerImpl::set_dispatcher(std::shared_ptr<TokenDispatcher> dispatcher) {
 }
 
 at::Tensor MoeLayerImpl::forward(const at::Tensor& x) {
+  CEMOE_CHECK(static_cast<int64_t>(experts->expert_ids().size()) ==
+                  static_cast<int64_t>(dispatcher_->local_expert_ids().size()),
+              "MoE layer holds {} of {} experts but its dispatcher serves {}: install the "
+              "expert-parallel dispatcher (parallel/model_sharding.h) before forward",
+              experts->expert_ids().size(), config_.num_experts,
+              dispatcher_->local_expert_ids().size());
   const auto shape = x.sizes().vec();
   at::Tensor x_TD = x.reshape({-1, config_.hidden_size});
   last_routing_ = router->forward(x_TD, top_k_);

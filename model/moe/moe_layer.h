@@ -13,6 +13,7 @@
 #pragma once
 
 #include <memory>
+#include <vector>
 
 #include "model/config.h"
 #include "model/moe/compressed_expert_hook.h"
@@ -24,7 +25,10 @@ namespace cemoe {
 
 class MoeLayerImpl : public torch::nn::Module {
  public:
-  explicit MoeLayerImpl(const ModelConfig& config);
+  // expert_ids: the global ids of the experts this layer holds, increasing; empty = all E.
+  // A layer built with a subset must get a dispatcher owning exactly that subset
+  // (set_dispatcher) before forward: the default LocalDispatcher needs every expert.
+  explicit MoeLayerImpl(const ModelConfig& config, std::vector<int64_t> expert_ids = {});
   // x: [..., D] -> same shape.
   at::Tensor forward(const at::Tensor& x);
 

@@ -4,8 +4,10 @@
 #include <gtest/gtest.h>
 #include <torch/autograd.h>
 
+#include <algorithm>
 #include <cmath>
 
+#include "model/causal_lm.h"
 #include "model/check.h"
 #include "model/config.h"
 #include "model/moe/moe_layer.h"
@@ -151,6 +153,25 @@ TEST(MoeLayer, TopKLimitsAreChecked) {
   EXPECT_THROW(olmoe->set_top_k(9), Error);
   MoeLayer phi(SmallConfig("phimoe"));
   EXPECT_THROW(phi->set_top_k(3), Error);
+}
+
+TEST(MoeLayer, HeldExpertSubsetNeedsAMatchingDispatcher) {
+  const ModelConfig c = SmallConfig("olmoe");
+  MoeLayer part(c, std::vector<int64_t>{1, 4, 6});
+  ASSERT_EQ(part->experts->expert_ids(), (std::vector<int64_t>{1, 4, 6}));
+  std::vector<std::string> names;
+  for (const auto& item : part->named_parameters(true)) names.push_back(item.key());
+  EXPECT_EQ(names.size(), 1u + 3 * 3);  // router + 3 experts x {gate, up, down}
+  EXPECT_NE(std::find(names.begin(), names.end(), "experts.4.up_proj.weight"), names.end());
+  try {
+    part->forward(at::ones({3, c.hidden_size}));
+    ADD_FAILURE() << "a layer holding 3 of 8 experts ran with the local dispatcher";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("holds 3 of 8 experts"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(MoeLayer(c, std::vector<int64_t>{4, 1}), Error);  // not increasing
+  EXPECT_THROW(MoeLayer(c, std::vector<int64_t>{0, 8}), Error);  // out of range
+  EXPECT_THROW(CausalLM(c, std::vector<std::vector<int64_t>>{{0, 1}}), Error);  // held experts for 1 of 2 layers
 }
 
 TEST(GroupedExperts, ScalesMultiplyGateUpAndIntermediate) {

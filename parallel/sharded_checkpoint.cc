@@ -1,0 +1,245 @@
+#include "parallel/sharded_checkpoint.h"
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+
+#include <exception>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <utility>
+
+#include "model/causal_lm.h"
+#include "model/check.h"
+#include "model/hf_checkpoint.h"
+#include "model/safetensors.h"
+#include "parallel/model_sharding.h"
+
+namespace cemoe {
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kPlacementFormat = "cemoe-placement-v1";
+
+// [layer] the experts of EP rank `ep_rank`.
+std::vector<std::vector<int64_t>> HeldExperts(const ModelPlacement& placement, int ep_rank) {
+  std::vector<std::vector<int64_t>> held;
+  for (const ExpertPlacement& p : placement.layers) held.push_back(p.experts_of_rank.at(ep_rank));
+  return held;
+}
+
+// Greedy packing of consecutive tensors into shards of at most max_bytes (a larger tensor gets a
+// shard of its own): the rule of SaveShardedSafetensors.
+std::vector<NamedTensors> PackShards(NamedTensors tensors, uint64_t max_bytes) {
+  std::vector<NamedTensors> shards;
+  uint64_t bytes = 0;
+  for (auto& item : tensors) {
+    const uint64_t n = item.second.numel() * item.second.element_size();
+    if (shards.empty() || (bytes > 0 && bytes + n > max_bytes)) {
+      shards.emplace_back();
+      bytes = 0;
+    }
+    shards.back().push_back(std::move(item));
+    bytes += n;
+  }
+  return shards;
+}
+
+// Runs `body` on every rank; afterwards every rank knows whether all succeeded. A rank whose
+// body threw rethrows its own error; the others throw naming how many ranks failed. No rank is
+// left waiting in a later collective for a rank that failed.
+template <typename Body>
+void AllOrNothing(Communicator& world, const std::string& what, Body&& body) {
+  std::exception_ptr error;
+  try {
+    body();
+  } catch (...) {
+    error = std::current_exception();
+  }
+  std::vector<double> failed{error ? 1.0 : 0.0};
+  world.AllReduceHost(failed, ReduceOp::kSum);
+  if (error) std::rethrow_exception(error);
+  CEMOE_CHECK(failed[0] == 0, "{}: {} rank(s) failed (their errors are printed above)", what,
+              static_cast<int>(failed[0]));
+}
+
+}  // namespace
+
+void SavePlacementFile(const std::string& dir, const ModelPlacement& placement) {
+  nlohmann::json layers = nlohmann::json::array();
+  for (const ExpertPlacement& p : placement.layers) layers.push_back(PlacementToJson(p));
+  nlohmann::json j{{"format", kPlacementFormat},
+                   {"policy", PlacementPolicyName(placement.policy)},
+                   {"ep", placement.layers.empty() ? 1 : placement.layers[0].ep},
+                   {"layers", std::move(layers)}};
+  SaveTextFileAtomically((fs::path(dir) / kPlacementFileName).string(), j.dump(1) + "\n");
+}
+
+std::optional<ModelPlacement> LoadPlacementFile(const std::string& dir, int64_t num_layers,
+                                                int64_t num_experts) {
+  const std::string path = (fs::path(dir) / kPlacementFileName).string();
+  if (!fs::exists(path)) return std::nullopt;
+  std::ifstream in(path);
+  CEMOE_CHECK(in.good(), "{}: cannot open", path);
+  ModelPlacement out;
+  try {
+    const nlohmann::json j = nlohmann::json::parse(in);
+    CEMOE_CHECK(j.value("format", "") == kPlacementFormat,
+                "{}: field \"format\" must be \"{}\", got {}", path, kPlacementFormat,
+                j.contains("format") ? j["format"].dump() : "nothing");
+    out.policy = ParsePlacementPolicy(j.at("policy").get<std::string>());
+    const nlohmann::json& layers = j.at("layers");
+    CEMOE_CHECK(layers.is_array() && static_cast<int64_t>(layers.size()) == num_layers,
+                "{}: field \"layers\" holds {} placements, the model has {} MoE layers", path,
+                layers.is_array() ? layers.size() : 0, num_layers);
+    for (size_t l = 0; l < layers.size(); ++l) {
+      ExpertPlacement p = PlacementFromJson(layers[l]);
+      CEMOE_CHECK(p.num_experts == num_experts,
+                  "{}: layers[{}].num_experts is {}, the model has {} experts", path, l,
+                  p.num_experts, num_experts);
+      CEMOE_CHECK(p.ep == j.at("ep").get<int>(), "{}: layers[{}].ep is {}, field \"ep\" is {}",
+                  path, l, p.ep, j.at("ep").dump());
+      out.layers.push_back(std::move(p));
+    }
+  } catch (const nlohmann::json::exception& e) {
+    CEMOE_FAIL("{}: malformed placement file: {}", path, e.what());
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    if (what.find(path) != std::string::npos) throw;
+    CEMOE_FAIL("{}: {}", path, what);
+  }
+  return out;
+}
+
+ModelPlacement ChooseModelPlacement(const std::string& dir, ProcessGroups& groups,
+                                    PlacementPolicy policy, const at::Tensor& sample_tokens_BS,
+                                    int64_t top_k, DispatcherOptions options) {
+  const ModelConfig config = LoadModelConfig(dir);
+  const int64_t L = config.num_hidden_layers, E = config.num_experts;
+  if (std::optional<ModelPlacement> saved = LoadPlacementFile(dir, L, E)) {
+    if (saved->policy == policy && !saved->layers.empty() && saved->layers[0].ep == groups.ep()) {
+      return *saved;
+    }
+  }
+  ModelPlacement out;
+  out.policy = policy;
+  if (policy != PlacementPolicy::kBalanced) {
+    out.layers = PlaceExperts(L, E, groups.ep(), policy);
+    return out;
+  }
+  // Measure with a contiguously sharded model, so no rank holds more than its share.
+  ModelPlacement probe{PlacementPolicy::kContiguous,
+                       PlaceExperts(L, E, groups.ep(), PlacementPolicy::kContiguous)};
+  std::vector<std::vector<int64_t>> load;
+  {
+    CausalLM model = LoadExpertParallelModel(dir, groups, probe, options);
+    if (top_k > 0) model->set_top_k(top_k);
+    model->eval();
+    load = MeasureExpertLoad(*model, sample_tokens_BS, groups.world());
+  }
+  out.layers = PlaceExperts(L, E, groups.ep(), policy, load);
+  return out;
+}
+
+CausalLM LoadExpertParallelModel(const std::string& dir, ProcessGroups& groups,
+                                 const ModelPlacement& placement, DispatcherOptions options) {
+  const ModelConfig config = LoadModelConfig(dir);
+  CEMOE_CHECK(static_cast<int64_t>(placement.layers.size()) == config.num_hidden_layers,
+              "{}: {} expert placements for {} MoE layers", dir, placement.layers.size(),
+              config.num_hidden_layers);
+  for (size_t l = 0; l < placement.layers.size(); ++l) {
+    CEMOE_CHECK(placement.layers[l].num_experts == config.num_experts &&
+                    placement.layers[l].ep == groups.ep(),
+                "{}: layer {} is placed for {} experts over ep {}, the model has {} experts and "
+                "parallel.ep is {}",
+                dir, l, placement.layers[l].num_experts, placement.layers[l].ep,
+                config.num_experts, groups.ep());
+  }
+  CausalLM model(config, HeldExperts(placement, groups.ep_rank()));
+  LoadHfWeights(*model, dir);
+  ShardExperts(*model, groups, placement.layers, options);
+  return model;
+}
+
+void SaveExpertParallelCheckpoint(const CausalLMImpl& model, ProcessGroups& groups,
+                                  const ModelPlacement& placement, const std::string& dir,
+                                  uint64_t max_shard_bytes) {
+  const ModelConfig& config = model.config();
+  Communicator& world = groups.world();
+  const bool root = groups.world_rank() == 0;
+  const bool writes_experts = groups.dp_rank() == 0;
+  const fs::path final_dir = fs::path(dir);
+  const fs::path staging = fs::path(dir + ".partial");
+  const std::string what = fmt::format("saving checkpoint {}", dir);
+
+  // 1. Rank 0 prepares an empty staging folder (a leftover from an interrupted save is removed).
+  AllOrNothing(world, what, [&] {
+    if (!root) return;
+    CEMOE_CHECK(!final_dir.has_parent_path() || fs::is_directory(final_dir.parent_path()),
+                "{}: the parent folder does not exist", dir);
+    fs::remove_all(staging);
+    fs::create_directories(staging);
+  });
+
+  // 2. This rank's tensors in storage dtype: dense ones on rank 0, experts on dp group 0.
+  const at::ScalarType dtype = HfStorageDtype(config);
+  NamedTensors mine;
+  for (const auto& item : model.named_parameters(/*recurse=*/true)) {
+    const bool expert = IsExpertParameterName(item.key());
+    if (expert ? writes_experts : root) {
+      mine.emplace_back(ToHfName(config, item.key()),
+                        item.value().detach().to(at::kCPU).to(dtype).contiguous());
+    }
+  }
+  std::vector<NamedTensors> shards = PackShards(std::move(mine), max_shard_bytes);
+
+  // 3. Shard numbers in world-rank order, then every writer writes its own files.
+  std::vector<double> counts(groups.world_size(), 0.0);
+  counts[groups.world_rank()] = static_cast<double>(shards.size());
+  world.AllReduceHost(counts, ReduceOp::kSum);
+  int first = 0, total = 0;
+  for (int r = 0; r < groups.world_size(); ++r) {
+    if (r < groups.world_rank()) first += static_cast<int>(counts[r]);
+    total += static_cast<int>(counts[r]);
+  }
+  AllOrNothing(world, what, [&] {
+    for (size_t s = 0; s < shards.size(); ++s) {
+      const std::string name =
+          total == 1 ? kSingleFileName : ShardFileName(first + static_cast<int>(s) + 1, total);
+      SaveSafetensors((staging / name).string(), shards[s]);
+    }
+  });
+  shards.clear();
+
+  // 4. Rank 0: index from the shards' own headers, config, placement; then the swap.
+  AllOrNothing(world, what, [&] {
+    if (!root) return;
+    if (total > 1) {
+      ShardIndex index;
+      uint64_t bytes = 0;
+      for (int s = 1; s <= total; ++s) {
+        const std::string name = ShardFileName(s, total);
+        SafetensorsFile file((staging / name).string());
+        for (const TensorInfo& info : file.header().tensors) {
+          CEMOE_CHECK(index.weight_map.emplace(info.name, name).second,
+                      "{}: tensor \"{}\" was written by two ranks", dir, info.name);
+          bytes += info.num_bytes();
+        }
+      }
+      index.total_size = bytes;
+      SaveTextFileAtomically((staging / kIndexFileName).string(), SerializeShardIndex(index));
+    }
+    SaveModelConfig(config, staging.string());
+    SavePlacementFile(staging.string(), placement);
+    // Swap: <dir> -> <dir>.old, staging -> <dir>, then drop the old one. A crash between the two
+    // renames leaves <dir>.old complete (docs/checkpoint-format.md).
+    const fs::path old = fs::path(dir + ".old");
+    fs::remove_all(old);
+    if (fs::exists(final_dir)) fs::rename(final_dir, old);
+    fs::rename(staging, final_dir);
+    fs::remove_all(old);
+  });
+}
+
+}  // namespace cemoe
