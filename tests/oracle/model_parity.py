@@ -21,6 +21,7 @@ import json
 import math
 import os
 import shutil
+import subprocess
 import sys
 
 import torch
@@ -296,7 +297,7 @@ def write_tokens(path, tokens):
         json.dump(tokens.tolist(), f)
 
 
-def cemoe_logits(binary, folder, tokens, work, tag, topk=None):
+def cemoe_logits(binary, folder, tokens, work, tag, topk=None, launcher=(), extra=()):
     tok_path = os.path.join(work, f"{tag}.tokens.json")
     out_path = os.path.join(work, f"{tag}.logits.safetensors")
     write_tokens(tok_path, tokens)
@@ -305,7 +306,7 @@ def cemoe_logits(binary, folder, tokens, work, tag, topk=None):
     args = ["logits", "--model", folder, "--tokens", tok_path, "--out", out_path]
     if topk:
         args += ["--top-k", topk]
-    _, dt = oc.run_cemoe(binary, args)
+    _, dt = oc.run_cemoe(binary, args + list(extra), launcher=launcher)
     t = load_file(out_path)
     if "logits" not in t:
         oc.fail(f"{out_path} has no tensor 'logits' (has {sorted(t)})")
@@ -384,6 +385,44 @@ def run_reverse(binary, family, work, report):
         want = reference_logits(ref, family, tok)
         got, dt = cemoe_logits(binary, folder, tok, work, f"reverse_S{L}")
         compare(report, f"reverse_logits_S{L}", got, want, margin=margin, init_seed=seed, cemoe_s=round(dt, 2))
+    return folder, ref, tokens
+
+
+EP = 2  # both tiny presets have an even number of experts (OLMoE 8, Phi 4)
+
+
+def run_expert_parallel(binary, family, work, report, mpiexec, ep_save, reverse):
+    """Expert parallelism against transformers, on the `cemoe init` folder of run_reverse:
+    `mpiexec -n 2 cemoe logits --ep 2` equals transformers' logits, and a folder saved by 2 ranks
+    that each hold half of the experts (ep_save) loads in from_pretrained with no missing or
+    unexpected keys, per-expert names by global id, and the same logits."""
+    folder, ref, tokens = reverse
+    mpi = [mpiexec, "--oversubscribe", "--allow-run-as-root", "-n", EP]
+    wants = {L: reference_logits(ref, family, tok) for L, tok in tokens.items()}
+    for L, tok in tokens.items():
+        got, dt = cemoe_logits(binary, folder, tok, work, f"ep{EP}_S{L}", launcher=mpi,
+                               extra=["--ep", EP, "--placement", "round_robin"])
+        compare(report, f"ep{EP}_logits_S{L}", got, wants[L], cemoe_s=round(dt, 2))
+    out = os.path.join(work, "ep_saved")
+    if os.path.isdir(out):
+        shutil.rmtree(out)
+    p = subprocess.run([str(a) for a in mpi + [ep_save, folder, out, EP, "round_robin", 64 * 1024]],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+    if p.returncode != 0:
+        oc.fail(f"ep_save exited {p.returncode}:\n{p.stdout[-4000:]}")
+    saved, info = load_reference(out, family)
+    probs = loading_problems(info)
+    shards = sorted(fn for fn in os.listdir(out) if fn.endswith(".safetensors"))
+    keys = []
+    for fn in shards:
+        with safe_open(os.path.join(out, fn), "pt") as f:
+            keys += list(f.keys())
+    experts = sorted({int(k.split(".experts.")[1].split(".")[0]) for k in keys if ".experts." in k})
+    report.add("ep_save_load", not probs and experts == list(range(getattr(ref.config, "num_experts", None) or ref.config.num_local_experts))
+               and len(shards) > EP and os.path.isfile(os.path.join(out, "placement.json")),
+               loading=probs or "clean", shards=len(shards), expert_ids=experts, n_tensors=len(keys))
+    for L, tok in tokens.items():
+        compare(report, f"ep_save_logits_S{L}", reference_logits(saved, family, tok), wants[L])
 
 
 def hash_seed(family, name):
@@ -399,6 +438,8 @@ def main():
     ap.add_argument("--cemoe", required=True)
     ap.add_argument("--work", required=True)
     ap.add_argument("--only", default="")
+    ap.add_argument("--mpiexec", required=True)
+    ap.add_argument("--ep-save", required=True, help="tests/oracle/ep_save.cc")
     args = ap.parse_args()
     versions = oc.check_pinned_versions()
     print("oracle versions:", versions, flush=True)
@@ -415,7 +456,10 @@ def main():
             report.error(case["name"], str(e))
     if not only or "reverse" in only:
         try:
-            run_reverse(args.cemoe, args.family, args.work, report)
+            reverse = run_reverse(args.cemoe, args.family, args.work, report)
+            if reverse:
+                run_expert_parallel(args.cemoe, args.family, args.work, report, args.mpiexec,
+                                    args.ep_save, reverse)
         except oc.Failure as e:
             report.error("reverse", str(e))
     return report.finish()

@@ -45,14 +45,15 @@ def fail(msg):
     raise Failure(msg)
 
 
-def run_cemoe(binary, args, timeout=300):
-    """Runs `cemoe ARGS`; a non-zero exit is a test failure with cemoe's output attached."""
+def run_cemoe(binary, args, timeout=300, launcher=()):
+    """Runs `[LAUNCHER...] cemoe ARGS` (LAUNCHER: e.g. mpiexec -n 2); a non-zero exit is a test
+    failure with cemoe's output attached."""
     t0 = time.time()
-    p = subprocess.run([binary] + [str(a) for a in args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                       text=True, timeout=timeout)
+    cmd = [str(a) for a in launcher] + [binary] + [str(a) for a in args]
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout)
     dt = time.time() - t0
     if p.returncode != 0:
-        fail(f"cemoe {' '.join(str(a) for a in args)} exited {p.returncode} after {dt:.1f} s:\n{p.stdout[-4000:]}")
+        fail(f"{' '.join(cmd)} exited {p.returncode} after {dt:.1f} s:\n{p.stdout[-4000:]}")
     return p.stdout, dt
 
 
