@@ -16,6 +16,7 @@ PACKAGES=(
   libprotobuf-dev protobuf-compiler         # recipes
   libgtest-dev libgmock-dev                 # tests
   nlohmann-json3-dev libfmt-dev libcli11-dev  # JSON, formatting, CLI parsing
+  libpcre2-dev libutf8proc-dev              # tokenizer: regexes, Unicode normalization
   clang libclang-rt-14-dev                  # libFuzzer for the fuzz target
   python3 python3-venv                      # the oracle environment (launch/oracle_env.sh)
 )
