@@ -6,9 +6,12 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <unistd.h>
+
 #include <array>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <string>
 
 namespace cemoe {
@@ -42,6 +45,21 @@ inline std::string MpiexecPrefix(int ranks) {
   return std::string(mpiexec ? mpiexec : "mpiexec") + " --oversubscribe --allow-run-as-root -n " +
          std::to_string(ranks);
 }
+
+// A fixture with a fresh folder per test (removed afterwards); P(name) is a path inside it.
+class TempDirTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    dir_ = std::filesystem::temp_directory_path() /
+           (std::string("cemoe_") + info->test_suite_name() + "_" + std::to_string(::getpid()));
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::string P(const std::string& name) const { return (dir_ / name).string(); }
+  std::filesystem::path dir_;
+};
 
 }  // namespace test
 }  // namespace cemoe

@@ -18,17 +18,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class CliEpTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("cemoe_cli_ep_" + std::to_string(::getpid()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string P(const std::string& name) { return (dir_ / name).string(); }
-  fs::path dir_;
-};
+using CliEpTest = test::TempDirTest;
 
 size_t Count(const std::string& text, const std::string& what) {
   size_t n = 0;

@@ -11,40 +11,17 @@
 
 #include "model/hf_checkpoint.h"
 #include "model/safetensors.h"
+#include "tests/cli_runner.h"
 
 namespace cemoe {
 namespace {
 
 namespace fs = std::filesystem;
 
-struct Result {
-  int code;
-  std::string output;
-};
+using test::RunCemoe;
+using Result = test::CliResult;
 
-Result RunCemoe(const std::string& args) {
-  const char* bin = std::getenv("CEMOE_BINARY");
-  EXPECT_NE(bin, nullptr) << "CEMOE_BINARY must point at the cemoe executable";
-  std::string cmd = std::string(bin ? bin : "cemoe") + " " + args + " 2>&1";
-  FILE* pipe = popen(cmd.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf;
-  while (pipe && fgets(buf.data(), buf.size(), pipe)) out += buf.data();
-  const int status = pipe ? pclose(pipe) : -1;
-  return {WEXITSTATUS(status), out};
-}
-
-class CliTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("cemoe_cli_" + std::to_string(::getpid()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string P(const std::string& name) { return (dir_ / name).string(); }
-  fs::path dir_;
-};
+using CliTest = test::TempDirTest;
 
 TEST_F(CliTest, HelpDescribesEverySubcommandAndOption) {
   Result r = RunCemoe("--help");
