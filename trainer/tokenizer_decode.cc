@@ -203,16 +203,8 @@ std::unique_ptr<Decoder> ParseDecoder(const Json& j, const JsonSite& site) {
         GetChar(j, site, "content"), GetCount(j, site, "start", 0), GetCount(j, site, "stop", 0));
   }
   if (type == "Sequence") {
-    const Json& list = Required(j, site, "decoders");
-    const JsonSite ls = site.At("decoders");
-    if (!list.is_array()) ls.Fail("expected a list of decoders");
-    std::vector<std::unique_ptr<Decoder>> parts;
-    for (size_t i = 0; i < list.size(); ++i) {
-      auto part = ParseDecoder(list[i], ls.At(i));
-      if (!part) ls.At(i).Fail("null inside a Sequence");
-      parts.push_back(std::move(part));
-    }
-    return std::make_unique<SequenceDecoder>(std::move(parts));
+    return std::make_unique<SequenceDecoder>(
+        ParseSequenceParts<Decoder>(j, site, "decoders", "decoders", ParseDecoder));
   }
   site.At("type").Unsupported(type, kSupported);
 }

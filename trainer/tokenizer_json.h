@@ -4,9 +4,11 @@
 // Thread-safety: stateless.
 #pragma once
 
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace cemoe::tok {
 
@@ -43,5 +45,23 @@ char32_t GetChar(const Json& j, const JsonSite& site, const std::string& key);
 // The "pattern" member {"String": s} or {"Regex": r} of Replace and Split components, as a PCRE2
 // pattern (a literal is escaped).
 std::string ParsePattern(const Json& j, const JsonSite& site);
+
+// The parts of a "Sequence" component: the list j[key] parsed one by one with
+// parse(item, item_site) -> std::unique_ptr<T>; not a list, or a null part, fails naming it.
+template <typename T, typename Parse>
+std::vector<std::unique_ptr<T>> ParseSequenceParts(const Json& j, const JsonSite& site,
+                                                   const std::string& key, const char* what,
+                                                   Parse parse) {
+  const Json& list = Required(j, site, key);
+  const JsonSite ls = site.At(key);
+  if (!list.is_array()) ls.Fail(std::string("expected a list of ") + what);
+  std::vector<std::unique_ptr<T>> parts;
+  for (size_t i = 0; i < list.size(); ++i) {
+    std::unique_ptr<T> part = parse(list[i], ls.At(i));
+    if (!part) ls.At(i).Fail("null inside a Sequence");
+    parts.push_back(std::move(part));
+  }
+  return parts;
+}
 
 }  // namespace cemoe::tok

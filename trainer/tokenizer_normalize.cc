@@ -115,16 +115,8 @@ std::unique_ptr<Normalizer> ParseNormalizer(const Json& j, const JsonSite& site)
                                              GetBool(j, site, "strip_right", true));
   }
   if (type == "Sequence") {
-    const Json& list = Required(j, site, "normalizers");
-    const JsonSite ls = site.At("normalizers");
-    if (!list.is_array()) ls.Fail("expected a list of normalizers");
-    std::vector<std::unique_ptr<Normalizer>> parts;
-    for (size_t i = 0; i < list.size(); ++i) {
-      auto part = ParseNormalizer(list[i], ls.At(i));
-      if (!part) ls.At(i).Fail("null inside a Sequence");
-      parts.push_back(std::move(part));
-    }
-    return std::make_unique<SequenceNormalizer>(std::move(parts));
+    return std::make_unique<SequenceNormalizer>(
+        ParseSequenceParts<Normalizer>(j, site, "normalizers", "normalizers", ParseNormalizer));
   }
   site.At("type").Unsupported(type, kSupported);
 }

@@ -300,16 +300,8 @@ std::unique_ptr<PreTokenizer> ParsePreTokenizer(const Json& j, const JsonSite& s
         ParseBehavior(j, site, "Isolated"), false);
   }
   if (type == "Sequence") {
-    const Json& list = Required(j, site, "pretokenizers");
-    const JsonSite ls = site.At("pretokenizers");
-    if (!list.is_array()) ls.Fail("expected a list of pre-tokenizers");
-    std::vector<std::unique_ptr<PreTokenizer>> parts;
-    for (size_t i = 0; i < list.size(); ++i) {
-      auto part = ParsePreTokenizer(list[i], ls.At(i));
-      if (!part) ls.At(i).Fail("null inside a Sequence");
-      parts.push_back(std::move(part));
-    }
-    return std::make_unique<SequencePreTokenizer>(std::move(parts));
+    return std::make_unique<SequencePreTokenizer>(ParseSequenceParts<PreTokenizer>(
+        j, site, "pretokenizers", "pre-tokenizers", ParsePreTokenizer));
   }
   site.At("type").Unsupported(type, kSupported);
 }
