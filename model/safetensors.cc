@@ -286,6 +286,15 @@ at::Tensor SafetensorsFile::Get(const std::string& name) const {
   }
   at::Tensor out = at::empty(info.shape, at::TensorOptions().dtype(*type));
   if (num_bytes > 0) std::memcpy(out.data_ptr(), src, num_bytes);
+  // The bytes are copied: drop the mapped pages that lie wholly inside this tensor from the
+  // process (they stay in the page cache; a later read faults them back in), so loading a model
+  // peaks near the model's size instead of twice it.
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t first = (reinterpret_cast<uintptr_t>(src) + page - 1) / page * page;
+  const uintptr_t last = (reinterpret_cast<uintptr_t>(src) + num_bytes) / page * page;
+  if (last > first) {
+    ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+  }
   return out;
 }
 
