@@ -3,8 +3,9 @@
 # and a CUDA PyTorch (its LibTorch 2.x is what cemoe links). Produces the GPU numbers of
 # docs/benchmarks.md and docs/parallel.md. CI has no GPU and never runs this.
 #   usage: bash launch/gpu_check.sh OUT_DIR [DEBS_DIR]
-# DEBS_DIR: Debian 12 .deb files (OpenMPI, protobuf, GoogleTest, fmt, nlohmann-json, CLI11) to
-# unpack into a private prefix when the machine lacks them (no package registry there).
+# DEBS_DIR: Debian 12 .deb files (OpenMPI, protobuf, GoogleTest, fmt, nlohmann-json, CLI11,
+# PCRE2, utf8proc, pkgconf, with their library dependencies) to unpack into a private prefix when
+# the machine lacks them (no package registry there).
 # Expected time on one H100 with 16 cores: about 5 minutes (build 3, tests and benchmarks 2).
 # Status: written when no GPU was lent; its CUDA build was checked on a CPU machine against the
 # PyTorch wheel's CUDA LibTorch 2.15, its GPU steps have not run yet.
@@ -25,6 +26,9 @@ if [ -n "$DEBS" ]; then
   export OPAL_PREFIX="$DEPS/usr"
   export PATH="$DEPS/usr/bin:$PATH"
   export LD_LIBRARY_PATH="$DEPS/usr/lib/x86_64-linux-gnu:$DEPS/usr/lib/x86_64-linux-gnu/openmpi/lib:${LD_LIBRARY_PATH:-}"
+  # The tokenizer's PCRE2 and utf8proc are found by pkg-config; their .pc files say prefix=/usr.
+  export PKG_CONFIG_PATH="$DEPS/usr/lib/x86_64-linux-gnu/pkgconfig:$DEPS/usr/share/pkgconfig"
+  export PKG_CONFIG_SYSROOT_DIR="$DEPS"
   PREFIX_ARGS=(-DMPI_CXX_COMPILER="$DEPS/usr/bin/mpicxx.openmpi"
                -DMPIEXEC_EXECUTABLE="$DEPS/usr/bin/mpiexec.openmpi"
                -DProtobuf_PROTOC_EXECUTABLE="$DEPS/usr/bin/protoc")
