@@ -163,8 +163,13 @@ CausalLM LoadExpertParallelModel(const std::string& dir, ProcessGroups& groups,
 }
 
 void SaveExpertParallelCheckpoint(const CausalLMImpl& model, ProcessGroups& groups,
-                                  const ModelPlacement& placement, const std::string& dir,
+                                  const ModelPlacement& placement, const std::string& dir_arg,
                                   uint64_t max_shard_bytes) {
+  // "runs/x/" and "runs/x" name the same folder; the staging and old folders sit beside it.
+  std::string dir = fs::path(dir_arg).lexically_normal().string();
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  CEMOE_CHECK(!dir.empty() && dir != "." && dir != "/", "cannot save a checkpoint as '{}'",
+              dir_arg);
   const ModelConfig& config = model.config();
   Communicator& world = groups.world();
   const bool root = groups.world_rank() == 0;

@@ -212,7 +212,8 @@ TEST(ShardedCheckpoint, ResaveReplacesTheFolderAndBadInputFailsOnEveryRank) {
     std::ofstream(dir + ".partial/model-00001-of-00009.safetensors") << "junk";
     fs::create_directories(dir + ".old");
   }
-  SaveExpertParallelCheckpoint(*model, groups, placement, dir, /*max_shard_bytes=*/1 << 30);
+  // A trailing slash names the same folder (the staging folder must not land inside it).
+  SaveExpertParallelCheckpoint(*model, groups, placement, dir + "/", /*max_shard_bytes=*/1 << 30);
   std::vector<std::string> files;
   for (const auto& entry : fs::directory_iterator(dir)) {
     files.push_back(entry.path().filename().string());
