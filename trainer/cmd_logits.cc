@@ -86,6 +86,12 @@ void RunExpertParallel(const LogitsOptions& opt) {
                                        session.local_rank() % torch::cuda::device_count()));
   }
   const at::Tensor all_tokens = ReadTokenBatch(opt.tokens);
+  // Every rank checks the whole batch before it is split, so a bad id fails on every rank at
+  // once instead of on one rank while the others wait for it in a collective.
+  const int64_t vocab = LoadModelConfig(opt.model).vocab_size;
+  const int64_t lo = all_tokens.min().item<int64_t>(), hi = all_tokens.max().item<int64_t>();
+  CEMOE_CHECK(lo >= 0 && hi < vocab, "{}: token id {} outside the vocabulary [0, {}) of {}",
+              opt.tokens, lo < 0 ? lo : hi, vocab, opt.model);
   const auto [begin, end] = RowsOfRank(all_tokens.size(0), groups.world_rank(), groups.world_size());
   const at::Tensor tokens = all_tokens.slice(0, begin, end);
 

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 
@@ -80,6 +81,21 @@ TEST_F(CliEpTest, BadEpIsAOneLineErrorOnEveryRank) {
   EXPECT_NE(b.code, 0);
   EXPECT_NE(b.output.find("8"), std::string::npos) << b.output;
   EXPECT_NE(b.output.find("cemoe: error: "), std::string::npos) << b.output;
+  EXPECT_FALSE(fs::exists(P("x.safetensors")));
+  // A bad token id in the rows of the last rank only: every rank fails at once, naming the file
+  // and the id (no rank is left waiting for it in a collective until the timeout).
+  std::ofstream(P("oov.json")) << "[[1, 2, 3], [4, 5, 6], [7, 8, 9], [10, 11, 999]]";
+  const auto t0 = std::chrono::steady_clock::now();
+  test::CliResult c = test::RunCemoeWith(
+      test::MpiexecPrefix(4), "logits --model " + P("m") + " --tokens " + P("oov.json") +
+                                  " --out " + P("x.safetensors") + " --ep 2");
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_NE(c.code, 0);
+  EXPECT_NE(c.output.find("oov.json: token id 999 outside the vocabulary [0, 128)"),
+            std::string::npos)
+      << c.output;
+  EXPECT_LT(seconds, 30.0);
   EXPECT_FALSE(fs::exists(P("x.safetensors")));
 }
 
