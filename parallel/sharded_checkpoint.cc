@@ -156,8 +156,13 @@ CausalLM LoadExpertParallelModel(const std::string& dir, ProcessGroups& groups,
                 dir, l, placement.layers[l].num_experts, placement.layers[l].ep,
                 config.num_experts, groups.ep());
   }
-  CausalLM model(config, HeldExperts(placement, groups.ep_rank()));
-  LoadHfWeights(*model, dir);
+  // A tensor missing or malformed in the part one rank reads fails every rank here, instead of
+  // leaving the others waiting for it in the first forward's all-to-all.
+  CausalLM model{nullptr};
+  AllOrNothing(groups.world(), fmt::format("loading {}", dir), [&] {
+    model = CausalLM(config, HeldExperts(placement, groups.ep_rank()));
+    LoadHfWeights(*model, dir);
+  });
   ShardExperts(*model, groups, placement.layers, options);
   return model;
 }

@@ -64,7 +64,8 @@ ModelPlacement ChooseModelPlacement(const std::string& dir, ProcessGroups& group
 
 // This rank's part of the model in `dir` (float32 on CPU): dense weights and the experts
 // placement.layers[l].experts_of_rank[groups.ep_rank()], with the expert-parallel dispatchers
-// installed. Collective over the EP group only in forward.
+// installed. Collective over the world: when any rank cannot load its part (a missing tensor,
+// a wrong shape), every rank throws (that rank its own error, the others naming the count).
 CausalLM LoadExpertParallelModel(const std::string& dir, ProcessGroups& groups,
                                  const ModelPlacement& placement, DispatcherOptions options = {});
 

@@ -238,6 +238,32 @@ TEST(ShardedCheckpoint, ResaveReplacesTheFolderAndBadInputFailsOnEveryRank) {
       EXPECT_NE(std::string(e.what()).find("1 rank(s) failed"), std::string::npos) << e.what();
     }
   }
+  // A checkpoint that lacks an expert only the last rank holds: every rank fails at once.
+  const std::string holed = dir + "-holed";
+  const std::string missing = "model.layers.1.mlp.experts.7.up_proj.weight";  // rank 7 % world
+  if (groups.world_rank() == 0) {
+    ShardedCheckpoint full(dir);
+    NamedTensors kept;
+    for (const std::string& name : full.Names()) {
+      if (name != missing) kept.emplace_back(name, full.Get(name));
+    }
+    SaveShardedSafetensors(holed, kept, 1 << 30);
+    SaveModelConfig(LoadModelConfig(dir), holed);
+  }
+  groups.world().Barrier();
+  try {
+    LoadExpertParallelModel(holed, groups, Placements(world)[1]);  // round_robin
+    ADD_FAILURE() << "a checkpoint missing " << missing << " loaded";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    if (groups.ep_rank() == world - 1) {
+      EXPECT_NE(what.find(missing), std::string::npos) << what;
+    } else {
+      EXPECT_NE(what.find("loading " + holed + ": 1 rank(s) failed"), std::string::npos) << what;
+    }
+  }
+  groups.world().Barrier();
+  if (groups.world_rank() == 0) fs::remove_all(holed);
   // A placement for another ep, and a placement file for another model, are refused by name.
   const ModelPlacement wrong = Placements(1)[0];
   if (world > 1) {
