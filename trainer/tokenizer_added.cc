@@ -64,13 +64,15 @@ std::vector<AddedTokenMatcher::Segment> AddedTokenMatcher::Split(std::string_vie
       if (!space_before || !space_after) continue;
     }
     if (t.lstrip) {
+      // Never into the previous match (so each byte is scanned once: a run of whitespace tokens
+      // with lstrip stays linear).
       size_t s = start;
-      while (s > 0) {
+      while (s > done) {
         const char32_t c = LastChar(text, s);
         if (!IsWhitespace(c)) break;
         s -= Utf8(c).size();
       }
-      start = std::max(s, done);
+      start = s;
     }
     if (t.rstrip) {
       size_t len = 0;

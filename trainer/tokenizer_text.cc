@@ -283,12 +283,14 @@ std::string ExplicitWhitespace(const std::string& pattern) {
 
 }  // namespace
 
-Regex::Regex(const std::string& original, const std::string& where) : pattern_(original) {
+Regex::Regex(const std::string& original, const std::string& where)
+    : pattern_(original), where_(where) {
   const std::string pattern = ExplicitWhitespace(original);
   int error = 0;
   PCRE2_SIZE offset = 0;
-  pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
-                                   PCRE2_UTF | PCRE2_UCP, &error, &offset, nullptr);
+  pcre2_code* code =
+      pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
+                    PCRE2_UTF | PCRE2_UCP | PCRE2_NEVER_BACKSLASH_C, &error, &offset, nullptr);
   if (code == nullptr) {
     std::array<PCRE2_UCHAR, 256> message{};
     pcre2_get_error_message(error, message.data(), message.size());
@@ -307,17 +309,25 @@ std::vector<std::pair<size_t, size_t>> Regex::FindAll(std::string_view text) con
   pcre2_match_data* data = pcre2_match_data_create_from_pattern(code, nullptr);
   size_t start = 0;
   while (start <= text.size()) {
-    const int rc = pcre2_match(code, reinterpret_cast<PCRE2_SPTR>(text.data()), text.size(), start,
-                               PCRE2_NO_UTF_CHECK, data, nullptr);
+    int rc = pcre2_match(code, reinterpret_cast<PCRE2_SPTR>(text.data()), text.size(), start,
+                         PCRE2_NO_UTF_CHECK, data, nullptr);
+    if (rc == PCRE2_ERROR_JIT_STACKLIMIT) {
+      // The JIT's stack (32 KiB by default) is smaller than what the interpreter may use (its
+      // heap limit): retry this attempt interpreted rather than fail a pattern PCRE2 can match.
+      rc = pcre2_match(code, reinterpret_cast<PCRE2_SPTR>(text.data()), text.size(), start,
+                       PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT, data, nullptr);
+    }
     if (rc == PCRE2_ERROR_NOMATCH) break;
-    if (rc < 0) {
+    const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(data);
+    if (rc < 0 || ov[1] < ov[0]) {
       pcre2_match_data_free(data);
       std::array<PCRE2_UCHAR, 256> message{};
-      pcre2_get_error_message(rc, message.data(), message.size());
-      CEMOE_FAIL("regex {}: matching failed: {}", Quote(pattern_),
-                 reinterpret_cast<const char*>(message.data()));
+      if (rc < 0) pcre2_get_error_message(rc, message.data(), message.size());
+      CEMOE_FAIL("{}: regex {}: matching failed at byte {} of a {}-byte text: {}", where_,
+                 Quote(pattern_), start, text.size(),
+                 rc < 0 ? reinterpret_cast<const char*>(message.data())
+                        : "the match ends before it starts (\\K in a lookaround)");
     }
-    const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(data);
     matches.emplace_back(ov[0], ov[1]);
     if (ov[1] > ov[0]) {
       start = ov[1];

@@ -45,7 +45,9 @@ char32_t ByteToUnicode(uint8_t b);
 int UnicodeToByte(char32_t c);
 
 // A PCRE2 pattern compiled with UTF and UCP (Unicode \s, \w, \d and \p{..} classes), standing in
-// for Oniguruma (tokenizers' SysRegex) and the Rust regex crate.
+// for Oniguruma (tokenizers' SysRegex) and the Rust regex crate. \C (one byte inside a
+// character) is refused: a match could then end inside a character and the text would no
+// longer be UTF-8.
 class Regex {
  public:
   // Throws cemoe::Error naming `where` (file and JSON path) when the pattern does not compile.
@@ -54,12 +56,15 @@ class Regex {
   Regex(const Regex&) = delete;
   Regex& operator=(const Regex&) = delete;
   // Non-overlapping matches left to right as [begin, end) byte offsets; after an empty match the
-  // search resumes one character further.
+  // search resumes one character further. text must be valid UTF-8. PCRE2's match, depth and
+  // heap limits (defaults, or lower ones set in the pattern with (*LIMIT_MATCH=n) etc.) bound
+  // the work per match attempt; exceeding one throws cemoe::Error naming `where`.
   std::vector<std::pair<size_t, size_t>> FindAll(std::string_view text) const;
   const std::string& pattern() const { return pattern_; }
 
  private:
   std::string pattern_;
+  std::string where_;
   void* code_ = nullptr;  // pcre2_code_8*
 };
 

@@ -323,5 +323,75 @@ TEST(Tokenizer, UnsupportedOrInvalidPartsNameTheFileFieldAndValue) {
   }
 }
 
+// Regressions from fuzzing (tests/fuzz/tokenizer_fuzz.cc, docs/oracle.md "Fuzzing").
+
+TEST(Tokenizer, DeeplyNestedJsonIsAnErrorNotAStackOverflow) {
+  // The post_processor is kept as JSON text (dump() recurses once per level): 100000 levels used
+  // to overflow the stack. Brackets inside strings do not count.
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  const std::string text = R"({"post_processor": {"type": "X", "a": )" + deep +
+                           R"(}, "model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}})";
+  try {
+    Tokenizer::FromJson(text, "deep.json");
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("deep.json: invalid JSON: arrays and objects nested "
+                                         "deeper than 128 levels"),
+              std::string::npos)
+        << e.what();
+  }
+  json j = TinyFile({{"[", 0}}, {});
+  j["post_processor"] = {{"type", "X"}, {"note", std::string(1000, '{')}};
+  EXPECT_EQ(Load(j).Encode("[["), (Ids{0, 0}));
+}
+
+TEST(Tokenizer, RegexByteEscapeIsRefused) {
+  // \C matches one byte inside a character: "^\C" removed the first byte of "é" and left
+  // invalid UTF-8 for the model (read past the end of the word). PCRE2 now refuses \C.
+  json j = TinyFile({{"a", 0}}, {});
+  j["normalizer"] = {{"type", "Replace"}, {"pattern", {{"Regex", "^\\C"}}}, {"content", ""}};
+  EXPECT_NE(LoadError(j).find("tiny.json: normalizer.pattern: regex \"^\\\\C\" does not compile"),
+            std::string::npos)
+      << LoadError(j);
+  j = TinyFile({{"a", 0}}, {});
+  j["decoder"] = {{"type", "Replace"}, {"pattern", {{"Regex", "a\\C"}}}, {"content", ""}};
+  EXPECT_NE(LoadError(j).find("tiny.json: decoder.pattern: regex"), std::string::npos)
+      << LoadError(j);
+}
+
+TEST(Tokenizer, RegexMatchLimitIsAnErrorNamingTheField) {
+  // PCRE2's match limit (here lowered in the pattern itself; (*NO_START_OPT) keeps PCRE2 from
+  // seeing up front that there is no "c") must give a cemoe::Error that names the file and the
+  // field, not a crash, a hang or a silently shorter match list.
+  json j = TinyFile({{"a", 0}, {"b", 1}}, {});
+  j["pre_tokenizer"] = {{"type", "Split"},
+                        {"pattern", {{"Regex", "(*LIMIT_MATCH=20)(*NO_START_OPT)(?:a|b|ab)*c"}}},
+                        {"behavior", "Isolated"}};
+  Tokenizer tok = Load(j);
+  try {
+    tok.Encode("abababababababababababababababab");
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("tiny.json: pre_tokenizer.pattern: regex"),
+              std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("matching failed"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(tok.Encode("ab"), (Ids{0, 1}));  // under the limit: no error
+}
+
+TEST(Tokenizer, LstripOverLongWhitespaceRunsIsLinear) {
+  // An lstrip token that is itself whitespace: each match used to scan back over all the
+  // whitespace before it (into earlier matches), O(n^2) on a long run of spaces.
+  json j = TinyFile({{"a", 0}}, {});
+  j["added_tokens"] = {Added(1, "  ", false, /*lstrip=*/true)};
+  Tokenizer tok = Load(j);
+  const Ids ids = tok.Encode(std::string(400000, ' '));
+  EXPECT_EQ(ids, Ids(200000, 1));
+  // "a", then "  " (after a non-space: nothing to strip), then " " (not in the vocabulary and
+  // no unk_token: dropped).
+  EXPECT_EQ(tok.Encode("a   "), (Ids{0, 1}));
+}
+
 }  // namespace
 }  // namespace cemoe
