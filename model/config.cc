@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "model/check.h"
+#include "model/json_file.h"
 
 namespace cemoe {
 namespace {
@@ -215,15 +216,7 @@ void ValidateModelConfig(const ModelConfig& c, const std::string& src) {
 
 ModelConfig LoadModelConfig(const std::string& path) {
   const std::string file = ConfigPath(path);
-  std::ifstream in(file);
-  CEMOE_CHECK(in.good(), "{}: cannot open config file", file);
-  json j;
-  try {
-    j = json::parse(in);
-  } catch (const json::exception& e) {
-    CEMOE_FAIL("{}: invalid JSON: {}", file, e.what());
-  }
-  return ParseModelConfig(j, file);
+  return ParseModelConfig(ReadJsonFile(file, "config file"), file);
 }
 
 json ModelConfigToJson(const ModelConfig& c) {

@@ -5,13 +5,13 @@
 
 #include <exception>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <utility>
 
 #include "model/causal_lm.h"
 #include "model/check.h"
 #include "model/hf_checkpoint.h"
+#include "model/json_file.h"
 #include "model/safetensors.h"
 #include "parallel/model_sharding.h"
 
@@ -80,11 +80,9 @@ std::optional<ModelPlacement> LoadPlacementFile(const std::string& dir, int64_t 
                                                 int64_t num_experts) {
   const std::string path = (fs::path(dir) / kPlacementFileName).string();
   if (!fs::exists(path)) return std::nullopt;
-  std::ifstream in(path);
-  CEMOE_CHECK(in.good(), "{}: cannot open", path);
   ModelPlacement out;
   try {
-    const nlohmann::json j = nlohmann::json::parse(in);
+    const nlohmann::json j = ReadJsonFile(path, "placement file");
     CEMOE_CHECK(j.value("format", "") == kPlacementFormat,
                 "{}: field \"format\" must be \"{}\", got {}", path, kPlacementFormat,
                 j.contains("format") ? j["format"].dump() : "nothing");

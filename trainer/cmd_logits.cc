@@ -11,7 +11,6 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdlib>
-#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <utility>
@@ -19,6 +18,7 @@
 #include "model/causal_lm.h"
 #include "model/check.h"
 #include "model/hf_checkpoint.h"
+#include "model/json_file.h"
 #include "model/safetensors.h"
 #include "parallel/process_groups.h"
 #include "parallel/sharded_checkpoint.h"
@@ -28,14 +28,7 @@ namespace cemoe {
 
 // Reads a JSON list of equal-length lists of token ids into int64 [batch, seq].
 at::Tensor ReadTokenBatch(const std::string& path) {
-  std::ifstream in(path);
-  CEMOE_CHECK(in.good(), "{}: cannot open token file", path);
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    CEMOE_FAIL("{}: invalid JSON: {}", path, e.what());
-  }
+  const nlohmann::json j = ReadJsonFile(path, "token file");
   CEMOE_CHECK(j.is_array() && !j.empty(), "{}: expected a non-empty list of token-id lists", path);
   const size_t seq = j[0].is_array() ? j[0].size() : 0;
   CEMOE_CHECK(seq > 0, "{}: row 0 must be a non-empty list of token ids", path);

@@ -8,23 +8,11 @@
 #include <nlohmann/json.hpp>
 
 #include "model/check.h"
+#include "model/json_file.h"
 #include "trainer/commands.h"
 #include "trainer/tokenizer.h"
 
 namespace cemoe {
-namespace {
-
-nlohmann::json ReadJsonFile(const std::string& path) {
-  std::ifstream in(path);
-  CEMOE_CHECK(in.good(), "{}: cannot open input file", path);
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    CEMOE_FAIL("{}: invalid JSON: {}", path, e.what());
-  }
-}
-
-}  // namespace
 
 void AddTokenizeCommand(CLI::App& app) {
   struct Options {
@@ -58,13 +46,9 @@ void AddTokenizeCommand(CLI::App& app) {
     const std::string where = input->count() ? opt->input : std::string("--text");
     nlohmann::json items;
     if (input->count()) {
-      items = ReadJsonFile(opt->input);
+      items = ReadJsonFile(opt->input, "input file");
     } else if (opt->decode) {
-      try {
-        items = nlohmann::json::array({nlohmann::json::parse(opt->text)});
-      } catch (const nlohmann::json::exception& e) {
-        CEMOE_FAIL("--text: with --decode expected a JSON list of ids: {}", e.what());
-      }
+      items = nlohmann::json::array({ParseJsonText(opt->text, "--text (with --decode, a JSON list of ids)")});
     } else {
       items = nlohmann::json::array({opt->text});
     }

@@ -8,6 +8,7 @@
 #include <unordered_set>
 
 #include "model/check.h"
+#include "model/json_file.h"
 #include "trainer/tokenizer_added.h"
 #include "trainer/tokenizer_bpe.h"
 #include "trainer/tokenizer_decode.h"
@@ -44,35 +45,6 @@ std::string ReadFile(const std::string& path) {
   std::ostringstream s;
   s << in.rdbuf();
   return s.str();
-}
-
-// Real tokenizer.json files nest about 6 levels deep; nlohmann's dump() (used for error messages
-// and post_processor_json) recurses once per level, so a deeper file could overflow the stack.
-constexpr int kMaxJsonDepth = 128;
-
-// Fails naming source when the JSON text nests arrays and objects deeper than kMaxJsonDepth
-// (brackets inside strings do not count). Invalid JSON is left to the parser.
-void CheckJsonDepth(const std::string& text, const std::string& source) {
-  int depth = 0;
-  bool in_string = false;
-  for (size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (in_string) {
-      if (c == '\\') {
-        ++i;
-      } else if (c == '"') {
-        in_string = false;
-      }
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      CEMOE_CHECK(++depth <= kMaxJsonDepth,
-                  "{}: invalid JSON: arrays and objects nested deeper than {} levels (at byte {})",
-                  source, kMaxJsonDepth, i);
-    } else if (c == ']' || c == '}') {
-      --depth;
-    }
-  }
 }
 
 }  // namespace

@@ -3,7 +3,11 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "model/attention.h"
@@ -70,6 +74,32 @@ TEST(Config, ErrorsNameFileFieldAndValue) {
   j = OlmoeJson();
   j.erase("rope_parameters");
   EXPECT_NE(ErrorOf(j).find("missing field \"rope_theta\""), std::string::npos);
+}
+
+TEST(Config, HostileFilesAreErrorsNamingTheFile) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("cemoe_cfg_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const std::string path = (dir / "config.json").string();
+  auto error_of = [&](const std::string& text) {
+    std::ofstream(path, std::ios::trunc) << text;
+    try {
+      LoadModelConfig(dir.string());
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  // A value nested 100000 deep: nlohmann's dump() in an error message would overflow the stack.
+  const std::string deep = "{\"model_type\": " + std::string(100000, '[') +
+                           std::string(100000, ']') + "}";
+  EXPECT_NE(error_of(deep).find(path + ": invalid JSON: arrays and objects nested deeper than 128"),
+            std::string::npos)
+      << error_of(deep);
+  EXPECT_NE(error_of("{\"model_type\": ").find(path + ": invalid JSON"), std::string::npos);
+  EXPECT_NE(error_of("").find(path + ": invalid JSON"), std::string::npos);
+  fs::remove_all(dir);
+  EXPECT_NE(error_of("{}").find("cannot open config file"), std::string::npos);
 }
 
 TEST(Config, PhiLongropeBothSpellingsAndFactorLength) {
