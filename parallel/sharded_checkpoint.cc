@@ -191,16 +191,20 @@ void SaveExpertParallelCheckpoint(const CausalLMImpl& model, ProcessGroups& grou
   });
 
   // 2. This rank's tensors in storage dtype: dense ones on rank 0, experts on dp group 0.
-  const at::ScalarType dtype = HfStorageDtype(config);
-  NamedTensors mine;
-  for (const auto& item : model.named_parameters(/*recurse=*/true)) {
-    const bool expert = IsExpertParameterName(item.key());
-    if (expert ? writes_experts : root) {
-      mine.emplace_back(ToHfName(config, item.key()),
-                        item.value().detach().to(at::kCPU).to(dtype).contiguous());
+  // (Inside AllOrNothing too: a rank that runs out of memory here must not strand the others.)
+  std::vector<NamedTensors> shards;
+  AllOrNothing(world, what, [&] {
+    const at::ScalarType dtype = HfStorageDtype(config);
+    NamedTensors mine;
+    for (const auto& item : model.named_parameters(/*recurse=*/true)) {
+      const bool expert = IsExpertParameterName(item.key());
+      if (expert ? writes_experts : root) {
+        mine.emplace_back(ToHfName(config, item.key()),
+                          item.value().detach().to(at::kCPU).to(dtype).contiguous());
+      }
     }
-  }
-  std::vector<NamedTensors> shards = PackShards(std::move(mine), max_shard_bytes);
+    shards = PackShards(std::move(mine), max_shard_bytes);
+  });
 
   // 3. Shard numbers in world-rank order, then every writer writes its own files.
   std::vector<double> counts(groups.world_size(), 0.0);
