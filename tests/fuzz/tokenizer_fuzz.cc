@@ -40,6 +40,7 @@
 #include <vector>
 
 #include "model/check.h"
+#include "tests/trainer/tokenizer_json_builders.h"
 #include "trainer/tokenizer.h"
 #include "trainer/tokenizer_text.h"
 
@@ -79,30 +80,8 @@ std::string ReplaceAll(std::string s, const std::string& from, const std::string
   return s;
 }
 
-json Added(int64_t id, const std::string& content, bool special, bool lstrip, bool rstrip,
-           bool single_word, bool normalized) {
-  return {{"id", id},
-          {"content", content},
-          {"special", special},
-          {"lstrip", lstrip},
-          {"rstrip", rstrip},
-          {"single_word", single_word},
-          {"normalized", normalized}};
-}
-
-json Model(const json& vocab, const json& merges) {
-  return {{"type", "BPE"},
-          {"dropout", nullptr},
-          {"unk_token", nullptr},
-          {"continuing_subword_prefix", nullptr},
-          {"end_of_word_suffix", nullptr},
-          {"fuse_unk", false},
-          {"byte_fallback", false},
-          {"ignore_merges", false},
-          {"vocab", vocab},
-          {"merges", merges}};
-}
-
+using cemoe::test::AddedTokenJson;
+using cemoe::test::BpeModelJson;
 // Mode 1: byte-level BPE (GPT-2 / OLMoE layout).
 std::string ByteLevelJson() {
   json vocab = json::object();
@@ -117,14 +96,14 @@ std::string ByteLevelJson() {
     vocab[s.substr(0, space) + s.substr(space + 1)] = next++;
     merges.push_back(s);
   }
-  json added = json::array({Added(next, "[eot]", true, false, false, false, false),
-                            Added(next + 1, "[lst]", true, true, false, false, false),
-                            Added(next + 2, "[rst]", true, false, true, false, false),
-                            Added(next + 3, "[both]", true, true, true, false, false),
-                            Added(next + 4, "[sw]", false, false, false, true, false),
-                            Added(next + 5, "[norm]", false, false, false, false, true),
-                            Added(next + 6, "[nlst]", false, true, false, false, true),
-                            Added(next + 7, "[raw]", false, false, true, false, false)});
+  json added = json::array({AddedTokenJson(next, "[eot]", true, false, false, false, false),
+                            AddedTokenJson(next + 1, "[lst]", true, true, false, false, false),
+                            AddedTokenJson(next + 2, "[rst]", true, false, true, false, false),
+                            AddedTokenJson(next + 3, "[both]", true, true, true, false, false),
+                            AddedTokenJson(next + 4, "[sw]", false, false, false, true, false),
+                            AddedTokenJson(next + 5, "[norm]", false, false, false, false, true),
+                            AddedTokenJson(next + 6, "[nlst]", false, true, false, false, true),
+                            AddedTokenJson(next + 7, "[raw]", false, false, true, false, false)});
   return json{{"version", "1.0"},
               {"truncation", nullptr},
               {"padding", nullptr},
@@ -137,7 +116,7 @@ std::string ByteLevelJson() {
                 {"use_regex", true}}},
               {"post_processor", nullptr},
               {"decoder", {{"type", "ByteLevel"}}},
-              {"model", Model(vocab, merges)}}
+              {"model", BpeModelJson(vocab, merges)}}
       .dump();
 }
 
@@ -161,16 +140,16 @@ std::string LlamaJson(bool metaspace) {
     vocab[s.substr(0, space) + s.substr(space + 1)] = next++;
     merges.push_back(s);
   }
-  json model = Model(vocab, merges);
+  json model = BpeModelJson(vocab, merges);
   model["unk_token"] = "<unk>";
   model["fuse_unk"] = true;
   model["byte_fallback"] = true;
-  json added = json::array({Added(0, "<unk>", true, false, false, false, false),
-                            Added(1, "<s>", true, false, false, false, false),
-                            Added(2, "</s>", true, false, false, false, false),
-                            Added(next, "[INST]", true, true, true, false, false),
-                            Added(next + 1, "[n]", false, false, false, false, true),
-                            Added(next + 2, "[sw]", false, false, false, true, false)});
+  json added = json::array({AddedTokenJson(0, "<unk>", true, false, false, false, false),
+                            AddedTokenJson(1, "<s>", true, false, false, false, false),
+                            AddedTokenJson(2, "</s>", true, false, false, false, false),
+                            AddedTokenJson(next, "[INST]", true, true, true, false, false),
+                            AddedTokenJson(next + 1, "[n]", false, false, false, false, true),
+                            AddedTokenJson(next + 2, "[sw]", false, false, false, true, false)});
   json j = {{"version", "1.0"},      {"truncation", nullptr},     {"padding", nullptr},
             {"added_tokens", added}, {"post_processor", nullptr}, {"model", model}};
   if (metaspace) {

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "model/check.h"
+#include "tests/trainer/tokenizer_json_builders.h"
 
 namespace cemoe {
 namespace {
@@ -30,27 +31,12 @@ json TinyFile(json vocab, json merges) {
               {"pre_tokenizer", nullptr},
               {"post_processor", nullptr},
               {"decoder", nullptr},
-              {"model",
-               {{"type", "BPE"},
-                {"dropout", nullptr},
-                {"unk_token", nullptr},
-                {"continuing_subword_prefix", nullptr},
-                {"end_of_word_suffix", nullptr},
-                {"fuse_unk", false},
-                {"byte_fallback", false},
-                {"ignore_merges", false},
-                {"vocab", vocab},
-                {"merges", merges}}}};
+              {"model", test::BpeModelJson(vocab, merges)}};
 }
 
 Tokenizer Load(const json& j) { return Tokenizer::FromJson(j.dump(), "tiny.json"); }
 
-json Added(int64_t id, const std::string& content, bool special, bool lstrip = false,
-           bool rstrip = false, bool single_word = false, bool normalized = false) {
-  return json{{"id", id},          {"content", content}, {"single_word", single_word},
-              {"lstrip", lstrip},  {"rstrip", rstrip},   {"normalized", normalized},
-              {"special", special}};
-}
+using test::AddedTokenJson;
 
 // The error message of loading j, or "" when it loads.
 std::string LoadError(const json& j) {
@@ -127,7 +113,7 @@ TEST(Tokenizer, FuseUnkFusesConsecutiveUnknowns) {
 
 json MetaspaceFile(const std::string& scheme) {
   json j = TinyFile({{"▁", 0}, {"a", 1}, {"▁a", 2}, {"<s>", 3}}, {"▁ a"});
-  j["added_tokens"] = {Added(3, "<s>", true)};
+  j["added_tokens"] = {AddedTokenJson(3, "<s>", true)};
   j["pre_tokenizer"] = {
       {"type", "Metaspace"}, {"replacement", "▁"}, {"prepend_scheme", scheme}, {"split", false}};
   j["decoder"] = {
@@ -154,9 +140,10 @@ TEST(Tokenizer, MetaspacePrependSchemeFirstOnlyAtTheStartOfTheInput) {
 
 json AddedTokenFile() {
   json j = TinyFile({{" ", 0}, {"a", 1}, {"b", 2}, {"<", 3}, {"W", 4}, {">", 5}}, {});
-  j["added_tokens"] = {
-      Added(6, "<L>", true, /*lstrip=*/true), Added(7, "<R>", true, false, /*rstrip=*/true),
-      Added(8, "<W>", false, false, false, /*single_word=*/true), Added(9, "<L><R>", true)};
+  j["added_tokens"] = {AddedTokenJson(6, "<L>", true, /*lstrip=*/true),
+                       AddedTokenJson(7, "<R>", true, false, /*rstrip=*/true),
+                       AddedTokenJson(8, "<W>", false, false, false, /*single_word=*/true),
+                       AddedTokenJson(9, "<L><R>", true)};
   return j;
 }
 
@@ -187,8 +174,8 @@ TEST(Tokenizer, NormalizedAddedTokensMatchTheNormalizedText) {
                      {"normalizers",
                       {{{"type", "Prepend"}, {"prepend", "▁"}},
                        {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", "▁"}}}}};
-  j["added_tokens"] = {Added(5, "<c>", false, false, false, false, /*normalized=*/true),
-                       Added(6, "<s>", true)};
+  j["added_tokens"] = {AddedTokenJson(5, "<c>", false, false, false, false, /*normalized=*/true),
+                       AddedTokenJson(6, "<s>", true)};
   Tokenizer tok = Load(j);
   EXPECT_EQ(tok.Encode("x <c>"), (Ids{0, 1, 5}));       // "▁x▁<c>": "▁<c>" matches
   EXPECT_EQ(tok.Encode("x<c>"), (Ids{0, 1, 2, 3, 4}));  // "▁x<c>": no "▁<c>"
@@ -302,7 +289,7 @@ TEST(Tokenizer, UnsupportedOrInvalidPartsNameTheFileFieldAndValue) {
   cases.push_back({"truncation", with("truncation", {{"max_length", 8}}),
                    "tiny.json: truncation: unsupported value"});
   cases.push_back(
-      {"added id", with("added_tokens", {Added(5, "<x>", true)}),
+      {"added id", with("added_tokens", {AddedTokenJson(5, "<x>", true)}),
        "tiny.json: added_tokens[0].id: 5 for \"<x>\", but Hugging Face assigns it id 3"});
   cases.push_back({"added flag",
                    with("added_tokens", {{{"id", 3}, {"content", "<x>"}, {"lstrip", 1}}}),
@@ -384,7 +371,7 @@ TEST(Tokenizer, LstripOverLongWhitespaceRunsIsLinear) {
   // An lstrip token that is itself whitespace: each match used to scan back over all the
   // whitespace before it (into earlier matches), O(n^2) on a long run of spaces.
   json j = TinyFile({{"a", 0}}, {});
-  j["added_tokens"] = {Added(1, "  ", false, /*lstrip=*/true)};
+  j["added_tokens"] = {AddedTokenJson(1, "  ", false, /*lstrip=*/true)};
   Tokenizer tok = Load(j);
   const Ids ids = tok.Encode(std::string(400000, ' '));
   EXPECT_EQ(ids, Ids(200000, 1));
