@@ -427,8 +427,7 @@ ShardedSafetensorsWriter::~ShardedSafetensorsWriter() {
 void ShardedSafetensorsWriter::Add(const std::string& name, const at::Tensor& tensor) {
   CEMOE_CHECK(!finished_, "{}: Add after Finish", folder_);
   const uint64_t bytes = static_cast<uint64_t>(tensor.numel()) * tensor.element_size();
-  // Greedy: start a new shard when the next tensor would overflow a non-empty one.
-  if (!pending_.empty() && pending_bytes_ + bytes > max_shard_bytes_) Flush();
+  if (!pending_.empty() && StartsNewShard(pending_bytes_, bytes, max_shard_bytes_)) Flush();
   pending_.emplace_back(name, tensor);
   pending_bytes_ += bytes;
   total_size_ += bytes;
@@ -484,6 +483,25 @@ std::vector<std::string> ShardedSafetensorsWriter::Finish() {
   written.push_back(kIndexFileName);
   fs::remove(dir / kSingleFileName, ec);
   return written;
+}
+
+bool StartsNewShard(uint64_t shard_bytes, uint64_t next_tensor_bytes, uint64_t max_shard_bytes) {
+  return shard_bytes + next_tensor_bytes > max_shard_bytes;
+}
+
+std::vector<NamedTensors> PackShards(NamedTensors tensors, uint64_t max_shard_bytes) {
+  std::vector<NamedTensors> shards;
+  uint64_t bytes = 0;
+  for (auto& item : tensors) {
+    const uint64_t n = static_cast<uint64_t>(item.second.numel()) * item.second.element_size();
+    if (shards.empty() || (!shards.back().empty() && StartsNewShard(bytes, n, max_shard_bytes))) {
+      shards.emplace_back();
+      bytes = 0;
+    }
+    shards.back().push_back(std::move(item));
+    bytes += n;
+  }
+  return shards;
 }
 
 void SaveTextFileAtomically(const std::string& path, const std::string& text) {

@@ -112,6 +112,13 @@ std::vector<std::string> SaveShardedSafetensors(
     const std::string& folder, const NamedTensors& tensors, uint64_t max_shard_bytes,
     const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
 
+// The sharding rule of SaveShardedSafetensors and ShardedSafetensorsWriter, for writers that name
+// their shards themselves (parallel/sharded_checkpoint.h): tensors in the order given, a new shard
+// when the next tensor would overflow a non-empty one (a larger tensor gets a shard of its own).
+std::vector<NamedTensors> PackShards(NamedTensors tensors, uint64_t max_shard_bytes);
+// Whether a non-empty shard of shard_bytes must be closed before the next tensor.
+bool StartsNewShard(uint64_t shard_bytes, uint64_t next_tensor_bytes, uint64_t max_shard_bytes);
+
 // The streaming form of SaveShardedSafetensors, for models that do not fit in memory at once:
 // Add() tensors in order; a shard is written (under a temporary name) as soon as the next tensor
 // would overflow it, and its tensors are released. Finish() renames the shards to their final

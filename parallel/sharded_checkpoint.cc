@@ -29,23 +29,6 @@ std::vector<std::vector<int64_t>> HeldExperts(const ModelPlacement& placement, i
   return held;
 }
 
-// Greedy packing of consecutive tensors into shards of at most max_bytes (a larger tensor gets a
-// shard of its own): the rule of SaveShardedSafetensors.
-std::vector<NamedTensors> PackShards(NamedTensors tensors, uint64_t max_bytes) {
-  std::vector<NamedTensors> shards;
-  uint64_t bytes = 0;
-  for (auto& item : tensors) {
-    const uint64_t n = item.second.numel() * item.second.element_size();
-    if (shards.empty() || (bytes > 0 && bytes + n > max_bytes)) {
-      shards.emplace_back();
-      bytes = 0;
-    }
-    shards.back().push_back(std::move(item));
-    bytes += n;
-  }
-  return shards;
-}
-
 // Runs `body` on every rank; afterwards every rank knows whether all succeeded. A rank whose
 // body threw rethrows its own error; the others throw naming how many ranks failed. No rank is
 // left waiting in a later collective for a rank that failed.
