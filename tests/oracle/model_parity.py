@@ -218,19 +218,28 @@ def patched(rope=None, top1=False):
         modeling_phimoe.PhimoeTopKRouter.forward = _orig_router_forward
 
 
-@torch.no_grad()
-def reference_logits(model, family, tokens, topk=None, rope="correct"):
+@contextlib.contextmanager
+def reference_routing(model, family, topk=None, rope="correct"):
+    """transformers' model as cemoe runs it at `topk` active experts (None: the config's): OLMoE's
+    routers get top_k; Phi-MoE gets the corrected longrope and, at top-1, the first sparsemixer
+    choice (see the patches above)."""
     if family == "olmoe":
         k0 = model.config.num_experts_per_tok
-        k = topk or k0
         for g in router_modules(model, family):
-            g.top_k = k
+            g.top_k = topk or k0
         try:
-            return model(input_ids=tokens).logits.float()
+            yield
         finally:
             for g in router_modules(model, family):
                 g.top_k = k0
-    with patched(rope=rope, top1=(topk == 1)):
+    else:
+        with patched(rope=rope, top1=(topk == 1)):
+            yield
+
+
+@torch.no_grad()
+def reference_logits(model, family, tokens, topk=None, rope="correct"):
+    with reference_routing(model, family, topk=topk, rope=rope):
         return model(input_ids=tokens).logits.float()
 
 

@@ -1,0 +1,220 @@
+"""Training-step oracle: one optimiser step of cemoe against torch + transformers.
+
+usage: train_step_oracle.py --family olmoe|phimoe --train-step BUILD/tests/oracle/train_step
+                            --mpiexec MPIEXEC --work DIR [--only CASE[,CASE]]
+
+For every case the script builds a tiny random float32 model with transformers' own classes (as
+model_parity.py does), a batch of B rows with a loss mask (row b masks its first 2b targets, so the
+ranks of a parallel run hold different numbers of loss tokens), and takes ONE step both ways:
+    loss = sum of token cross-entropies / number of loss tokens; backward;
+    clip the global gradient norm to MAX_NORM; AdamW(LR, betas, EPS, WD) (decoupled decay).
+transformers' side: from_pretrained(float32, eager), eval mode (no dropout, no router or input
+jitter, deterministic sparsemixer) with gradients on, torch.nn.utils.clip_grad_norm_ and
+torch.optim.AdamW. cemoe's side: tests/oracle/train_step.cc under `mpiexec -n N` at expert-parallel
+size EP (N = EP: pure expert parallelism; N > EP: data parallel replicas too), the rows split over
+the ranks, gradients reduced by parallel/grad_sync.h, LibTorch's AdamW. It writes its reduced
+gradients and its weights after the step as Hugging Face folders, loaded back here with
+from_pretrained (so names and fused expert layouts come from transformers itself). Compared:
+    loss                  |cemoe - torch| <= LOSS_TOL * |torch|
+    gradient norm         |cemoe - torch| <= LOSS_TOL * torch
+    every gradient        max |cemoe - torch| <= GRAD_TOL * max |torch gradient of the model|
+    every weight after    max |cemoe - torch| <= PARAM_TOL (absolute)
+Seeds whose routing has a near-tie (model_parity.routing_margin) or leaves an expert without tokens
+in some layer are rejected: an unused expert has no gradient in cemoe (AdamW skips it) but a zero
+gradient in transformers' fused experts (AdamW decays it), which is a convention, not the math.
+See docs/oracle.md section 5.
+"""
+import argparse
+import json
+import math
+import os
+import shutil
+import subprocess
+
+import torch
+import torch.nn.functional as F
+
+import model_parity as mp
+import oracle_common as oc
+
+B = 4
+LR = 1e-3
+WD = 0.1
+BETAS = (0.9, 0.999)
+EPS = 1e-6
+MAX_NORM = 0.5          # below the models' gradient norms: clipping acts
+LOSS_TOL = 1e-5
+GRAD_TOL = 1e-5
+PARAM_TOL = 1e-5
+
+# runs: (ranks, ep); ranks > ep adds data-parallel replicas.
+CASES = {
+    "olmoe": [
+        dict(name="top2_of_4_gqa", cfg={}, topk=2, S=12, runs=[(1, 1), (2, 2), (2, 1), (4, 4)]),
+        dict(name="normtopk_clipqkv_tied", cfg=dict(norm_topk_prob=True, clip_qkv=0.8,
+                                                    tie_word_embeddings=True, attention_bias=True),
+             topk=None, S=12, runs=[(1, 1), (2, 2)]),
+    ],
+    "phimoe": [
+        dict(name="top1_longrope_bias", cfg={}, topk=1, S=20, runs=[(1, 1), (2, 2)]),
+        dict(name="top2_nobias_tied", cfg=dict(attention_bias=False, lm_head_bias=False,
+                                               tie_word_embeddings=True, rope_scaling=None,
+                                               router_jitter_noise=0.3),
+             topk=None, S=12, runs=[(1, 1), (2, 2)]),
+    ],
+}
+
+
+def num_experts(config):
+    return getattr(config, "num_experts", None) or config.num_local_experts
+
+
+def make_batch(vocab, S, gen):
+    seq = torch.randint(0, vocab, (B, S + 1), generator=gen)
+    tokens = seq[:, :S].contiguous()
+    targets = seq[:, 1:].clone()
+    for b in range(B):
+        targets[b, :2 * b] = -100
+    return tokens, targets
+
+
+def make_model(family, case, folder, seed):
+    """A tiny random model folder and a batch whose routing is decisive and uses every expert."""
+    fam = mp.FAMILY[family]
+    cfg = json.loads(json.dumps(fam["base"]))
+    cfg.update(json.loads(json.dumps(case["cfg"])))
+    k = case["topk"] or cfg["num_experts_per_tok"]
+    for attempt in range(40):
+        s = seed + 1009 * attempt
+        torch.manual_seed(s)
+        model = fam["model_cls"](fam["config_cls"](**json.loads(json.dumps(cfg))))
+        mp.randomize(model, torch.Generator().manual_seed(s))
+        if os.path.isdir(folder):
+            shutil.rmtree(folder)
+        model.save_pretrained(folder, safe_serialization=True)
+        ref, info = mp.load_reference(folder, family)
+        if mp.loading_problems(info):
+            oc.fail(f"{family}/{case['name']}: transformers cannot reload its own folder: "
+                    f"{mp.loading_problems(info)}")
+        tokens, targets = make_batch(cfg["vocab_size"], case["S"], torch.Generator().manual_seed(s + 1))
+        with mp.capture_router_logits(ref, family) as lg:
+            mp.reference_logits(ref, family, tokens, topk=case["topk"])
+        margin = mp.routing_margin(lg, family, ref.config, [k, cfg["num_experts_per_tok"]])
+        used = min(len(torch.unique(x.float().topk(k, dim=-1).indices)) for x in lg)
+        if margin >= mp.MARGIN and used == num_experts(ref.config):
+            return tokens, targets, s, margin
+    oc.fail(f"{family}/{case['name']}: no seed with routing margin >= {mp.MARGIN} that uses "
+            f"every expert in 40 tries")
+
+
+def reference_step(folder, family, tokens, targets, topk):
+    model, _ = mp.load_reference(folder, family)
+    with mp.reference_routing(model, family, topk=topk):
+        logits = model(input_ids=tokens).logits.float()
+    count = (targets != -100).sum()
+    loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1),
+                           ignore_index=-100, reduction="sum") / count
+    loss.backward()
+    grads = {n: (p.grad if p.grad is not None else torch.zeros_like(p)).detach().clone()
+             for n, p in model.named_parameters()}
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_NORM).item()
+    opt = torch.optim.AdamW(model.parameters(), lr=LR, betas=BETAS, eps=EPS, weight_decay=WD)
+    opt.step()
+    after = {n: p.detach().clone() for n, p in model.named_parameters()}
+    return dict(loss=loss.item(), grad_norm=norm, grads=grads, after=after, loss_tokens=count.item())
+
+
+def load_folder(folder, family, what):
+    model, info = mp.load_reference(folder, family)
+    probs = mp.loading_problems(info)
+    if probs:
+        oc.fail(f"cemoe's {what} folder {folder} does not load cleanly in from_pretrained: {probs}")
+    return {n: p.detach() for n, p in model.named_parameters()}
+
+
+def worst(got, want, scale=None):
+    """(max over tensors of max |got - want| [/ scale], name of that tensor)."""
+    if sorted(got) != sorted(want):
+        oc.fail(f"parameter names differ: cemoe only {sorted(set(got) - set(want))}, "
+                f"transformers only {sorted(set(want) - set(got))}")
+    w, name = 0.0, ""
+    for n, t in want.items():
+        d = (got[n] - t).abs().max().item()
+        if not math.isfinite(d):
+            return float("inf"), n
+        if d > w:
+            w, name = d, n
+    return (w / scale if scale else w), name
+
+
+def run_cemoe_step(args, folder, batch_path, out, ranks, ep, topk):
+    if os.path.isdir(out):
+        shutil.rmtree(out)
+    os.makedirs(out)
+    cmd = [args.mpiexec, "--oversubscribe", "--allow-run-as-root", "-n", ranks, args.train_step, folder,
+           batch_path, out, ep, topk or 0, LR, WD, EPS, MAX_NORM]
+    p = subprocess.run([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                       timeout=300)
+    if p.returncode != 0:
+        oc.fail(f"{' '.join(map(str, cmd))} exited {p.returncode}:\n{p.stdout[-4000:]}")
+    with open(os.path.join(out, "result.json")) as f:
+        return json.load(f)
+
+
+def run_case(args, family, case, report):
+    from safetensors.torch import save_file
+    work = os.path.join(args.work, case["name"])
+    os.makedirs(work, exist_ok=True)
+    folder = os.path.join(work, "model")
+    tokens, targets, seed, margin = make_model(family, case, folder, mp.hash_seed(family, case["name"]))
+    batch_path = os.path.join(work, "batch.safetensors")
+    save_file({"tokens": tokens, "targets": targets}, batch_path)
+    ref = reference_step(folder, family, tokens, targets, case["topk"])
+    gscale = max(g.abs().max().item() for g in ref["grads"].values())
+    for ranks, ep in case["runs"]:
+        tag = f"{case['name']}_n{ranks}_ep{ep}"
+        try:
+            out = os.path.join(work, f"n{ranks}_ep{ep}")
+            res = run_cemoe_step(args, folder, batch_path, out, ranks, ep, case["topk"])
+            grads = load_folder(os.path.join(out, "grads"), family, "gradients")
+            after = load_folder(os.path.join(out, "after"), family, "after-step")
+            loss_rel = abs(res["loss"] - ref["loss"]) / abs(ref["loss"])
+            norm_rel = abs(res["grad_norm"] - ref["grad_norm"]) / ref["grad_norm"]
+            grad_rel, grad_at = worst(grads, ref["grads"], gscale)
+            param_abs, param_at = worst(after, ref["after"])
+            ok = (loss_rel <= LOSS_TOL and norm_rel <= LOSS_TOL and grad_rel <= GRAD_TOL
+                  and param_abs <= PARAM_TOL and res["loss_tokens"] == ref["loss_tokens"]
+                  and ref["grad_norm"] > MAX_NORM)
+            report.add(tag, ok, loss=ref["loss"], loss_rel=loss_rel, grad_norm=ref["grad_norm"],
+                       norm_rel=norm_rel, grad_rel=grad_rel, grad_worst=grad_at, param_abs=param_abs,
+                       param_worst=param_at, dp=res["dp"], seed=seed, margin=margin)
+        except oc.Failure as e:
+            report.error(tag, str(e))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--family", required=True, choices=sorted(CASES))
+    ap.add_argument("--train-step", required=True, help="tests/oracle/train_step.cc")
+    ap.add_argument("--mpiexec", required=True)
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--only", default="")
+    args = ap.parse_args()
+    versions = oc.check_pinned_versions()
+    print("oracle versions:", versions, flush=True)
+    oc.check_binary(args.train_step)
+    os.makedirs(args.work, exist_ok=True)
+    report = oc.Report(f"train_step_{args.family}", args.work)
+    only = set(filter(None, args.only.split(",")))
+    for case in CASES[args.family]:
+        if only and case["name"] not in only:
+            continue
+        try:
+            run_case(args, args.family, case, report)
+        except oc.Failure as e:
+            report.error(case["name"], str(e))
+    return report.finish()
+
+
+if __name__ == "__main__":
+    oc.main_guard(main)
