@@ -22,7 +22,6 @@ import math
 import os
 import shutil
 import subprocess
-import sys
 
 import torch
 
@@ -450,19 +449,10 @@ def main():
     ap.add_argument("--mpiexec", required=True)
     ap.add_argument("--ep-save", required=True, help="tests/oracle/ep_save.cc")
     args = ap.parse_args()
-    versions = oc.check_pinned_versions()
-    print("oracle versions:", versions, flush=True)
-    oc.check_binary(args.cemoe)
-    os.makedirs(args.work, exist_ok=True)
-    report = oc.Report(f"model_parity_{args.family}", args.work)
-    only = set(filter(None, args.only.split(",")))
-    for case in FAMILY[args.family]["cases"]:
-        if only and case["name"] not in only:
-            continue
-        try:
-            run_case(args.cemoe, args.family, case, args.work, report)
-        except oc.Failure as e:
-            report.error(case["name"], str(e))
+    report = oc.start(f"model_parity_{args.family}", args.work, args.cemoe)
+    oc.run_cases(report, [(c["name"], lambda c=c: run_case(args.cemoe, args.family, c, args.work, report))
+                          for c in FAMILY[args.family]["cases"]], args.only)
+    only = oc.selected(args.only)
     if not only or "reverse" in only:
         try:
             reverse = run_reverse(args.cemoe, args.family, args.work, report)

@@ -62,6 +62,36 @@ def check_binary(binary):
         fail(f"no cemoe binary at {binary!r} (build it: cmake --build build --target cemoe)")
 
 
+def start(name, work, *binaries):
+    """The common start of an oracle script: checks the pinned versions and the binaries it runs,
+    makes the work folder and returns the script's Report."""
+    print("oracle versions:", check_pinned_versions(), flush=True)
+    for b in binaries:
+        check_binary(b)
+    os.makedirs(work, exist_ok=True)
+    return Report(name, work)
+
+
+def selected(only):
+    """The set of case names of --only (a comma list); empty means every case."""
+    return set(filter(None, only.split(",")))
+
+
+def run_cases(report, cases, only=""):
+    """Runs fn() for every (name, fn) of `cases` that --only selects. A Failure becomes a failed row
+    and the other cases still run. Returns {name: fn's result} for the cases that completed."""
+    chosen = selected(only)
+    done = {}
+    for name, fn in cases:
+        if chosen and name not in chosen:
+            continue
+        try:
+            done[name] = fn()
+        except Failure as e:
+            report.error(name, str(e))
+    return done
+
+
 class Report:
     """Collects one row per comparison and prints a table; writes results.json in the work folder.
     The test fails at the end if any row failed (every case still runs, to report them all)."""

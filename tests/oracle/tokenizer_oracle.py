@@ -236,12 +236,7 @@ def main():
     ap.add_argument("--work", required=True)
     ap.add_argument("--only", default="")
     args = ap.parse_args()
-    versions = oc.check_pinned_versions()
-    print("oracle versions:", versions, flush=True)
-    oc.check_binary(args.cemoe)
-    os.makedirs(args.work, exist_ok=True)
-    report = oc.Report("tokenizer", args.work)
-    only = set(filter(None, args.only.split(",")))
+    report = oc.start("tokenizer", args.work, args.cemoe)
     texts = corpus()
     strings = test_strings()
     builders = {
@@ -251,16 +246,11 @@ def main():
         "llama_unk": lambda: llama_tokenizer(*build_llama_model(texts), "unk"),
         "llama3_split": lambda: build_llama3_split(texts),
     }
-    total_strings = total_tokens = 0
-    for name, build in builders.items():
-        if only and name not in only:
-            continue
-        try:
-            n, t = run_case(args.cemoe, name, build(), strings, args.work, report)
-            total_strings += n
-            total_tokens += t
-        except oc.Failure as e:
-            report.error(name, str(e))
+    done = oc.run_cases(report, [(name, lambda name=name, build=build: run_case(
+        args.cemoe, name, build(), strings, args.work, report)) for name, build in builders.items()],
+        args.only)
+    total_strings = sum(n for n, _ in done.values())
+    total_tokens = sum(t for _, t in done.values())
     print(f"tokenizer oracle: {total_strings} strings and {total_tokens} tokens compared "
           f"(encode, plus decode with and without special tokens)", flush=True)
     return report.finish()

@@ -200,19 +200,9 @@ def main():
     ap.add_argument("--work", required=True)
     ap.add_argument("--only", default="")
     args = ap.parse_args()
-    versions = oc.check_pinned_versions()
-    print("oracle versions:", versions, flush=True)
-    oc.check_binary(args.train_step)
-    os.makedirs(args.work, exist_ok=True)
-    report = oc.Report(f"train_step_{args.family}", args.work)
-    only = set(filter(None, args.only.split(",")))
-    for case in CASES[args.family]:
-        if only and case["name"] not in only:
-            continue
-        try:
-            run_case(args, args.family, case, report)
-        except oc.Failure as e:
-            report.error(case["name"], str(e))
+    report = oc.start(f"train_step_{args.family}", args.work, args.train_step)
+    oc.run_cases(report, [(c["name"], lambda c=c: run_case(args, args.family, c, report))
+                          for c in CASES[args.family]], args.only)
     return report.finish()
 
 
