@@ -50,7 +50,7 @@ PARAM_TOL = 1e-5
 # runs: (ranks, ep); ranks > ep adds data-parallel replicas.
 CASES = {
     "olmoe": [
-        dict(name="top2_of_4_gqa", cfg={}, topk=2, S=12, runs=[(1, 1), (2, 2), (2, 1), (4, 4)]),
+        dict(name="top2_of_4_gqa", cfg={}, topk=2, S=12, runs=[(1, 1), (2, 2), (2, 1), (4, 4), (4, 2)]),
         dict(name="normtopk_clipqkv_tied", cfg=dict(norm_topk_prob=True, clip_qkv=0.8,
                                                     tie_word_embeddings=True, attention_bias=True),
              topk=None, S=12, runs=[(1, 1), (2, 2)]),
