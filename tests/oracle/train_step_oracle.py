@@ -4,7 +4,7 @@ usage: train_step_oracle.py --family olmoe|phimoe --train-step BUILD/tests/oracl
                             --mpiexec MPIEXEC --work DIR [--only CASE[,CASE]]
 
 For every case the script builds a tiny random float32 model with transformers' own classes (as
-model_parity.py does), a batch of B rows with a loss mask (row b masks its first 2b targets, so the
+model_parity.py does), a batch of B rows (4, or the case's B) with a loss mask (row b masks its first 2b targets, so the
 ranks of a parallel run hold different numbers of loss tokens), and takes ONE step both ways:
     loss = sum of token cross-entropies / number of loss tokens; backward;
     clip the global gradient norm to MAX_NORM; AdamW(LR, betas, EPS, WD) (decoupled decay).
@@ -51,9 +51,10 @@ PARAM_TOL = 1e-5
 CASES = {
     "olmoe": [
         dict(name="top2_of_4_gqa", cfg={}, topk=2, S=12, runs=[(1, 1), (2, 2), (2, 1), (4, 4), (4, 2)]),
+        # 2 rows over 4 ranks: ranks 2 and 3 hold no rows and still join every all-to-all.
         dict(name="normtopk_clipqkv_tied", cfg=dict(norm_topk_prob=True, clip_qkv=0.8,
                                                     tie_word_embeddings=True, attention_bias=True),
-             topk=None, S=12, runs=[(1, 1), (2, 2)]),
+             topk=None, S=12, B=2, runs=[(1, 1), (2, 2), (4, 4)]),
     ],
     "phimoe": [
         dict(name="top1_longrope_bias", cfg={}, topk=1, S=20, runs=[(1, 1), (2, 2)]),
@@ -69,11 +70,11 @@ def num_experts(config):
     return getattr(config, "num_experts", None) or config.num_local_experts
 
 
-def make_batch(vocab, S, gen):
-    seq = torch.randint(0, vocab, (B, S + 1), generator=gen)
+def make_batch(vocab, rows, S, gen):
+    seq = torch.randint(0, vocab, (rows, S + 1), generator=gen)
     tokens = seq[:, :S].contiguous()
     targets = seq[:, 1:].clone()
-    for b in range(B):
+    for b in range(rows):
         targets[b, :2 * b] = -100
     return tokens, targets
 
@@ -96,7 +97,8 @@ def make_model(family, case, folder, seed):
         if mp.loading_problems(info):
             oc.fail(f"{family}/{case['name']}: transformers cannot reload its own folder: "
                     f"{mp.loading_problems(info)}")
-        tokens, targets = make_batch(cfg["vocab_size"], case["S"], torch.Generator().manual_seed(s + 1))
+        tokens, targets = make_batch(cfg["vocab_size"], case.get("B", B), case["S"],
+                                     torch.Generator().manual_seed(s + 1))
         with mp.capture_router_logits(ref, family) as lg:
             mp.reference_logits(ref, family, tokens, topk=case["topk"])
         margin = mp.routing_margin(lg, family, ref.config, [k, cfg["num_experts_per_tok"]])
