@@ -24,6 +24,7 @@
 #include "model/moe/moe_layer.h"
 #include "parallel/all_to_all_dispatcher.h"
 #include "parallel/process_groups.h"
+#include "trainer/cli_checks.h"
 #include "trainer/commands.h"
 
 namespace cemoe {
@@ -73,6 +74,8 @@ void BenchDispatch(MpiSession& session, const BenchDispatchOptions& o) {
   const int rank = groups.world_rank(), p = groups.world_size();
   CEMOE_CHECK(o.experts % p == 0, "--experts ({}) must be divisible by the number of ranks ({})",
               o.experts, p);
+  CEMOE_CHECK(o.top_k <= o.experts, "--top-k ({}) must be at most --experts ({})", o.top_k,
+              o.experts);
   at::NoGradGuard no_grad;
   at::Generator gen = at::detail::createCPUGenerator(17 + rank);
   at::Tensor x_TD = at::randn({o.tokens, o.hidden}, gen, at::kFloat);
@@ -191,22 +194,34 @@ void AddBenchDispatchCommand(CLI::App& bench) {
       "Under mpirun: dispatch+combine bandwidth against raw MPI_Alltoallv on the same payload, "
       "and MoE layer step time at ep = 1, 2, 4");
   cmd->add_option("--tokens", o->tokens, "Tokens per rank for the dispatch benchmark")
+      ->check(AtLeast(1))
       ->capture_default_str();
   cmd->add_option("--hidden", o->hidden, "Hidden size (row width) for the dispatch benchmark")
+      ->check(AtLeast(1))
       ->capture_default_str();
   cmd->add_option("--experts", o->experts, "Experts (divisible by the number of ranks)")
+      ->check(AtLeast(1))
       ->capture_default_str();
-  cmd->add_option("--top-k", o->top_k, "Experts per token")->capture_default_str();
+  cmd->add_option("--top-k", o->top_k, "Experts per token (at most --experts)")
+      ->check(AtLeast(1))
+      ->capture_default_str();
   cmd->add_option("--reps", o->reps, "Timed repetitions (the median is reported)")
+      ->check(AtLeast(1))
       ->capture_default_str();
-  cmd->add_option("--warmup", o->warmup, "Untimed repetitions first")->capture_default_str();
-  cmd->add_option("--threads", o->threads, "Intra-op threads per rank")->capture_default_str();
-  cmd->add_option("--timeout", o->timeout_s, "Collective timeout in seconds")
+  cmd->add_option("--warmup", o->warmup, "Untimed repetitions first")
+      ->check(AtLeast(0))
+      ->capture_default_str();
+  cmd->add_option("--threads", o->threads, "Intra-op threads per rank")
+      ->check(AtLeast(1))
+      ->capture_default_str();
+  cmd->add_option("--timeout", o->timeout_s, "Collective timeout in seconds (0 = wait forever)")
+      ->check(AtLeastReal(0))
       ->capture_default_str();
   cmd->add_option("--layer-preset", o->layer_preset, "MoE layer shape (OLMoE presets)")
       ->check(CLI::IsMember({"tiny", "small", "olmoe-1b-7b"}))
       ->capture_default_str();
   cmd->add_option("--layer-tokens", o->layer_tokens, "Tokens per rank for the MoE layer step")
+      ->check(AtLeast(1))
       ->capture_default_str();
   cmd->add_flag("--skip-layer", o->skip_layer, "Only the dispatch benchmark");
   cmd->add_flag("--default-malloc", o->default_malloc,

@@ -16,6 +16,7 @@
 #include "model/check.h"
 #include "model/config.h"
 #include "model/moe/moe_layer.h"
+#include "trainer/cli_checks.h"
 #include "trainer/commands.h"
 
 namespace cemoe {
@@ -55,12 +56,17 @@ void AddBenchMoeLayerCommand(CLI::App& bench) {
   cmd->add_option("--preset", opt->preset, "Layer shape: olmoe-1b-7b, phi-3.5-moe, small or tiny")
       ->check(CLI::IsMember({"olmoe-1b-7b", "phi-3.5-moe", "small", "tiny"}))
       ->capture_default_str();
-  cmd->add_option("--tokens", opt->tokens, "Tokens in the batch")->capture_default_str();
+  cmd->add_option("--tokens", opt->tokens, "Tokens in the batch")
+      ->check(AtLeast(1))
+      ->capture_default_str();
   cmd->add_option("--top-k", opt->top_k, "Active experts per token (0 = the preset's)")
+      ->check(AtLeast(0))
       ->capture_default_str();
   cmd->add_option("--threads", opt->threads, "Intra-op threads (0 = all cores)")
+      ->check(AtLeast(0))
       ->capture_default_str();
   cmd->add_option("--reps", opt->reps, "Timed repetitions (median reported)")
+      ->check(AtLeast(1))
       ->capture_default_str();
   cmd->add_option("--device", opt->device, "cpu or cuda")
       ->check(CLI::IsMember({"cpu", "cuda"}))

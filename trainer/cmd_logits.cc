@@ -22,6 +22,7 @@
 #include "model/safetensors.h"
 #include "parallel/process_groups.h"
 #include "parallel/sharded_checkpoint.h"
+#include "trainer/cli_checks.h"
 #include "trainer/commands.h"
 
 namespace cemoe {
@@ -149,6 +150,7 @@ void AddLogitsCommand(CLI::App& app) {
   cmd->add_option("--out", opt->out, "Output .safetensors file (tensor \"logits\")")->required();
   cmd->add_option("--top-k", opt->top_k,
                   "Active experts per token (0 = the checkpoint's num_experts_per_tok)")
+      ->check(AtLeast(0))
       ->capture_default_str();
   cmd->add_option("--device", opt->device, "cpu or cuda (the first GPU)")
       ->check(CLI::IsMember({"cpu", "cuda"}))
@@ -156,7 +158,7 @@ void AddLogitsCommand(CLI::App& app) {
   cmd->add_option("--ep", opt->ep,
                   "Expert-parallel size: ranks that split each layer's experts (under mpirun; "
                   "must divide the number of ranks and the number of experts)")
-      ->check(CLI::PositiveNumber)
+      ->check(AtLeast(1))
       ->capture_default_str();
   cmd->add_option("--placement", opt->placement,
                   "Expert placement over the EP ranks: contiguous, round_robin, or balanced "

@@ -1,8 +1,12 @@
 // main.cc: the cemoe executable. `cemoe --help` lists the subcommands; `cemoe SUB --help`
 // describes each option. Exit 0 on success; on failure one line "cemoe: error: ..." and exit 1.
+// Errors raised inside LibTorch (c10::Error) carry a C++ backtrace after their first line; it is
+// printed only with CEMOE_BACKTRACE=1.
 #include <CLI/CLI.hpp>
+#include <cstdlib>
 #include <exception>
 #include <iostream>
+#include <string>
 
 #include "model/check.h"
 #include "trainer/commands.h"
@@ -25,7 +29,13 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   } catch (const std::exception& e) {
-    std::cerr << "cemoe: error: " << e.what() << std::endl;
+    std::string message = e.what();
+    const char* full = std::getenv("CEMOE_BACKTRACE");
+    const size_t eol = message.find('\n');
+    if (eol != std::string::npos && !(full && std::string(full) == "1")) {
+      message = message.substr(0, eol) + " (CEMOE_BACKTRACE=1 prints the rest)";
+    }
+    std::cerr << "cemoe: error: " << message << std::endl;
     return 1;
   }
   return 0;

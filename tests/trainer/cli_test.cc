@@ -8,6 +8,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <string>
+#include <vector>
 
 #include "model/hf_checkpoint.h"
 #include "model/safetensors.h"
@@ -138,6 +140,53 @@ TEST_F(CliTest, BadInputGivesOneLineErrorAndNonZeroExit) {
   Result arch = RunCemoe("init --arch mixtral --out " + P("x"));
   EXPECT_NE(arch.code, 0);
   EXPECT_FALSE(fs::exists(P("o.safetensors")));
+}
+
+// Numeric options out of range are parse errors naming the option, the bound and the value;
+// before, `--reps 0` crashed both benchmarks (median of no timings) and `--top-k -1` was ignored.
+TEST_F(CliTest, OutOfRangeNumbersAreOneLineErrorsNotCrashes) {
+  struct Case {
+    std::string args, message;
+  };
+  ASSERT_EQ(RunCemoe("init --arch olmoe --preset tiny --out " + P("m")).code, 0);
+  std::ofstream(P("t.json")) << "[[1, 2]]";
+  const std::string logits =
+      "logits --model " + P("m") + " --tokens " + P("t.json") + " --out " + P("o.safetensors");
+  const std::vector<Case> cases = {
+      {"bench moe-layer --preset tiny --reps 0", "--reps: must be at least 1, got 0"},
+      {"bench moe-layer --preset tiny --tokens -5", "--tokens: must be at least 1, got -5"},
+      {"bench moe-layer --preset tiny --top-k -1", "--top-k: must be at least 0, got -1"},
+      {"bench dispatch --reps 0", "--reps: must be at least 1, got 0"},
+      {"bench dispatch --timeout -1", "--timeout: must be at least 0, got -1"},
+      {"bench dispatch --hidden x", "--hidden: must be an integer, got 'x'"},
+      {logits + " --ep 0", "--ep: must be at least 1, got 0"},
+      {logits + " --top-k -1", "--top-k: must be at least 0, got -1"},
+  };
+  for (const Case& c : cases) {
+    Result r = RunCemoe(c.args);
+    EXPECT_NE(r.code, 0) << c.args;
+    EXPECT_LT(r.code, 128) << c.args << " died of a signal:\n" << r.output;
+    EXPECT_NE(r.output.find(c.message), std::string::npos) << c.args << ":\n" << r.output;
+  }
+  Result topk = RunCemoe("bench dispatch --tokens 16 --top-k 99 --reps 1 --skip-layer");
+  EXPECT_EQ(topk.code, 1);
+  EXPECT_NE(topk.output.find("--top-k (99) must be at most --experts (64)"), std::string::npos)
+      << topk.output;
+  EXPECT_FALSE(fs::exists(P("o.safetensors")));
+}
+
+// An error raised inside LibTorch (here its allocator refusing 25.6 TB) is one line too: the
+// C++ backtrace that c10::Error appends is printed only with CEMOE_BACKTRACE=1.
+TEST_F(CliTest, LibTorchErrorsAreOneLine) {
+  const std::string args = "bench moe-layer --preset tiny --reps 1 --tokens 100000000000";
+  Result r = RunCemoe(args);
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("cemoe: error: "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("can't allocate memory"), std::string::npos) << r.output;
+  EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
+  Result full = test::RunCemoeWith("CEMOE_BACKTRACE=1", args);
+  EXPECT_EQ(full.code, 1);
+  EXPECT_GT(std::count(full.output.begin(), full.output.end(), '\n'), 1) << full.output;
 }
 
 }  // namespace
