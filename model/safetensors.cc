@@ -19,6 +19,12 @@
 
 #include "model/check.h"
 
+// LibTorch's version: 2.1 added float8_e4m3fn and float8_e5m2, 2.3 the unsigned 16/32/64-bit
+// types, 2.7 float8_e8m0fnu. Debian's 1.13 has none of them.
+#include <torch/version.h>
+#define CEMOE_TORCH_AT_LEAST(major, minor) \
+  (TORCH_VERSION_MAJOR > (major) || (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
+
 // The data buffer is little-endian; tensors are copied byte for byte.
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
               "safetensors I/O assumes a little-endian host");
@@ -54,13 +60,36 @@ std::optional<at::ScalarType> ToScalarType(Dtype dtype) {
       return at::kLong;
     case Dtype::kC64:
       return at::kComplexFloat;
+#if CEMOE_TORCH_AT_LEAST(2, 3)
+    case Dtype::kU16:
+      return at::kUInt16;
+    case Dtype::kU32:
+      return at::kUInt32;
+    case Dtype::kU64:
+      return at::kUInt64;
+#else
     case Dtype::kU16:
     case Dtype::kU32:
     case Dtype::kU64:
+      return std::nullopt;
+#endif
+#if CEMOE_TORCH_AT_LEAST(2, 1)
+    case Dtype::kF8E4M3:
+      return at::kFloat8_e4m3fn;
+    case Dtype::kF8E5M2:
+      return at::kFloat8_e5m2;
+#else
     case Dtype::kF8E4M3:
     case Dtype::kF8E5M2:
+      return std::nullopt;
+#endif
+#if CEMOE_TORCH_AT_LEAST(2, 7)
+    case Dtype::kF8E8M0:
+      return at::kFloat8_e8m0fnu;
+#else
     case Dtype::kF8E8M0:
       return std::nullopt;
+#endif
   }
   return std::nullopt;
 }
@@ -89,6 +118,24 @@ std::optional<Dtype> FromScalarType(at::ScalarType type) {
       return Dtype::kI64;
     case at::kComplexFloat:
       return Dtype::kC64;
+#if CEMOE_TORCH_AT_LEAST(2, 3)
+    case at::kUInt16:
+      return Dtype::kU16;
+    case at::kUInt32:
+      return Dtype::kU32;
+    case at::kUInt64:
+      return Dtype::kU64;
+#endif
+#if CEMOE_TORCH_AT_LEAST(2, 1)
+    case at::kFloat8_e4m3fn:
+      return Dtype::kF8E4M3;
+    case at::kFloat8_e5m2:
+      return Dtype::kF8E5M2;
+#endif
+#if CEMOE_TORCH_AT_LEAST(2, 7)
+    case at::kFloat8_e8m0fnu:
+      return Dtype::kF8E8M0;
+#endif
     default:
       return std::nullopt;
   }
@@ -271,9 +318,10 @@ at::Tensor SafetensorsFile::Get(const std::string& name) const {
   const TensorInfo& info = Info(name);
   const auto type = ToScalarType(info.dtype);
   CEMOE_CHECK(type.has_value(),
-              "{}: tensor '{}' has dtype {}, which LibTorch 1.13 has no scalar type for "
-              "(readable dtypes: BOOL U8 I8 I16 I32 I64 F16 BF16 F32 F64 C64)",
-              path_, name, DtypeName(info.dtype));
+              "{}: tensor '{}' has dtype {}, which the LibTorch of this build ({}.{}) has no "
+              "scalar type for (LibTorch 1.13 reads BOOL U8 I8 I16 I32 I64 F16 BF16 F32 F64 "
+              "C64; 2.1 adds F8_E4M3 F8_E5M2, 2.3 U16 U32 U64, 2.7 F8_E8M0)",
+              path_, name, DtypeName(info.dtype), TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR);
   const uint8_t* src = data_ + header_.data_start + info.begin;
   const size_t num_bytes = static_cast<size_t>(info.num_bytes());
   if (info.dtype == Dtype::kBool) {

@@ -8,9 +8,10 @@
 // (header padded to 8 bytes, tensors contiguous little-endian in the order given), each file
 // atomically (written to "<path>.tmp", fsync'ed, then renamed over <path>).
 //
-// dtypes: every safetensors dtype that LibTorch 1.13 has a scalar type for is read and written
-// (BOOL U8 I8 I16 I32 I64 F16 BF16 F32 F64 C64). U16 U32 U64 and the F8 types parse (names,
-// shapes and offsets are listed) but Get() throws naming the tensor and dtype.
+// dtypes: every safetensors dtype that the build's LibTorch has a scalar type for is read and
+// written: with 1.13, BOOL U8 I8 I16 I32 I64 F16 BF16 F32 F64 C64; a LibTorch 2.x build adds
+// F8_E4M3 F8_E5M2 (2.1), U16 U32 U64 (2.3) and F8_E8M0 (2.7). The others still parse (names,
+// shapes and offsets are listed) but Get() throws naming the tensor, the dtype and the version.
 // docs/checkpoint-format.md describes the format, the reader's rules and the writer's layout.
 //
 // Thread-safety: after construction, the const methods of SafetensorsFile and ShardedCheckpoint

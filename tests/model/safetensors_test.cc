@@ -6,6 +6,7 @@
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
+#include <torch/version.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -511,9 +512,13 @@ TEST_F(SafetensorsTest, WriterRejectsDuplicateAndReservedNames) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Reader: dtypes LibTorch 1.13 lacks, BOOL bytes, missing file
+// Reader: dtypes only newer LibTorch has, BOOL bytes, missing file
 
-TEST_F(SafetensorsTest, DtypesWithoutALibTorchTypeParseButGetNamesTensorAndDtype) {
+// U16 U32 U64 and the F8 types: every build parses them; a LibTorch that has the scalar type
+// (2.1: F8_E4M3 F8_E5M2; 2.3: U16 U32 U64; 2.7: F8_E8M0) returns the bytes unchanged, an older one
+// (Debian's 1.13: none of them) throws naming the file, the tensor and the dtype.
+TEST_F(SafetensorsTest, DtypesOfNewerLibTorchLoadThereAndNameTensorAndDtypeElsewhere) {
+  constexpr int kVersion = TORCH_VERSION_MAJOR * 100 + TORCH_VERSION_MINOR;
   const std::string json =
       "{\"u16\":{\"dtype\":\"U16\",\"shape\":[2],\"data_offsets\":[0,4]},"
       "\"u32\":{\"dtype\":\"U32\",\"shape\":[1],\"data_offsets\":[4,8]},"
@@ -522,19 +527,38 @@ TEST_F(SafetensorsTest, DtypesWithoutALibTorchTypeParseButGetNamesTensorAndDtype
       "\"e5m2\":{\"dtype\":\"F8_E5M2\",\"shape\":[2],\"data_offsets\":[18,20]},"
       "\"e8m0\":{\"dtype\":\"F8_E8M0\",\"shape\":[4],\"data_offsets\":[20,24]},"
       "\"f\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[24,28]}}";
-  WriteFile(Path("u.safetensors"), Image(json, std::string(28, '\0')));
+  std::string data(28, '\0');
+  for (int i = 0; i < 24; ++i) data[i] = static_cast<char>(0x11 * (i % 15) + 1);
+  WriteFile(Path("u.safetensors"), Image(json, data));
   SafetensorsFile file(Path("u.safetensors"));
   EXPECT_EQ(file.Info("u64").dtype, Dtype::kU64);
   EXPECT_EQ(file.Info("e4m3").shape, std::vector<int64_t>{2});
-  for (const auto& [name, dtype] :
-       std::vector<std::pair<std::string, std::string>>{{"u16", "U16"},
-                                                        {"u32", "U32"},
-                                                        {"u64", "U64"},
-                                                        {"e4m3", "F8_E4M3"},
-                                                        {"e5m2", "F8_E5M2"},
-                                                        {"e8m0", "F8_E8M0"}}) {
-    EXPECT_TRUE(ThrowsError([&] { file.Get(name); }, {Path("u.safetensors"), "'" + name + "'",
-                                                      "dtype " + dtype, "no scalar type"}));
+  struct Case {
+    std::string name, dtype;
+    int since;  // first LibTorch version (major * 100 + minor) with the scalar type
+    int begin, end;
+  };
+  for (const Case& c : std::vector<Case>{{"u16", "U16", 203, 0, 4},
+                                         {"u32", "U32", 203, 4, 8},
+                                         {"u64", "U64", 203, 8, 16},
+                                         {"e4m3", "F8_E4M3", 201, 16, 18},
+                                         {"e5m2", "F8_E5M2", 201, 18, 20},
+                                         {"e8m0", "F8_E8M0", 207, 20, 24}}) {
+    SCOPED_TRACE(c.name);
+    if (kVersion >= c.since) {
+      const at::Tensor t = file.Get(c.name);
+      ASSERT_EQ(t.nbytes(), static_cast<size_t>(c.end - c.begin));
+      EXPECT_EQ(std::memcmp(t.data_ptr(), data.data() + c.begin, t.nbytes()), 0);
+      // Written back, the same dtype name and bytes.
+      SaveSafetensors(Path("back.safetensors"), {{c.name, t}}, {});
+      SafetensorsFile back(Path("back.safetensors"));
+      EXPECT_EQ(DtypeName(back.Info(c.name).dtype), c.dtype);
+      EXPECT_EQ(std::memcmp(back.Get(c.name).data_ptr(), data.data() + c.begin, t.nbytes()), 0);
+    } else {
+      EXPECT_TRUE(ThrowsError([&] { file.Get(c.name); },
+                              {Path("u.safetensors"), "'" + c.name + "'", "dtype " + c.dtype,
+                               "no scalar type"}));
+    }
   }
   EXPECT_EQ(file.Get("f").item<float>(), 0.0f);
 }

@@ -28,7 +28,8 @@ from safetensors.torch import save_file
 import oracle_common as oc
 
 # Dtypes LibTorch 1.13 has no scalar type for: cemoe lists them but Get() throws (model/safetensors.h).
-# With a LibTorch 2.x build, cemoe may load them; then they are compared like the others.
+# A LibTorch 2.x build loads F8_E4M3 F8_E5M2 (2.1+) and U16 U32 U64 (2.3+); those are then compared
+# like the others (and must be re-saved with the same dtype).
 EXPECTED_UNSUPPORTED = {"U16", "U32", "U64", "F8_E4M3", "F8_E5M2", "F8_E8M0", "F8_E4M3FNUZ", "F8_E5M2FNUZ"}
 
 TORCH_OF = {
@@ -284,7 +285,9 @@ def check_cemoe_reads(binary, work, report):
             if name not in resaved:
                 problems.append(f"{name}: not re-saved")
                 continue
-            if raw_bytes(resaved[name]) != raw_bytes(t) or list(resaved[name].shape) != list(t.shape):
+            if resaved[name].dtype != t.dtype:
+                problems.append(f"{name}: re-saved as {resaved[name].dtype}, written as {t.dtype}")
+            elif raw_bytes(resaved[name]) != raw_bytes(t) or list(resaved[name].shape) != list(t.shape):
                 problems.append(f"{name}: bytes differ after cemoe load + save")
         report.add(label, not problems, tensors=len(tensors), problems=problems[:5] or "none",
                    unsupported_clean_errors=sorted(set(unsupported)) or "none")
