@@ -23,7 +23,8 @@
 // types, 2.7 float8_e8m0fnu. Debian's 1.13 has none of them.
 #include <torch/version.h>
 #define CEMOE_TORCH_AT_LEAST(major, minor) \
-  (TORCH_VERSION_MAJOR > (major) || (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
+  (TORCH_VERSION_MAJOR > (major) ||        \
+   (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
 
 // The data buffer is little-endian; tensors are copied byte for byte.
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
@@ -36,109 +37,50 @@ namespace fs = std::filesystem;
 
 std::string ErrnoText(int err) { return std::generic_category().message(err); }
 
-std::optional<at::ScalarType> ToScalarType(Dtype dtype) {
-  switch (dtype) {
-    case Dtype::kBool:
-      return at::kBool;
-    case Dtype::kU8:
-      return at::kByte;
-    case Dtype::kI8:
-      return at::kChar;
-    case Dtype::kI16:
-      return at::kShort;
-    case Dtype::kF16:
-      return at::kHalf;
-    case Dtype::kBF16:
-      return at::kBFloat16;
-    case Dtype::kI32:
-      return at::kInt;
-    case Dtype::kF32:
-      return at::kFloat;
-    case Dtype::kF64:
-      return at::kDouble;
-    case Dtype::kI64:
-      return at::kLong;
-    case Dtype::kC64:
-      return at::kComplexFloat;
-#if CEMOE_TORCH_AT_LEAST(2, 3)
-    case Dtype::kU16:
-      return at::kUInt16;
-    case Dtype::kU32:
-      return at::kUInt32;
-    case Dtype::kU64:
-      return at::kUInt64;
-#else
-    case Dtype::kU16:
-    case Dtype::kU32:
-    case Dtype::kU64:
-      return std::nullopt;
-#endif
+// The safetensors dtypes this build's LibTorch has a scalar type for, both directions in one
+// table so that reading and writing cannot disagree.
+struct TorchDtype {
+  Dtype dtype;
+  at::ScalarType type;
+};
+constexpr TorchDtype kTorchDtypes[] = {
+    {Dtype::kBool, at::kBool},
+    {Dtype::kU8, at::kByte},
+    {Dtype::kI8, at::kChar},
+    {Dtype::kI16, at::kShort},
+    {Dtype::kF16, at::kHalf},
+    {Dtype::kBF16, at::kBFloat16},
+    {Dtype::kI32, at::kInt},
+    {Dtype::kF32, at::kFloat},
+    {Dtype::kF64, at::kDouble},
+    {Dtype::kI64, at::kLong},
+    {Dtype::kC64, at::kComplexFloat},
 #if CEMOE_TORCH_AT_LEAST(2, 1)
-    case Dtype::kF8E4M3:
-      return at::kFloat8_e4m3fn;
-    case Dtype::kF8E5M2:
-      return at::kFloat8_e5m2;
-#else
-    case Dtype::kF8E4M3:
-    case Dtype::kF8E5M2:
-      return std::nullopt;
+    {Dtype::kF8E4M3, at::kFloat8_e4m3fn},
+    {Dtype::kF8E5M2, at::kFloat8_e5m2},
+#endif
+#if CEMOE_TORCH_AT_LEAST(2, 3)
+    {Dtype::kU16, at::kUInt16},
+    {Dtype::kU32, at::kUInt32},
+    {Dtype::kU64, at::kUInt64},
 #endif
 #if CEMOE_TORCH_AT_LEAST(2, 7)
-    case Dtype::kF8E8M0:
-      return at::kFloat8_e8m0fnu;
-#else
-    case Dtype::kF8E8M0:
-      return std::nullopt;
+    {Dtype::kF8E8M0, at::kFloat8_e8m0fnu},
 #endif
+};
+
+std::optional<at::ScalarType> ToScalarType(Dtype dtype) {
+  for (const TorchDtype& t : kTorchDtypes) {
+    if (t.dtype == dtype) return t.type;
   }
   return std::nullopt;
 }
 
 std::optional<Dtype> FromScalarType(at::ScalarType type) {
-  switch (type) {
-    case at::kBool:
-      return Dtype::kBool;
-    case at::kByte:
-      return Dtype::kU8;
-    case at::kChar:
-      return Dtype::kI8;
-    case at::kShort:
-      return Dtype::kI16;
-    case at::kHalf:
-      return Dtype::kF16;
-    case at::kBFloat16:
-      return Dtype::kBF16;
-    case at::kInt:
-      return Dtype::kI32;
-    case at::kFloat:
-      return Dtype::kF32;
-    case at::kDouble:
-      return Dtype::kF64;
-    case at::kLong:
-      return Dtype::kI64;
-    case at::kComplexFloat:
-      return Dtype::kC64;
-#if CEMOE_TORCH_AT_LEAST(2, 3)
-    case at::kUInt16:
-      return Dtype::kU16;
-    case at::kUInt32:
-      return Dtype::kU32;
-    case at::kUInt64:
-      return Dtype::kU64;
-#endif
-#if CEMOE_TORCH_AT_LEAST(2, 1)
-    case at::kFloat8_e4m3fn:
-      return Dtype::kF8E4M3;
-    case at::kFloat8_e5m2:
-      return Dtype::kF8E5M2;
-#endif
-#if CEMOE_TORCH_AT_LEAST(2, 7)
-    case at::kFloat8_e8m0fnu:
-      return Dtype::kF8E8M0;
-#endif
-    default:
-      return std::nullopt;
+  for (const TorchDtype& t : kTorchDtypes) {
+    if (t.type == type) return t.dtype;
   }
+  return std::nullopt;
 }
 
 // Writes a file as "<path>.tmp", fsyncs it and renames it over `path`, then fsyncs the folder.

@@ -76,8 +76,8 @@ void RunExpertParallel(const LogitsOptions& opt) {
   const bool root = groups.world_rank() == 0;
   at::Device device(at::kCPU);
   if (opt.device == "cuda") {
-    device = at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(
-                                       session.local_rank() % torch::cuda::device_count()));
+    device = at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(session.local_rank() %
+                                                                 torch::cuda::device_count()));
   }
   const at::Tensor all_tokens = ReadTokenBatch(opt.tokens);
   // Every rank checks the whole batch before it is split, so a bad id fails on every rank at
@@ -86,7 +86,8 @@ void RunExpertParallel(const LogitsOptions& opt) {
   const int64_t lo = all_tokens.min().item<int64_t>(), hi = all_tokens.max().item<int64_t>();
   CEMOE_CHECK(lo >= 0 && hi < vocab, "{}: token id {} outside the vocabulary [0, {}) of {}",
               opt.tokens, lo < 0 ? lo : hi, vocab, opt.model);
-  const auto [begin, end] = RowsOfRank(all_tokens.size(0), groups.world_rank(), groups.world_size());
+  const auto [begin, end] =
+      RowsOfRank(all_tokens.size(0), groups.world_rank(), groups.world_size());
   const at::Tensor tokens = all_tokens.slice(0, begin, end);
 
   const ModelPlacement placement = ChooseModelPlacement(
@@ -121,9 +122,8 @@ void RunExpertParallel(const LogitsOptions& opt) {
   at::Tensor gathered = groups.world().AllToAll(logits, send, recv).to(at::kCPU).contiguous();
   if (root) {
     SaveSafetensors(opt.out, {{"logits", gathered}}, {{"format", "pt"}});
-    std::cout << fmt::format("logits: [{}, {}, {}] (top_k {}, {} ranks) -> {}\n",
-                             gathered.size(0), gathered.size(1), gathered.size(2), model->top_k(),
-                             P, opt.out);
+    std::cout << fmt::format("logits: [{}, {}, {}] (top_k {}, {} ranks) -> {}\n", gathered.size(0),
+                             gathered.size(1), gathered.size(2), model->top_k(), P, opt.out);
   }
 }
 

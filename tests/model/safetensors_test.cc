@@ -6,8 +6,8 @@
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
-#include <torch/version.h>
 #include <sys/resource.h>
+#include <torch/version.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -555,9 +555,8 @@ TEST_F(SafetensorsTest, DtypesOfNewerLibTorchLoadThereAndNameTensorAndDtypeElsew
       EXPECT_EQ(DtypeName(back.Info(c.name).dtype), c.dtype);
       EXPECT_EQ(std::memcmp(back.Get(c.name).data_ptr(), data.data() + c.begin, t.nbytes()), 0);
     } else {
-      EXPECT_TRUE(ThrowsError([&] { file.Get(c.name); },
-                              {Path("u.safetensors"), "'" + c.name + "'", "dtype " + c.dtype,
-                               "no scalar type"}));
+      EXPECT_TRUE(ThrowsError([&] { file.Get(c.name); }, {Path("u.safetensors"), "'" + c.name + "'",
+                                                          "dtype " + c.dtype, "no scalar type"}));
     }
   }
   EXPECT_EQ(file.Get("f").item<float>(), 0.0f);

@@ -24,8 +24,8 @@
 #include <exception>
 #include <fstream>
 #include <iostream>
-#include <string>
 #include <stdexcept>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -79,13 +79,12 @@ int Run(int argc, char** argv) {
   if (top_k > 0) model->set_top_k(top_k);
   const cemoe::ParameterSplit split = cemoe::SplitParameters(*model);
 
-  const double count =
-      cemoe::GlobalCount(groups.world(), (targets != -100).sum().item<double>());
+  const double count = cemoe::GlobalCount(groups.world(), (targets != -100).sum().item<double>());
   at::Tensor loss;
   if (end > begin) {
     at::Tensor logits = model->forward(tokens);
-    loss = at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}), targets.reshape({-1}),
-                                  {}, at::Reduction::Sum, -100) /
+    loss = at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}), targets.reshape({-1}), {},
+                                  at::Reduction::Sum, -100) /
            count;
   } else {
     // No rows here: the rank still joins every collective of the forward and backward passes
@@ -104,10 +103,9 @@ int Run(int argc, char** argv) {
   SaveWith(model, grads, groups, placement, out + "/grads");
 
   const double norm = cemoe::ClipGradNormGlobal(groups.ep_group(), split, max_norm);
-  torch::optim::AdamW opt(model->parameters(), torch::optim::AdamWOptions(lr)
-                                                   .betas({0.9, 0.999})
-                                                   .eps(eps)
-                                                   .weight_decay(weight_decay));
+  torch::optim::AdamW opt(
+      model->parameters(),
+      torch::optim::AdamWOptions(lr).betas({0.9, 0.999}).eps(eps).weight_decay(weight_decay));
   opt.step();
   cemoe::SaveExpertParallelCheckpoint(*model, groups, placement, out + "/after", 1 << 20);
 
