@@ -11,6 +11,7 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <utility>
@@ -168,6 +169,10 @@ void AddLogitsCommand(CLI::App& app) {
   cmd->callback([opt] {
     CEMOE_CHECK(opt->device == "cpu" || torch::cuda::is_available(),
                 "--device cuda: no CUDA device is available (or this build has no CUDA)");
+    // Checked before the model runs, so a typo in --out does not cost a whole forward pass.
+    const std::filesystem::path out_dir = std::filesystem::absolute(opt->out).parent_path();
+    CEMOE_CHECK(std::filesystem::is_directory(out_dir), "--out {}: the folder {} does not exist",
+                opt->out, out_dir.string());
     if (opt->ep > 1 || LaunchedAsSeveralRanks()) {
       RunExpertParallel(*opt);
       return;

@@ -137,6 +137,11 @@ TEST_F(CliTest, BadInputGivesOneLineErrorAndNonZeroExit) {
   EXPECT_NE(nomodel.output.find("cannot open config file"), std::string::npos);
   // One line: "cemoe: error: ..." and nothing else.
   EXPECT_EQ(std::count(nomodel.output.begin(), nomodel.output.end(), '\n'), 1) << nomodel.output;
+  Result noout = RunCemoe("logits --model " + P("m") + " --tokens " + P("oov.json") + " --out " +
+                          P("absent/o.safetensors"));
+  EXPECT_EQ(noout.code, 1);
+  EXPECT_NE(noout.output.find("the folder " + P("absent") + " does not exist"), std::string::npos)
+      << noout.output;
   Result arch = RunCemoe("init --arch mixtral --out " + P("x"));
   EXPECT_NE(arch.code, 0);
   EXPECT_FALSE(fs::exists(P("o.safetensors")));
