@@ -4,6 +4,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "model/atomic_folder.h"
 #include "model/check.h"
 #include "model/json_file.h"
 
@@ -22,21 +23,21 @@ std::string ConfigPath(const std::string& path) {
 int64_t RequireInt(const json& j, const char* key, const std::string& src) {
   CEMOE_CHECK(j.contains(key), "{}: missing field \"{}\"", src, key);
   CEMOE_CHECK(j[key].is_number_integer(), "{}: field \"{}\" must be an integer, got {}", src, key,
-              j[key].dump());
+              JsonExcerpt(j[key]));
   return j[key].get<int64_t>();
 }
 
 double RequireNumber(const json& j, const char* key, const std::string& src) {
   CEMOE_CHECK(j.contains(key), "{}: missing field \"{}\"", src, key);
   CEMOE_CHECK(j[key].is_number(), "{}: field \"{}\" must be a number, got {}", src, key,
-              j[key].dump());
+              JsonExcerpt(j[key]));
   return j[key].get<double>();
 }
 
 bool OptionalBool(const json& j, const char* key, bool fallback, const std::string& src) {
   if (!j.contains(key) || j[key].is_null()) return fallback;
   CEMOE_CHECK(j[key].is_boolean(), "{}: field \"{}\" must be true or false, got {}", src, key,
-              j[key].dump());
+              JsonExcerpt(j[key]));
   return j[key].get<bool>();
 }
 
@@ -45,11 +46,11 @@ std::optional<int64_t> OptionalTokenId(const json& j, const char* key, const std
   if (j[key].is_array()) {  // transformers allows a list of eos ids; keep the first
     CEMOE_CHECK(!j[key].empty() && j[key][0].is_number_integer(),
                 "{}: field \"{}\" must be an integer or a list of integers, got {}", src, key,
-                j[key].dump());
+                JsonExcerpt(j[key]));
     return j[key][0].get<int64_t>();
   }
   CEMOE_CHECK(j[key].is_number_integer(), "{}: field \"{}\" must be an integer, got {}", src, key,
-              j[key].dump());
+              JsonExcerpt(j[key]));
   return j[key].get<int64_t>();
 }
 
@@ -58,13 +59,53 @@ std::vector<double> FactorList(const json& rope, const char* key, const std::str
               "{}: longrope field \"{}\" must be a list of numbers", src, key);
   std::vector<double> out;
   for (const auto& v : rope[key]) {
-    CEMOE_CHECK(v.is_number(), "{}: longrope \"{}\" holds a non-number {}", src, key, v.dump());
+    CEMOE_CHECK(v.is_number(), "{}: longrope \"{}\" holds a non-number {}", src, key,
+                JsonExcerpt(v));
     out.push_back(v.get<double>());
   }
   return out;
 }
 
+// a * b, or an error naming what overflowed.
+int64_t CheckedMul(int64_t a, int64_t b, const std::string& src, const char* what) {
+  int64_t out = 0;
+  CEMOE_CHECK(!__builtin_mul_overflow(a, b, &out), "{}: {} overflows 64-bit integers ({} x {})",
+              src, what, a, b);
+  return out;
+}
+
+int64_t CheckedAdd(int64_t a, int64_t b, const std::string& src, const char* what) {
+  int64_t out = 0;
+  CEMOE_CHECK(!__builtin_add_overflow(a, b, &out), "{}: {} overflows 64-bit integers", src, what);
+  return out;
+}
+
 }  // namespace
+
+int64_t CheckedParameterCount(const ModelConfig& c, const std::string& src) {
+  const char* what = "the parameter count";
+  const int64_t d = c.hidden_size;
+  const int64_t q =
+      CheckedMul(c.num_attention_heads, c.head_dim, src, "num_attention_heads x head_dim");
+  const int64_t kv =
+      CheckedMul(c.num_key_value_heads, c.head_dim, src, "num_key_value_heads x head_dim");
+  // Per layer: q, k, v, o projections, the router, E experts of three [I, D] matrices, norms
+  // (biases and norm weights are rounded up generously: 4 vectors of each width).
+  int64_t layer =
+      CheckedMul(CheckedAdd(CheckedMul(2, q, src, what), CheckedMul(2, kv, src, what), src, what),
+                 d, src, what);
+  layer = CheckedAdd(layer, CheckedMul(c.num_experts, d, src, what), src, what);
+  const int64_t expert = CheckedMul(CheckedMul(3, c.intermediate_size, src, what), d, src, what);
+  layer = CheckedAdd(layer, CheckedMul(c.num_experts, expert, src, what), src, what);
+  layer = CheckedAdd(layer, CheckedMul(4, CheckedAdd(q, d, src, what), src, what), src, what);
+  int64_t total = CheckedMul(c.num_hidden_layers, layer, src, what);
+  const int64_t embed = CheckedMul(c.vocab_size, d, src, what);
+  total = CheckedAdd(total, CheckedMul(2, embed, src, what), src, what);
+  total = CheckedAdd(total, CheckedAdd(c.vocab_size, 2 * d, src, what), src, what);
+  // float32 bytes of the whole model must fit in int64 too.
+  CheckedMul(total, 4, src, "the model's size in bytes");
+  return total;
+}
 
 ModelConfig ParseModelConfig(const json& j, const std::string& src) {
   CEMOE_CHECK(j.is_object(), "{}: config must be a JSON object", src);
@@ -131,7 +172,7 @@ ModelConfig ParseModelConfig(const json& j, const std::string& src) {
     rope = j["rope_scaling"];
   } else if (j.contains("rope_scaling") && !j["rope_scaling"].is_null()) {
     CEMOE_FAIL("{}: field \"rope_scaling\" must be an object or null, got {}", src,
-               j["rope_scaling"].dump());
+               JsonExcerpt(j["rope_scaling"]));
   }
   if (rope.contains("rope_theta")) {
     c.rope_theta = RequireNumber(rope, "rope_theta", src + " (" + rope_key + ")");
@@ -165,18 +206,25 @@ ModelConfig ParseModelConfig(const json& j, const std::string& src) {
 }
 
 void ValidateModelConfig(const ModelConfig& c, const std::string& src) {
-  auto positive = [&](int64_t v, const char* name) {
+  // Every size is positive and below a ceiling far above any published model (so that a crafted
+  // value fails here, by name, instead of in an allocation), and every product below is computed
+  // with overflow checks.
+  auto size = [&](int64_t v, const char* name, int64_t ceiling) {
     CEMOE_CHECK(v > 0, "{}: field \"{}\" must be positive, got {}", src, name, v);
+    CEMOE_CHECK(v <= ceiling, "{}: field \"{}\" is {}, above the limit of {} cemoe accepts", src,
+                name, v, ceiling);
   };
-  positive(c.vocab_size, "vocab_size");
-  positive(c.hidden_size, "hidden_size");
-  positive(c.intermediate_size, "intermediate_size");
-  positive(c.num_hidden_layers, "num_hidden_layers");
-  positive(c.num_attention_heads, "num_attention_heads");
-  positive(c.num_key_value_heads, "num_key_value_heads");
-  positive(c.head_dim, "head_dim");
-  positive(c.num_experts, "num_experts");
-  positive(c.num_experts_per_tok, "num_experts_per_tok");
+  size(c.vocab_size, "vocab_size", kMaxVocabSize);
+  size(c.hidden_size, "hidden_size", kMaxWidth);
+  size(c.intermediate_size, "intermediate_size", kMaxWidth);
+  size(c.num_hidden_layers, "num_hidden_layers", kMaxLayers);
+  size(c.num_attention_heads, "num_attention_heads", kMaxHeadsOrExperts);
+  size(c.num_key_value_heads, "num_key_value_heads", kMaxHeadsOrExperts);
+  size(c.head_dim, "head_dim", kMaxHeadsOrExperts);
+  size(c.num_experts, c.is_phimoe() ? "num_local_experts" : "num_experts", kMaxHeadsOrExperts);
+  size(c.num_experts_per_tok, "num_experts_per_tok", kMaxHeadsOrExperts);
+  size(c.max_position_embeddings, "max_position_embeddings", kMaxPositions);
+  CheckedParameterCount(c, src);
   CEMOE_CHECK(c.head_dim % 2 == 0, "{}: head_dim ({}) must be even for RoPE", src, c.head_dim);
   CEMOE_CHECK(c.num_attention_heads % c.num_key_value_heads == 0,
               "{}: num_attention_heads ({}) must be divisible by num_key_value_heads ({})", src,
@@ -210,7 +258,8 @@ void ValidateModelConfig(const ModelConfig& c, const std::string& src) {
     CEMOE_CHECK(c.longrope->long_factor.size() == half,
                 "{}: longrope long_factor has {} entries, head_dim / 2 is {}", src,
                 c.longrope->long_factor.size(), half);
-    positive(c.longrope->original_max_position_embeddings, "original_max_position_embeddings");
+    size(c.longrope->original_max_position_embeddings, "original_max_position_embeddings",
+         kMaxPositions);
   }
 }
 
@@ -275,15 +324,8 @@ json ModelConfigToJson(const ModelConfig& c) {
 void SaveModelConfig(const ModelConfig& config, const std::string& dir) {
   namespace fs = std::filesystem;
   fs::create_directories(dir);
-  const std::string path = (fs::path(dir) / "config.json").string();
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp);
-    CEMOE_CHECK(out.good(), "{}: cannot write", tmp);
-    out << ModelConfigToJson(config).dump(2) << "\n";
-    CEMOE_CHECK(out.good(), "{}: write failed", tmp);
-  }
-  fs::rename(tmp, path);
+  WriteTextFileAtomically((fs::path(dir) / "config.json").string(),
+                          ModelConfigToJson(config).dump(2) + "\n");
 }
 
 }  // namespace cemoe

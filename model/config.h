@@ -62,8 +62,21 @@ struct ModelConfig {
 ModelConfig LoadModelConfig(const std::string& path);
 // `source` names the file in error messages.
 ModelConfig ParseModelConfig(const nlohmann::json& json, const std::string& source);
-// Cross-field checks (divisibility, ranges, longrope factor lengths); throws naming the field.
+// Ceilings on config.json sizes, far above any published model (OLMoE-1B-7B: vocab 50304,
+// hidden 2048, 16 layers, 64 experts; Phi-3.5-MoE: vocab 32064, hidden 4096, 32 layers, 16
+// experts, 131072 positions). A value above one is refused by name before anything is allocated.
+inline constexpr int64_t kMaxVocabSize = int64_t{1} << 31;
+inline constexpr int64_t kMaxWidth = int64_t{1} << 20;  // hidden_size, intermediate_size
+inline constexpr int64_t kMaxLayers = 4096;
+inline constexpr int64_t kMaxHeadsOrExperts = 65536;  // heads, head_dim, experts, top-k
+inline constexpr int64_t kMaxPositions = int64_t{1} << 31;
+
+// Cross-field checks (sizes positive and under the ceilings above, divisibility, longrope factor
+// lengths, no overflow in any size product); throws naming the file, the field and the value.
 void ValidateModelConfig(const ModelConfig& config, const std::string& source);
+// An upper bound on the number of parameters, computed with overflow checks (throws naming
+// `source` when a product overflows int64).
+int64_t CheckedParameterCount(const ModelConfig& config, const std::string& source);
 // The Hugging Face config.json for this model (architectures, model_type and every field above).
 nlohmann::json ModelConfigToJson(const ModelConfig& config);
 void SaveModelConfig(const ModelConfig& config, const std::string& dir);

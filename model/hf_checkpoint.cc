@@ -3,11 +3,13 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <charconv>
 #include <filesystem>
 #include <map>
 #include <set>
 #include <unordered_map>
 
+#include "model/atomic_folder.h"
 #include "model/check.h"
 #include "model/safetensors.h"
 
@@ -27,6 +29,13 @@ void ReplaceFirst(std::string& s, const std::string& from, const std::string& to
   if (pos != std::string::npos) s.replace(pos, from.size(), to);
 }
 
+// A non-negative decimal index that fits int64; false for anything else.
+bool ParseIndex(const std::string& text, int64_t* value) {
+  if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos) return false;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), *value);
+  return ec == std::errc() && end == text.data() + text.size();
+}
+
 // Parses "model.layers.L.<moe>.experts.E.<rest>"; returns false for other names.
 bool ParseExpertName(const std::string& name, const std::string& moe_prefix, int64_t* layer,
                      int64_t* expert, std::string* rest) {
@@ -42,13 +51,9 @@ bool ParseExpertName(const std::string& name, const std::string& moe_prefix, int
   dot = name.find('.', p);
   if (dot == std::string::npos) return false;
   const std::string expert_str = name.substr(p, dot - p);
-  if (layer_str.empty() || expert_str.empty() ||
-      layer_str.find_first_not_of("0123456789") != std::string::npos ||
-      expert_str.find_first_not_of("0123456789") != std::string::npos) {
-    return false;
-  }
-  *layer = std::stoll(layer_str);
-  *expert = std::stoll(expert_str);
+  // Digits only, within int64: "model.layers.99999999999999999999.mlp..." is no expert name (it
+  // is then reported as an unexpected tensor, by name).
+  if (!ParseIndex(layer_str, layer) || !ParseIndex(expert_str, expert)) return false;
   *rest = name.substr(dot + 1);
   return true;
 }
@@ -150,8 +155,82 @@ void LoadHfWeights(CausalLMImpl& model, const std::string& dir) {
   }
 }
 
+void CheckConfigMatchesCheckpoint(const ModelConfig& config, const std::string& dir) {
+  const ShardedCheckpoint ckpt(dir);
+  const std::string src = (std::filesystem::path(dir) / "config.json").string();
+  const std::string moe = MoePrefix(config);
+  auto shape_of = [&](const std::string& name) -> std::vector<int64_t> {
+    return ckpt.Contains(name) ? ckpt.Info(name).shape : std::vector<int64_t>{};
+  };
+  auto expect_shape = [&](const std::string& name, const std::vector<int64_t>& want,
+                          const std::string& fields) {
+    const std::vector<int64_t> got = shape_of(name);
+    CEMOE_CHECK(ckpt.Contains(name), "{}: the checkpoint has no tensor \"{}\" (shape {} from {})",
+                src, name, Shape(want), fields);
+    CEMOE_CHECK(got == want, "{}: {} give tensor \"{}\" the shape {}, the checkpoint holds {}", src,
+                fields, name, Shape(want), Shape(got));
+  };
+  const int64_t D = config.hidden_size;
+  expect_shape("model.embed_tokens.weight", {config.vocab_size, D},
+               fmt::format("vocab_size {} and hidden_size {}", config.vocab_size, D));
+  // Layers and experts present, from the tensor names alone.
+  std::set<int64_t> layers, experts_of_layer0;
+  for (const std::string& name : ckpt.Names()) {
+    const std::string head = "model.layers.";
+    if (!StartsWith(name, head)) continue;
+    const size_t dot = name.find('.', head.size());
+    int64_t layer = 0, expert = 0;
+    std::string rest;
+    if (dot == std::string::npos ||
+        !ParseIndex(name.substr(head.size(), dot - head.size()), &layer)) {
+      continue;
+    }
+    layers.insert(layer);
+    if (layer == 0 && (ParseExpertName(name, moe, &layer, &expert, &rest) ||
+                       ParseExpertName(name, "mlp", &layer, &expert, &rest))) {
+      experts_of_layer0.insert(expert);
+    }
+  }
+  CEMOE_CHECK(static_cast<int64_t>(layers.size()) == config.num_hidden_layers &&
+                  (layers.empty() || *layers.rbegin() == config.num_hidden_layers - 1),
+              "{}: num_hidden_layers is {}, the checkpoint holds {} decoder layer(s){}", src,
+              config.num_hidden_layers, layers.size(),
+              layers.empty()
+                  ? std::string()
+                  : fmt::format(" numbered {} to {}", *layers.begin(), *layers.rbegin()));
+  const std::string fused = "model.layers.0.mlp.experts.gate_up_proj";
+  // Experts 0..E-1 must all be there (an id beyond them is left to the loader, which names it as
+  // an unexpected tensor).
+  const int64_t num_experts =
+      ckpt.Contains(fused) && !shape_of(fused).empty()
+          ? shape_of(fused)[0]
+          : static_cast<int64_t>(std::distance(experts_of_layer0.begin(),
+                                               experts_of_layer0.lower_bound(config.num_experts)));
+  CEMOE_CHECK(num_experts == config.num_experts,
+              "{}: {} is {}, the checkpoint holds {} of experts 0..{} in layer 0", src,
+              config.is_phimoe() ? "num_local_experts" : "num_experts", config.num_experts,
+              num_experts, config.num_experts - 1);
+  const int64_t I = config.intermediate_size;
+  if (ckpt.Contains(fused)) {
+    expect_shape(fused, {config.num_experts, 2 * I, D},
+                 fmt::format("intermediate_size {} and hidden_size {}", I, D));
+  } else {
+    expect_shape(ToHfName(config, "model.layers.0.mlp.experts.0.gate_proj.weight"), {I, D},
+                 fmt::format("intermediate_size {} and hidden_size {}", I, D));
+  }
+  const int64_t hd = config.head_dim;
+  expect_shape("model.layers.0.self_attn.q_proj.weight", {config.num_attention_heads * hd, D},
+               fmt::format("num_attention_heads {}, head_dim {} and hidden_size {}",
+                           config.num_attention_heads, hd, D));
+  expect_shape("model.layers.0.self_attn.k_proj.weight", {config.num_key_value_heads * hd, D},
+               fmt::format("num_key_value_heads {}, head_dim {} and hidden_size {}",
+                           config.num_key_value_heads, hd, D));
+}
+
 CausalLM LoadHfModel(const std::string& dir) {
+  RecoverInterruptedSave(dir);
   ModelConfig config = LoadModelConfig(dir);
+  CheckConfigMatchesCheckpoint(config, dir);
   CausalLM model(config);
   LoadHfWeights(*model, dir);
   return model;
@@ -173,15 +252,18 @@ void SaveHfCheckpoint(const CausalLMImpl& model, const std::string& dir, uint64_
     tensors.emplace_back(ToHfName(config, item.key()),
                          item.value().detach().to(at::kCPU).to(dtype).contiguous());
   }
-  SaveShardedSafetensors(dir, tensors, max_shard_bytes);
-  SaveModelConfig(config, dir);
+  FolderWrite write(dir);
+  WriteShardedSafetensorsInto(write.staging(), tensors, max_shard_bytes);
+  SaveModelConfig(config, write.staging());
+  write.Commit();
 }
 
 void WriteRandomHfCheckpoint(const ModelConfig& config, uint64_t seed, const std::string& dir,
                              uint64_t max_shard_bytes) {
   const at::ScalarType dtype = HfStorageDtype(config);
   at::Generator gen = at::detail::createCPUGenerator(seed);
-  ShardedSafetensorsWriter writer(dir, max_shard_bytes);
+  FolderWrite write(dir);
+  ShardedSafetensorsWriter writer(write.staging(), max_shard_bytes);
   // The pieces in CausalLMImpl's registration order, so the generator draws the same values.
   auto emit = [&](const std::string& prefix, torch::nn::Module& module) {
     InitRandomParameters(module, prefix, gen);
@@ -211,7 +293,8 @@ void WriteRandomHfCheckpoint(const ModelConfig& config, uint64_t seed, const std
     emit("lm_head.", head);
   }
   writer.Finish();
-  SaveModelConfig(config, dir);
+  SaveModelConfig(config, write.staging());
+  write.Commit();
 }
 
 }  // namespace cemoe

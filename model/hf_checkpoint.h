@@ -33,7 +33,15 @@ at::ScalarType HfStorageDtype(const ModelConfig& config);
 // Copies the folder's weights into `model` (cast to the parameters' dtype).
 void LoadHfWeights(CausalLMImpl& model, const std::string& dir);
 
-// config.json + weights -> a float32 model with the checkpoint's top_k.
+// Checks config.json's sizes against the checkpoint's own tensor list and shapes (the headers,
+// read without loading any tensor) before anything is allocated: vocab and hidden size (the
+// embedding), the number of layers, the experts of layer 0, the expert and attention widths.
+// Throws naming config.json, the fields and the tensor. (Every other tensor is checked as it is
+// loaded.)
+void CheckConfigMatchesCheckpoint(const ModelConfig& config, const std::string& dir);
+
+// config.json + weights -> a float32 model with the checkpoint's top_k. An interrupted save of
+// `dir` is finished or undone first (model/atomic_folder.h).
 CausalLM LoadHfModel(const std::string& dir);
 
 // Writes config.json and the weights in config.dtype ("float32" or "bfloat16"), as one

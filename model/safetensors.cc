@@ -17,7 +17,9 @@
 #include <system_error>
 #include <unordered_set>
 
+#include "model/atomic_folder.h"
 #include "model/check.h"
+#include "model/kill_point.h"
 
 // LibTorch's version: 2.1 added float8_e4m3fn and float8_e5m2, 2.3 the unsigned 16/32/64-bit
 // types, 2.7 float8_e8m0fnu. Debian's 1.13 has none of them.
@@ -81,54 +83,6 @@ std::optional<Dtype> FromScalarType(at::ScalarType type) {
     if (t.type == type) return t.dtype;
   }
   return std::nullopt;
-}
-
-// Writes a file as "<path>.tmp", fsyncs it and renames it over `path`, then fsyncs the folder.
-// On any failure the temporary file is removed and `path` is left as it was.
-void WriteFileAtomically(
-    const std::string& path,
-    const std::function<void(const std::function<void(const void*, size_t)>&)>& produce) {
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  CEMOE_CHECK(fd >= 0, "cannot create '{}': {}", tmp, ErrnoText(errno));
-  bool committed = false;
-  struct Cleanup {
-    int fd;
-    const std::string& tmp;
-    const bool& committed;
-    ~Cleanup() {
-      if (fd >= 0) ::close(fd);
-      if (!committed) ::unlink(tmp.c_str());
-    }
-  } cleanup{fd, tmp, committed};
-
-  auto write_all = [&](const void* data, size_t size) {
-    const char* p = static_cast<const char*>(data);
-    while (size > 0) {
-      const size_t chunk = std::min<size_t>(size, size_t{1} << 30);
-      const ssize_t n = ::write(fd, p, chunk);
-      if (n < 0 && errno == EINTR) continue;
-      CEMOE_CHECK(n > 0, "cannot write '{}': {}", tmp, n < 0 ? ErrnoText(errno) : "wrote 0 bytes");
-      p += n;
-      size -= static_cast<size_t>(n);
-    }
-  };
-  produce(write_all);
-  CEMOE_CHECK(::fsync(fd) == 0, "cannot fsync '{}': {}", tmp, ErrnoText(errno));
-  const int rc = ::close(fd);
-  cleanup.fd = -1;
-  CEMOE_CHECK(rc == 0, "cannot close '{}': {}", tmp, ErrnoText(errno));
-  CEMOE_CHECK(::rename(tmp.c_str(), path.c_str()) == 0, "cannot rename '{}' to '{}': {}", tmp, path,
-              ErrnoText(errno));
-  committed = true;
-  // Make the rename itself durable (best effort: some file systems refuse fsync on folders).
-  std::string dir = fs::path(path).parent_path().string();
-  if (dir.empty()) dir = ".";
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
 }
 
 std::string ReadTextFile(const std::string& path) {
@@ -373,7 +327,7 @@ void SaveSafetensors(const std::string& path, const NamedTensors& tensors,
     CEMOE_FAIL("{}: {}", path, e.what());
   }
   const std::string length = EncodeHeaderLength(header.size());
-  WriteFileAtomically(path, [&](const std::function<void(const void*, size_t)>& write) {
+  WriteFileAtomically(path, [&](const ByteSink& write) {
     write(length.data(), length.size());
     write(header.data(), header.size());
     for (size_t i = 0; i < tensors.size(); ++i) {
@@ -388,13 +342,24 @@ void SaveSafetensors(const std::string& path, const NamedTensors& tensors,
   });
 }
 
-std::vector<std::string> SaveShardedSafetensors(
+std::vector<std::string> WriteShardedSafetensorsInto(
     const std::string& folder, const NamedTensors& tensors, uint64_t max_shard_bytes,
     const std::map<std::string, std::string>& metadata) {
   PlanTensors(folder, tensors);  // reject duplicate or reserved names before writing anything
   ShardedSafetensorsWriter writer(folder, max_shard_bytes, metadata);
   for (const auto& [name, t] : tensors) writer.Add(name, t);
   return writer.Finish();
+}
+
+std::vector<std::string> SaveShardedSafetensors(
+    const std::string& folder, const NamedTensors& tensors, uint64_t max_shard_bytes,
+    const std::map<std::string, std::string>& metadata) {
+  PlanTensors(folder, tensors);
+  FolderWrite write(folder);
+  std::vector<std::string> written =
+      WriteShardedSafetensorsInto(write.staging(), tensors, max_shard_bytes, metadata);
+  write.Commit();
+  return written;
 }
 
 ShardedSafetensorsWriter::ShardedSafetensorsWriter(std::string folder, uint64_t max_shard_bytes,
@@ -404,8 +369,8 @@ ShardedSafetensorsWriter::ShardedSafetensorsWriter(std::string folder, uint64_t 
       metadata_(std::move(metadata)) {
   CEMOE_CHECK(max_shard_bytes_ > 0, "{}: max_shard_bytes must be positive", folder_);
   std::error_code ec;
-  fs::create_directories(folder_, ec);
-  CEMOE_CHECK(!ec, "cannot create checkpoint folder '{}': {}", folder_, ec.message());
+  CEMOE_CHECK(fs::is_directory(folder_, ec), "cannot write shards into '{}': not a folder",
+              folder_);
 }
 
 ShardedSafetensorsWriter::~ShardedSafetensorsWriter() {
@@ -446,13 +411,11 @@ std::vector<std::string> ShardedSafetensorsWriter::Finish() {
     shard_names_.emplace_back();
   }
   const fs::path dir(folder_);
-  std::error_code ec;
   std::vector<std::string> written;
   finished_ = true;
   if (temp_files_.size() == 1) {
     fs::rename(temp_files_[0], dir / kSingleFileName);
     written.push_back(kSingleFileName);
-    fs::remove(dir / kIndexFileName, ec);
     return written;
   }
   ShardIndex index;
@@ -461,17 +424,13 @@ std::vector<std::string> ShardedSafetensorsWriter::Finish() {
   for (int s = 0; s < num_shards; ++s) {
     const std::string name = ShardFileName(s + 1, num_shards);
     fs::rename(temp_files_[s], dir / name);
+    KillPoint("after naming a shard");
     for (const std::string& tensor_name : shard_names_[s])
       index.weight_map.emplace(tensor_name, name);
     written.push_back(name);
   }
-  const std::string text = SerializeShardIndex(index);
-  WriteFileAtomically((dir / kIndexFileName).string(),
-                      [&](const std::function<void(const void*, size_t)>& write) {
-                        write(text.data(), text.size());
-                      });
+  WriteTextFileAtomically((dir / kIndexFileName).string(), SerializeShardIndex(index));
   written.push_back(kIndexFileName);
-  fs::remove(dir / kSingleFileName, ec);
   return written;
 }
 
@@ -492,12 +451,6 @@ std::vector<NamedTensors> PackShards(NamedTensors tensors, uint64_t max_shard_by
     bytes += n;
   }
   return shards;
-}
-
-void SaveTextFileAtomically(const std::string& path, const std::string& text) {
-  WriteFileAtomically(path, [&](const std::function<void(const void*, size_t)>& write) {
-    write(text.data(), text.size());
-  });
 }
 
 }  // namespace cemoe

@@ -5,8 +5,9 @@
 // tensor owns its memory and outlives the file. ShardedCheckpoint opens a model folder holding
 // either model.safetensors or model.safetensors.index.json plus its shards and resolves names
 // across shards. SaveSafetensors / SaveShardedSafetensors write files exactly per the format
-// (header padded to 8 bytes, tensors contiguous little-endian in the order given), each file
-// atomically (written to "<path>.tmp", fsync'ed, then renamed over <path>).
+// (header padded to 8 bytes, tensors contiguous little-endian in the order given): a file
+// atomically and durably, a folder as one unit (model/atomic_folder.h), so an interrupted save
+// leaves exactly the old or exactly the new checkpoint.
 //
 // dtypes: every safetensors dtype that the build's LibTorch has a scalar type for is read and
 // written: with 1.13, BOOL U8 I8 I16 I32 I64 F16 BF16 F32 F64 C64; a LibTorch 2.x build adds
@@ -103,13 +104,20 @@ using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
 void SaveSafetensors(const std::string& path, const NamedTensors& tensors,
                      const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
 
-// Writes `tensors` into `folder` (created if missing) as shards of at most `max_shard_bytes` of
+// Writes `tensors` as the checkpoint folder `folder` (replacing what was there as one unit,
+// through FolderWrite: the parent folder must exist) as shards of at most `max_shard_bytes` of
 // tensor data each (a larger tensor gets a shard of its own), filled greedily in the order given:
 // model-00001-of-0000K.safetensors ... plus model.safetensors.index.json, or a single
-// model.safetensors when everything fits in one shard. Each shard carries `metadata`. The entry
-// file of the other layout (a stale model.safetensors or index.json) is removed so the folder
-// is unambiguous. Returns the file names written, shards first, the index last.
+// model.safetensors when everything fits in one shard. Each shard carries `metadata`. Files of
+// the old folder that are not part of a checkpoint (tokenizer.json, ...) are kept; old shards,
+// index and config are not. Returns the file names written, shards first, the index last.
 std::vector<std::string> SaveShardedSafetensors(
+    const std::string& folder, const NamedTensors& tensors, uint64_t max_shard_bytes,
+    const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
+
+// The same files written into an existing folder that is being staged (FolderWrite::staging()),
+// for writers that add more files (config.json) before committing.
+std::vector<std::string> WriteShardedSafetensorsInto(
     const std::string& folder, const NamedTensors& tensors, uint64_t max_shard_bytes,
     const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
 
@@ -124,8 +132,9 @@ bool StartsNewShard(uint64_t shard_bytes, uint64_t next_tensor_bytes, uint64_t m
 // Add() tensors in order; a shard is written (under a temporary name) as soon as the next tensor
 // would overflow it, and its tensors are released. Finish() renames the shards to their final
 // names (or to model.safetensors when there is only one) and writes the index. Same greedy rule
-// and the same files as SaveShardedSafetensors. A writer destroyed before Finish() removes its
-// temporary shards and leaves the folder's previous checkpoint untouched.
+// and the same files as SaveShardedSafetensors. It writes into an existing folder that is being
+// staged (FolderWrite::staging()); a writer destroyed before Finish() removes its temporary
+// shards.
 class ShardedSafetensorsWriter {
  public:
   ShardedSafetensorsWriter(std::string folder, uint64_t max_shard_bytes,
@@ -154,9 +163,6 @@ class ShardedSafetensorsWriter {
 
 inline constexpr const char* kSingleFileName = "model.safetensors";
 inline constexpr const char* kIndexFileName = "model.safetensors.index.json";
-
-// Writes `text` to `path` atomically (temporary file, fsync, rename): index.json, placement.json.
-void SaveTextFileAtomically(const std::string& path, const std::string& text);
 
 // "model-00002-of-00005.safetensors" for shard 2 of 5 (1-based).
 std::string ShardFileName(int shard, int num_shards);

@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "model/check.h"
+#include "model/json_file.h"
 
 namespace cemoe {
 namespace {
@@ -83,10 +84,12 @@ Json ParseStrictJson(std::string_view text, const std::string& what) {
   // JSON text can never hold a raw NUL, so reject it here.
   const size_t nul = text.find('\0');
   CEMOE_CHECK(nul == std::string_view::npos, "{}: invalid JSON: NUL byte at offset {}", what, nul);
+  // nlohmann's parser recurses once per nesting level: a crafted header must not reach it.
+  CheckJsonDepth(text, what);
   try {
     return Json::parse(text.begin(), text.end(), callback, /*allow_exceptions=*/true);
   } catch (const Json::exception& e) {
-    CEMOE_FAIL("{}: invalid JSON: {}", what, e.what());
+    CEMOE_FAIL("{}: invalid JSON: {}", what, Excerpt(e.what()));
   }
 }
 
@@ -98,7 +101,7 @@ uint64_t NonNegativeInteger(const Json& v, const std::string& field) {
     CEMOE_CHECK(i >= 0, "{} must be a non-negative integer, got {}", field, i);
     return static_cast<uint64_t>(i);
   }
-  CEMOE_FAIL("{} must be a non-negative integer, got {}", field, v.dump());
+  CEMOE_FAIL("{} must be a non-negative integer, got {}", field, JsonExcerpt(v));
 }
 
 TensorInfo ParseEntry(const std::string& name, const Json& entry, const std::string& where) {
@@ -110,7 +113,7 @@ TensorInfo ParseEntry(const std::string& name, const Json& entry, const std::str
   auto dtype_it = entry.find("dtype");
   CEMOE_CHECK(dtype_it != entry.end(), "{}: tensor '{}': missing \"dtype\"", where, name);
   CEMOE_CHECK(dtype_it->is_string(), "{}: tensor '{}': \"dtype\" must be a string, got {}", where,
-              name, dtype_it->dump());
+              name, JsonExcerpt(*dtype_it));
   const auto& dtype_name = dtype_it->get_ref<const std::string&>();
   const auto dtype = DtypeFromName(dtype_name);
   CEMOE_CHECK(dtype.has_value(), "{}: tensor '{}': unknown dtype \"{}\"", where, name, dtype_name);
@@ -119,7 +122,7 @@ TensorInfo ParseEntry(const std::string& name, const Json& entry, const std::str
   auto shape_it = entry.find("shape");
   CEMOE_CHECK(shape_it != entry.end(), "{}: tensor '{}': missing \"shape\"", where, name);
   CEMOE_CHECK(shape_it->is_array(), "{}: tensor '{}': \"shape\" must be an array, got {}", where,
-              name, shape_it->dump());
+              name, JsonExcerpt(*shape_it));
   for (const auto& d : *shape_it) {
     const uint64_t dim =
         NonNegativeInteger(d, fmt::format("{}: tensor '{}': shape entry", where, name));
@@ -132,7 +135,7 @@ TensorInfo ParseEntry(const std::string& name, const Json& entry, const std::str
   CEMOE_CHECK(offsets_it != entry.end(), "{}: tensor '{}': missing \"data_offsets\"", where, name);
   CEMOE_CHECK(offsets_it->is_array() && offsets_it->size() == 2,
               "{}: tensor '{}': \"data_offsets\" must be an array [begin, end], got {}", where,
-              name, offsets_it->dump());
+              name, JsonExcerpt(*offsets_it));
   const std::string offsets_field = fmt::format("{}: tensor '{}': data_offsets", where, name);
   info.begin = NonNegativeInteger((*offsets_it)[0], offsets_field);
   info.end = NonNegativeInteger((*offsets_it)[1], offsets_field);
@@ -233,7 +236,7 @@ SafetensorsHeader ParseHeader(const uint8_t* data, size_t file_size, const std::
       for (const auto& [key, v] : value.items()) {
         CEMOE_CHECK(v.is_string(),
                     "{}: \"__metadata__\" must be a string->string map, but key '{}' holds {}", f,
-                    key, v.dump());
+                    key, JsonExcerpt(v));
         header.metadata.emplace(key, v.get<std::string>());
       }
       continue;
@@ -355,7 +358,7 @@ ShardIndex ParseShardIndex(std::string_view text, const std::string& file_name) 
         CEMOE_CHECK(d >= 0 && d < 18446744073709551616.0 &&
                         d == static_cast<double>(static_cast<uint64_t>(d)),
                     "{}: metadata.total_size must be a non-negative integer, got {}", file_name,
-                    total_it->dump());
+                    JsonExcerpt(*total_it));
         index.total_size = static_cast<uint64_t>(d);
       } else {
         index.total_size =
@@ -369,7 +372,7 @@ ShardIndex ParseShardIndex(std::string_view text, const std::string& file_name) 
               map_it->type_name());
   for (const auto& [name, shard] : map_it->items()) {
     CEMOE_CHECK(shard.is_string(), "{}: weight_map['{}'] must be a shard file name, got {}",
-                file_name, name, shard.dump());
+                file_name, name, JsonExcerpt(shard));
     const auto& s = shard.get_ref<const std::string&>();
     CEMOE_CHECK(!s.empty() && s != "." && s != ".." && s.find('/') == std::string::npos &&
                     s.find('\\') == std::string::npos && s.find('\0') == std::string::npos,

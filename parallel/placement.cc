@@ -4,10 +4,12 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <nlohmann/json.hpp>
 #include <numeric>
 
 #include "model/check.h"
+#include "model/json_file.h"
 
 namespace cemoe {
 namespace {
@@ -122,13 +124,31 @@ nlohmann::json PlacementToJson(const ExpertPlacement& placement) {
 
 ExpertPlacement PlacementFromJson(const nlohmann::json& json) {
   ExpertPlacement p;
-  p.num_experts = json.at("num_experts").get<int64_t>();
-  p.ep = json.at("ep").get<int>();
-  CEMOE_CHECK(p.ep >= 1 && p.num_experts % p.ep == 0,
-              "placement: num_experts ({}) must be divisible by ep ({})", p.num_experts, p.ep);
-  p.experts_of_rank = json.at("experts_of_rank").get<std::vector<std::vector<int64_t>>>();
-  CEMOE_CHECK(static_cast<int>(p.experts_of_rank.size()) == p.ep,
-              "placement: {} rank lists for ep {}", p.experts_of_rank.size(), p.ep);
+  p.num_experts = JsonInt64(json.at("num_experts"), "placement: field \"num_experts\"");
+  const int64_t ep = JsonInt64(json.at("ep"), "placement: field \"ep\"");
+  CEMOE_CHECK(ep >= 1 && ep <= INT32_MAX && p.num_experts >= 1 && p.num_experts % ep == 0,
+              "placement: num_experts ({}) must be positive and divisible by ep ({})",
+              p.num_experts, ep);
+  p.ep = static_cast<int>(ep);
+  const nlohmann::json& lists = json.at("experts_of_rank");
+  CEMOE_CHECK(lists.is_array() && static_cast<int64_t>(lists.size()) == ep,
+              "placement: field \"experts_of_rank\" must hold {} lists (one per rank), got {}", ep,
+              JsonExcerpt(lists));
+  // The lists must name every expert once, so their total length bounds num_experts before the
+  // tables of size num_experts are allocated (a file cannot make us allocate more than it holds).
+  int64_t listed = 0;
+  for (const nlohmann::json& ids : lists) {
+    CEMOE_CHECK(ids.is_array(), "placement: \"experts_of_rank\" holds {}, not a list of expert ids",
+                JsonExcerpt(ids));
+    listed += static_cast<int64_t>(ids.size());
+  }
+  CEMOE_CHECK(listed == p.num_experts,
+              "placement: \"experts_of_rank\" lists {} experts, field \"num_experts\" is {}",
+              listed, p.num_experts);
+  for (const nlohmann::json& ids : lists) {
+    std::vector<int64_t>& out = p.experts_of_rank.emplace_back();
+    for (const nlohmann::json& id : ids) out.push_back(JsonInt64(id, "placement: expert id"));
+  }
   Index(p);
   return p;
 }

@@ -3,11 +3,13 @@
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 
+#include <cstdio>
 #include <exception>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <utility>
 
+#include "model/atomic_folder.h"
 #include "model/causal_lm.h"
 #include "model/check.h"
 #include "model/hf_checkpoint.h"
@@ -47,6 +49,16 @@ void AllOrNothing(Communicator& world, const std::string& what, Body&& body) {
               static_cast<int>(failed[0]));
 }
 
+// Rank 0 brings <dir> to a whole state after an interrupted save (model/atomic_folder.h) before
+// any rank reads it; what it did is printed once.
+void RecoverOnRoot(Communicator& world, const std::string& dir) {
+  AllOrNothing(world, fmt::format("loading {}", dir), [&] {
+    if (world.rank() != 0) return;
+    const std::string note = RecoverInterruptedSave(dir);
+    if (!note.empty()) std::fprintf(stderr, "cemoe: %s\n", note.c_str());
+  });
+}
+
 }  // namespace
 
 void SavePlacementFile(const std::string& dir, const ModelPlacement& placement) {
@@ -56,7 +68,7 @@ void SavePlacementFile(const std::string& dir, const ModelPlacement& placement) 
                    {"policy", PlacementPolicyName(placement.policy)},
                    {"ep", placement.layers.empty() ? 1 : placement.layers[0].ep},
                    {"layers", std::move(layers)}};
-  SaveTextFileAtomically((fs::path(dir) / kPlacementFileName).string(), j.dump(1) + "\n");
+  WriteTextFileAtomically((fs::path(dir) / kPlacementFileName).string(), j.dump(1) + "\n");
 }
 
 std::optional<ModelPlacement> LoadPlacementFile(const std::string& dir, int64_t num_layers,
@@ -68,7 +80,7 @@ std::optional<ModelPlacement> LoadPlacementFile(const std::string& dir, int64_t 
     const nlohmann::json j = ReadJsonFile(path, "placement file");
     CEMOE_CHECK(j.value("format", "") == kPlacementFormat,
                 "{}: field \"format\" must be \"{}\", got {}", path, kPlacementFormat,
-                j.contains("format") ? j["format"].dump() : "nothing");
+                j.contains("format") ? JsonExcerpt(j["format"]) : "nothing");
     out.policy = ParsePlacementPolicy(j.at("policy").get<std::string>());
     const nlohmann::json& layers = j.at("layers");
     CEMOE_CHECK(layers.is_array() && static_cast<int64_t>(layers.size()) == num_layers,
@@ -79,8 +91,9 @@ std::optional<ModelPlacement> LoadPlacementFile(const std::string& dir, int64_t 
       CEMOE_CHECK(p.num_experts == num_experts,
                   "{}: layers[{}].num_experts is {}, the model has {} experts", path, l,
                   p.num_experts, num_experts);
-      CEMOE_CHECK(p.ep == j.at("ep").get<int>(), "{}: layers[{}].ep is {}, field \"ep\" is {}",
-                  path, l, p.ep, j.at("ep").dump());
+      CEMOE_CHECK(p.ep == JsonInt64(j.at("ep"), "field \"ep\""),
+                  "{}: layers[{}].ep is {}, field \"ep\" is {}", path, l, p.ep,
+                  JsonExcerpt(j.at("ep")));
       out.layers.push_back(std::move(p));
     }
   } catch (const nlohmann::json::exception& e) {
@@ -96,6 +109,7 @@ std::optional<ModelPlacement> LoadPlacementFile(const std::string& dir, int64_t 
 ModelPlacement ChooseModelPlacement(const std::string& dir, ProcessGroups& groups,
                                     PlacementPolicy policy, const at::Tensor& sample_tokens_BS,
                                     int64_t top_k, DispatcherOptions options) {
+  RecoverOnRoot(groups.world(), dir);
   const ModelConfig config = LoadModelConfig(dir);
   const int64_t L = config.num_hidden_layers, E = config.num_experts;
   if (std::optional<ModelPlacement> saved = LoadPlacementFile(dir, L, E)) {
@@ -125,6 +139,7 @@ ModelPlacement ChooseModelPlacement(const std::string& dir, ProcessGroups& group
 
 CausalLM LoadExpertParallelModel(const std::string& dir, ProcessGroups& groups,
                                  const ModelPlacement& placement, DispatcherOptions options) {
+  RecoverOnRoot(groups.world(), dir);
   const ModelConfig config = LoadModelConfig(dir);
   CEMOE_CHECK(static_cast<int64_t>(placement.layers.size()) == config.num_hidden_layers,
               "{}: {} expert placements for {} MoE layers", dir, placement.layers.size(),
@@ -134,13 +149,14 @@ CausalLM LoadExpertParallelModel(const std::string& dir, ProcessGroups& groups,
                     placement.layers[l].ep == groups.ep(),
                 "{}: layer {} is placed for {} experts over ep {}, the model has {} experts and "
                 "parallel.ep is {}",
-                dir, l, placement.layers[l].num_experts, placement.layers[l].ep,
-                config.num_experts, groups.ep());
+                dir, l, placement.layers[l].num_experts, placement.layers[l].ep, config.num_experts,
+                groups.ep());
   }
   // A tensor missing or malformed in the part one rank reads fails every rank here, instead of
   // leaving the others waiting for it in the first forward's all-to-all.
   CausalLM model{nullptr};
   AllOrNothing(groups.world(), fmt::format("loading {}", dir), [&] {
+    CheckConfigMatchesCheckpoint(config, dir);
     model = CausalLM(config, HeldExperts(placement, groups.ep_rank()));
     LoadHfWeights(*model, dir);
   });
@@ -151,26 +167,19 @@ CausalLM LoadExpertParallelModel(const std::string& dir, ProcessGroups& groups,
 void SaveExpertParallelCheckpoint(const CausalLMImpl& model, ProcessGroups& groups,
                                   const ModelPlacement& placement, const std::string& dir_arg,
                                   uint64_t max_shard_bytes) {
-  // "runs/x/" and "runs/x" name the same folder; the staging and old folders sit beside it.
-  std::string dir = fs::path(dir_arg).lexically_normal().string();
-  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
-  CEMOE_CHECK(!dir.empty() && dir != "." && dir != "/", "cannot save a checkpoint as '{}'",
-              dir_arg);
+  const std::string dir = NormalizeFolderPath(dir_arg);
   const ModelConfig& config = model.config();
   Communicator& world = groups.world();
   const bool root = groups.world_rank() == 0;
   const bool writes_experts = groups.dp_rank() == 0;
-  const fs::path final_dir = fs::path(dir);
-  const fs::path staging = fs::path(dir + ".partial");
+  const fs::path staging = fs::path(StagingFolderOf(dir));
   const std::string what = fmt::format("saving checkpoint {}", dir);
 
-  // 1. Rank 0 prepares an empty staging folder (a leftover from an interrupted save is removed).
+  // 1. Rank 0 recovers <dir> from an interrupted save and creates the staging folder (every
+  // rank writes into it; only rank 0 commits or, on failure, removes it).
+  std::optional<FolderWrite> folder;
   AllOrNothing(world, what, [&] {
-    if (!root) return;
-    CEMOE_CHECK(!final_dir.has_parent_path() || fs::is_directory(final_dir.parent_path()),
-                "{}: the parent folder does not exist", dir);
-    fs::remove_all(staging);
-    fs::create_directories(staging);
+    if (root) folder.emplace(dir);
   });
 
   // 2. This rank's tensors in storage dtype: dense ones on rank 0, experts on dp group 0.
@@ -223,17 +232,11 @@ void SaveExpertParallelCheckpoint(const CausalLMImpl& model, ProcessGroups& grou
         }
       }
       index.total_size = bytes;
-      SaveTextFileAtomically((staging / kIndexFileName).string(), SerializeShardIndex(index));
+      WriteTextFileAtomically((staging / kIndexFileName).string(), SerializeShardIndex(index));
     }
     SaveModelConfig(config, staging.string());
     SavePlacementFile(staging.string(), placement);
-    // Swap: <dir> -> <dir>.old, staging -> <dir>, then drop the old one. A crash between the two
-    // renames leaves <dir>.old complete (docs/checkpoint-format.md).
-    const fs::path old = fs::path(dir + ".old");
-    fs::remove_all(old);
-    if (fs::exists(final_dir)) fs::rename(final_dir, old);
-    fs::rename(staging, final_dir);
-    fs::remove_all(old);
+    folder->Commit();
   });
 }
 

@@ -11,9 +11,11 @@
 // their own experts, packed greedily into shards of at most max_shard_bytes (a larger tensor
 // gets a shard of its own). Shards are numbered in rank order ("model-00003-of-00007
 // .safetensors"); rank 0 then reads the shard headers, writes model.safetensors.index.json,
-// config.json and placement.json. Everything is written into "<dir>.partial" and swapped in
-// with renames at the end, so an interrupted save (a failed rank, a full disk, a kill) leaves
-// the previous checkpoint at <dir> as it was. Ranks must share the file system that holds dir.
+// config.json and placement.json. Everything is written into "<dir>.partial" and swapped in by
+// rank 0 (model/atomic_folder.h: FolderWrite), so an interrupted save (a failed rank, a full
+// disk, a kill) leaves exactly the previous or exactly the new checkpoint at <dir>; loading and
+// the next save first finish or undo an interrupted one. Ranks must share the file system that
+// holds dir.
 //
 // placement.json ({"format": "cemoe-placement-v1", "policy", "ep", "layers": [...]}) records the
 // placement the model was trained with; Hugging Face tools ignore it. A run resumed at the same

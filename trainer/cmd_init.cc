@@ -8,6 +8,7 @@
 
 #include "model/check.h"
 #include "model/hf_checkpoint.h"
+#include "trainer/cli_checks.h"
 #include "trainer/commands.h"
 
 namespace cemoe {
@@ -16,7 +17,7 @@ void AddInitCommand(CLI::App& app) {
   struct Options {
     std::string arch, preset = "tiny", out, dtype = "float32";
     uint64_t seed = 0;
-    int64_t max_shard_mb = 5000;
+    std::string max_shard_size = "5GB";
   };
   auto opt = std::make_shared<Options>();
   CLI::App* cmd = app.add_subcommand(
@@ -35,16 +36,15 @@ void AddInitCommand(CLI::App& app) {
   cmd->add_option("--dtype", opt->dtype, "Storage dtype of the weights: float32 or bfloat16")
       ->check(CLI::IsMember({"float32", "bfloat16"}))
       ->capture_default_str();
-  cmd->add_option("--max-shard-size", opt->max_shard_mb,
-                  "Largest safetensors shard in MB; bigger models are split with an index.json")
+  cmd->add_option("--max-shard-size", opt->max_shard_size,
+                  "Largest safetensors shard (5GB, 200MB, 1.5GiB, 512KB; a plain number is MB); "
+                  "bigger models are split with an index.json")
       ->capture_default_str();
   cmd->callback([opt] {
     ModelConfig config = PresetConfig(opt->arch, opt->preset);
     config.dtype = opt->dtype;
-    CEMOE_CHECK(opt->max_shard_mb > 0, "--max-shard-size must be positive, got {}",
-                opt->max_shard_mb);
-    WriteRandomHfCheckpoint(config, opt->seed, opt->out,
-                            static_cast<uint64_t>(opt->max_shard_mb) * 1000 * 1000);
+    const uint64_t max_shard_bytes = ParseByteSize(opt->max_shard_size, "--max-shard-size");
+    WriteRandomHfCheckpoint(config, opt->seed, opt->out, max_shard_bytes);
     std::cout << fmt::format("init: {} {} (seed {}) -> {}\n", opt->arch, opt->preset, opt->seed,
                              opt->out);
   });

@@ -10,6 +10,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
@@ -40,9 +41,7 @@ at::Tensor ReadTokenBatch(const std::string& path) {
                 "{}: row {} has {} tokens, row 0 has {} (rows must have equal length)", path, r,
                 j[r].is_array() ? j[r].size() : 0, seq);
     for (size_t c = 0; c < seq; ++c) {
-      CEMOE_CHECK(j[r][c].is_number_integer(), "{}: row {} position {} is not an integer: {}", path,
-                  r, c, j[r][c].dump());
-      ids.push_back(j[r][c].get<int64_t>());
+      ids.push_back(JsonInt64(j[r][c], fmt::format("{}: row {} position {}", path, r, c)));
     }
   }
   return at::tensor(ids, at::TensorOptions().dtype(at::kLong))

@@ -48,7 +48,8 @@ void AddTokenizeCommand(CLI::App& app) {
     if (input->count()) {
       items = ReadJsonFile(opt->input, "input file");
     } else if (opt->decode) {
-      items = nlohmann::json::array({ParseJsonText(opt->text, "--text (with --decode, a JSON list of ids)")});
+      items = nlohmann::json::array(
+          {ParseJsonText(opt->text, "--text (with --decode, a JSON list of ids)")});
     } else {
       items = nlohmann::json::array({opt->text});
     }
@@ -57,16 +58,16 @@ void AddTokenizeCommand(CLI::App& app) {
     for (size_t i = 0; i < items.size(); ++i) {
       const nlohmann::json& item = items[i];
       if (opt->decode) {
-        CEMOE_CHECK(item.is_array(), "{}: item {} is not a list of ids: {}", where, i, item.dump());
+        CEMOE_CHECK(item.is_array(), "{}: item {} is not a list of ids: {}", where, i,
+                    JsonExcerpt(item));
         std::vector<int64_t> ids;
         for (const auto& id : item) {
-          CEMOE_CHECK(id.is_number_integer(), "{}: item {} holds a non-integer id: {}", where, i,
-                      id.dump());
-          ids.push_back(id.get<int64_t>());
+          ids.push_back(JsonInt64(id, fmt::format("{}: item {}: token id", where, i)));
         }
         result.push_back(tok.Decode(ids, opt->skip_special));
       } else {
-        CEMOE_CHECK(item.is_string(), "{}: item {} is not a string: {}", where, i, item.dump());
+        CEMOE_CHECK(item.is_string(), "{}: item {} is not a string: {}", where, i,
+                    JsonExcerpt(item));
         result.push_back(tok.Encode(item.get<std::string>()));
       }
     }

@@ -3,9 +3,11 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <nlohmann/json.hpp>
 
 #include "model/check.h"
 #include "model/hf_checkpoint.h"
@@ -165,6 +167,79 @@ TEST_P(CheckpointTest, BadFoldersGiveErrorsNamingTheTensor) {
   rewrite(all);
   fs::remove(dir_ / "config.json");
   EXPECT_NE(ErrorLoading(dir_).find("config.json: cannot open config file"), std::string::npos)
+      << ErrorLoading(dir_);
+}
+
+// config.json sizes are checked before anything is built: absurd values and sizes that disagree
+// with the checkpoint's own tensors are named errors within a fraction of a second (before, they
+// ran for minutes and ended in std::bad_alloc or SIGSEGV).
+TEST_P(CheckpointTest, HostileConfigSizesAreNamedErrorsBeforeAnyAllocation) {
+  SaveHfCheckpoint(*model_, dir_.string(), 1ull << 40);
+  const nlohmann::json good = ModelConfigToJson(config_);
+  const std::string experts = GetParam() == "phimoe" ? "num_local_experts" : "num_experts";
+  struct Case {
+    std::string field;
+    nlohmann::json value;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {"num_hidden_layers", 1000000000, "\"num_hidden_layers\" is 1000000000, above the limit"},
+      {experts, 1000000, "\"" + experts + "\" is 1000000, above the limit"},
+      {"vocab_size", int64_t{1} << 40, "\"vocab_size\" is 1099511627776, above the limit"},
+      {"max_position_embeddings", -5, "\"max_position_embeddings\" must be positive, got -5"},
+      {"head_dim", 4611686018427387904LL, "\"head_dim\" is 4611686018427387904, above the limit"},
+      // Within the limits but not what the checkpoint holds.
+      {"num_hidden_layers", 1000, "num_hidden_layers is 1000, the checkpoint holds 2 decoder"},
+      {experts, 64, " is 64, the checkpoint holds " + std::to_string(config_.num_experts)},
+      {"vocab_size", 4096, "vocab_size 4096 and hidden_size"},
+      {"intermediate_size", 100000, "intermediate_size 100000 and hidden_size"},
+  };
+  for (const Case& c : cases) {
+    nlohmann::json j = good;
+    j[c.field] = c.value;
+    std::ofstream(dir_ / "config.json") << j.dump();
+    const auto start = std::chrono::steady_clock::now();
+    const std::string error = ErrorLoading(dir_);
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    EXPECT_NE(error.find(c.message), std::string::npos) << c.field << ": " << error;
+    EXPECT_NE(error.find("config.json"), std::string::npos) << error;
+    EXPECT_LT(seconds, 1.0) << c.field;
+  }
+  // heads x head_dim overflowing int64 used to wrap and pass validation.
+  nlohmann::json j = good;
+  j["num_attention_heads"] = 65536;
+  j["num_key_value_heads"] = 65536;
+  j["head_dim"] = 65536;
+  j["hidden_size"] = 1 << 20;
+  j["intermediate_size"] = 1 << 20;
+  j["num_hidden_layers"] = 4096;
+  j[experts] = 65536;
+  std::ofstream(dir_ / "config.json") << j.dump();
+  EXPECT_NE(ErrorLoading(dir_).find("overflows 64-bit integers"), std::string::npos)
+      << ErrorLoading(dir_);
+}
+
+// An expert index too large for int64 names the tensor instead of failing with "stoll".
+TEST_P(CheckpointTest, AbsurdExpertIndexIsAnUnexpectedTensorByName) {
+  SaveHfCheckpoint(*model_, dir_.string(), 1ull << 40);
+  NamedTensors all;
+  {
+    ShardedCheckpoint ck(dir_.string());
+    for (const auto& n : ck.Names()) all.emplace_back(n, ck.Get(n));
+  }
+  const std::string moe = GetParam() == "phimoe" ? "block_sparse_moe" : "mlp";
+  const std::string name = "model.layers.0." + moe + ".experts.99999999999999999999999.w1.weight";
+  all.emplace_back(name, at::zeros({2}));
+  SaveSafetensors((dir_ / "model.safetensors").string(), all);
+  EXPECT_NE(ErrorLoading(dir_).find("unexpected tensor(s) for a " + GetParam() + " model: \"" +
+                                    name + "\""),
+            std::string::npos)
+      << ErrorLoading(dir_);
+  all.back().first = "model.layers.99999999999999999999999.mlp.gate.weight";
+  SaveSafetensors((dir_ / "model.safetensors").string(), all);
+  EXPECT_NE(ErrorLoading(dir_).find("model.layers.99999999999999999999999.mlp.gate.weight"),
+            std::string::npos)
       << ErrorLoading(dir_);
 }
 

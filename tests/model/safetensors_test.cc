@@ -111,6 +111,15 @@ class SafetensorsTest : public ::testing::Test {
   void TearDown() override { fs::remove_all(dir_); }
 
   std::string Path(const std::string& file) const { return (dir_ / file).string(); }
+  // The names in `folder`, sorted (hidden files too: a leftover temporary must show).
+  static std::vector<std::string> FilesIn(const std::string& folder) {
+    std::vector<std::string> names;
+    for (const auto& entry : fs::directory_iterator(folder)) {
+      names.push_back(entry.path().filename().string());
+    }
+    std::sort(names.begin(), names.end());
+    return names;
+  }
 
   fs::path dir_;
 };
@@ -447,11 +456,31 @@ TEST_F(SafetensorsTest, FailedSaveLeavesTheOldFileAndNoTemporary) {
       },
       {path, "'c'", "ComplexDouble", "does not support"}));
   EXPECT_EQ(ReadFile(path), before);
-  EXPECT_FALSE(fs::exists(path + ".tmp"));
+  EXPECT_EQ(FilesIn(Path("")), std::vector<std::string>{"w.safetensors"});
   // A successful save replaces the file and leaves no temporary either.
   SaveSafetensors(path, {{"w", at::zeros({3})}});
   EXPECT_NE(ReadFile(path), before);
-  EXPECT_FALSE(fs::exists(path + ".tmp"));
+  EXPECT_EQ(FilesIn(Path("")), std::vector<std::string>{"w.safetensors"});
+}
+
+// The temporary is created exclusively under a fresh name: a symlink planted where an older
+// cemoe put its temporary ("<path>.tmp") is never followed, and its target is left alone.
+TEST_F(SafetensorsTest, PlantedSymlinksAtTemporaryNamesAreNotFollowed) {
+  const std::string victim = Path("victim.txt");
+  std::ofstream(victim) << "precious";
+  const std::string path = Path("w.safetensors");
+  fs::create_symlink(victim, path + ".tmp");
+  SaveSafetensors(path, {{"w", at::ones({2})}});
+  fs::create_directories(Path("ckpt"));
+  fs::create_symlink(victim, Path("ckpt/config.json.tmp"));
+  fs::create_symlink(victim, Path("ckpt.partial"));
+  // A symlink at the staging folder's name is not cemoe's: the save refuses and leaves it.
+  EXPECT_TRUE(ThrowsError([&] { SaveShardedSafetensors(Path("ckpt"), FiveTensors(), 100); },
+                          {"ckpt.partial", "was not made by cemoe"}));
+  fs::remove(Path("ckpt.partial"));
+  SaveShardedSafetensors(Path("ckpt"), FiveTensors(), 100);
+  EXPECT_EQ(ReadFile(victim), "precious");
+  EXPECT_EQ(ShardedCheckpoint(Path("ckpt")).ShardFiles().size(), 3u);
 }
 
 // Fault injection: a file-size limit makes write() fail part-way through the data, as a full
@@ -479,9 +508,10 @@ TEST_F(SafetensorsTest, WriteFailingMidFileLeavesTheOldFile) {
   std::signal(SIGXFSZ, old_handler);
 
   ASSERT_TRUE(threw);
-  EXPECT_NE(message.find("cannot write '" + path + ".tmp'"), std::string::npos) << message;
+  EXPECT_NE(message.find("cannot write '" + Path(".w.safetensors.tmp-")), std::string::npos)
+      << message;
   EXPECT_EQ(ReadFile(path), before);
-  EXPECT_FALSE(fs::exists(path + ".tmp"));
+  EXPECT_EQ(FilesIn(Path("")), std::vector<std::string>{"w.safetensors"});
 }
 
 TEST_F(SafetensorsTest, SaveIntoMissingFolderNamesThePath) {
@@ -614,6 +644,47 @@ TEST(SafetensorsHeaderTest, ValidImagesParse) {
   // No tensors at all.
   EXPECT_TRUE(Parse(Image("{}", "")).tensors.empty());
   EXPECT_TRUE(Parse(Image("{\"__metadata__\":{}}", "")).metadata.empty());
+}
+
+// Tens of thousands of nesting levels (a 140 KB header) used to overflow the stack inside
+// nlohmann's recursive parser (SIGSEGV). The header and the index go through the same depth
+// limit as every other JSON cemoe reads; 128 levels still parse.
+TEST(SafetensorsHeaderTest, DeepNestingIsAnErrorNotAStackOverflow) {
+  const int deep = 70000;
+  const std::string nested = std::string(deep, '[') + std::string(deep, ']');
+  const std::string header = "{\"__metadata__\":{\"x\":" + nested + "}}";
+  EXPECT_TRUE(ThrowsError([&] { Parse(Image(header, "")); },
+                          {"bad.safetensors", "nested deeper than 128 levels"}));
+  const std::string index = "{\"weight_map\":{\"a\":" + nested + "}}";
+  EXPECT_TRUE(ThrowsError([&] { ParseShardIndex(index, "i.json"); },
+                          {"i.json", "nested deeper than 128 levels"}));
+  // At the limit: an ordinary type error, naming the field.
+  const std::string ok = std::string(126, '[') + std::string(126, ']');
+  EXPECT_TRUE(ThrowsError([&] { Parse(Image("{\"__metadata__\":{\"x\":" + ok + "}}", "")); },
+                          {"\"__metadata__\" must be a string->string map"}));
+}
+
+// An error message quotes at most a few hundred characters of the offending value.
+TEST(SafetensorsHeaderTest, ErrorsQuoteBoundedExcerpts) {
+  const std::string huge(200000, 'x');
+  const std::string header =
+      "{\"a\":{\"dtype\":\"F32\",\"shape\":\"" + huge + "\",\"data_offsets\":[0,0]}}";
+  try {
+    Parse(Image(header, ""));
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("\"shape\" must be an array, got \"xxxx"), std::string::npos) << what;
+    EXPECT_LT(what.size(), 600u);
+  }
+  const std::string wide =
+      "[" + std::string(1000, '1') + "," + "[[[[" + std::string(5000, '2') + "]]]]" + "]";
+  try {
+    Parse(Image("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":" + wide + "}}", ""));
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_LT(std::string(e.what()).size(), 600u) << e.what();
+  }
 }
 
 TEST(SafetensorsHeaderTest, EntriesAreSortedByOffset) {

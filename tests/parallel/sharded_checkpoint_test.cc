@@ -8,6 +8,8 @@
 //   - placement.json is reused at the same ep and policy and ignored otherwise;
 //   - a re-save replaces the folder whole; leftovers of an interrupted save do no harm; bad
 //     input fails on every rank with the path named, and no rank hangs.
+#include "parallel/sharded_checkpoint.h"
+
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -24,7 +26,6 @@
 #include "model/hf_checkpoint.h"
 #include "model/safetensors.h"
 #include "parallel/model_sharding.h"
-#include "parallel/sharded_checkpoint.h"
 #include "tests/parallel/mpi_test_env.h"
 
 namespace cemoe {
@@ -63,7 +64,8 @@ at::Tensor MyRows(ProcessGroups& groups) {
 // A sharded copy of `ref` (its held experts, same values) under `placement`.
 CausalLM ShardedCopy(CausalLMImpl& ref, ProcessGroups& groups, const ModelPlacement& placement) {
   std::vector<std::vector<int64_t>> held;
-  for (const ExpertPlacement& p : placement.layers) held.push_back(p.experts_of_rank[groups.ep_rank()]);
+  for (const ExpertPlacement& p : placement.layers)
+    held.push_back(p.experts_of_rank[groups.ep_rank()]);
   CausalLM model(ref.config(), held);
   at::NoGradGuard no_grad;
   std::map<std::string, at::Tensor> src;
@@ -82,8 +84,8 @@ std::vector<ModelPlacement> Placements(int ep) {
     for (int64_t e = 0; e < c.num_experts; ++e) load[l].push_back((e * 7 + l * 3) % 11 + 1);
   }
   std::vector<ModelPlacement> out;
-  for (PlacementPolicy p : {PlacementPolicy::kContiguous, PlacementPolicy::kRoundRobin,
-                            PlacementPolicy::kBalanced}) {
+  for (PlacementPolicy p :
+       {PlacementPolicy::kContiguous, PlacementPolicy::kRoundRobin, PlacementPolicy::kBalanced}) {
     out.push_back({p, PlaceExperts(c.num_hidden_layers, c.num_experts, ep, p, load)});
   }
   return out;
@@ -149,8 +151,8 @@ TEST(ShardedCheckpoint, LoadsAtAnyEpAndPlacementWithOnlyItsExpertsAndTheSameLogi
       at::NoGradGuard no_grad;
       want = ref->forward(rows);
     }
-    for (PlacementPolicy policy : {PlacementPolicy::kContiguous, PlacementPolicy::kRoundRobin,
-                                   PlacementPolicy::kBalanced}) {
+    for (PlacementPolicy policy :
+         {PlacementPolicy::kContiguous, PlacementPolicy::kRoundRobin, PlacementPolicy::kBalanced}) {
       SCOPED_TRACE(fmt::format("ep {} {}", ep, PlacementPolicyName(policy)));
       ModelPlacement placement = ChooseModelPlacement(dir, groups, policy, rows, 0);
       ASSERT_EQ(placement.layers.size(), 2u);
@@ -206,11 +208,34 @@ TEST(ShardedCheckpoint, ResaveReplacesTheFolderAndBadInputFailsOnEveryRank) {
   SaveExpertParallelCheckpoint(*model, groups, placement, dir, /*max_shard_bytes=*/16 * 1024);
   const size_t many = ShardedCheckpoint(dir).ShardFiles().size();
   groups.world().Barrier();
-  // Leftovers of an interrupted save must not matter; larger shards must leave no stale ones.
+  // A "<dir>.partial" that cemoe did not make (no marker inside) is never removed: the save
+  // fails on every rank, naming it, and leaves it and <dir> alone.
   if (groups.world_rank() == 0) {
     fs::create_directories(dir + ".partial");
+    std::ofstream(dir + ".partial/notes.txt") << "mine";
+  }
+  try {
+    SaveExpertParallelCheckpoint(*model, groups, placement, dir, 1 << 30);
+    ADD_FAILURE() << "a foreign staging folder was not refused";
+  } catch (const Error& e) {
+    if (groups.world_rank() == 0) {
+      EXPECT_NE(std::string(e.what()).find("was not made by cemoe"), std::string::npos) << e.what();
+    }
+  }
+  if (groups.world_rank() == 0) {
+    EXPECT_TRUE(fs::exists(dir + ".partial/notes.txt"));
+    EXPECT_EQ(ShardedCheckpoint(dir).ShardFiles().size(), many);
+    fs::remove_all(dir + ".partial");
+  }
+  groups.world().Barrier();
+  // Leftovers of an interrupted cemoe save must not matter; larger shards must leave no stale
+  // ones.
+  if (groups.world_rank() == 0) {
+    fs::create_directories(dir + ".partial");
+    std::ofstream(dir + ".partial/.cemoe-staging") << "";
     std::ofstream(dir + ".partial/model-00001-of-00009.safetensors") << "junk";
     fs::create_directories(dir + ".old");
+    std::ofstream(dir + ".old/.cemoe-replaced") << "";
   }
   // A trailing slash names the same folder (the staging folder must not land inside it).
   SaveExpertParallelCheckpoint(*model, groups, placement, dir + "/", /*max_shard_bytes=*/1 << 30);
@@ -227,11 +252,12 @@ TEST(ShardedCheckpoint, ResaveReplacesTheFolderAndBadInputFailsOnEveryRank) {
   EXPECT_FALSE(fs::exists(dir + ".old"));
   groups.world().Barrier();
 
-  // A folder whose parent is missing: every rank throws, naming it; none waits for the others.
-  const std::string bad = dir + "/no/such/parent/ckpt";
+  // A folder whose parent cannot be made: every rank throws, naming it; none waits for the others.
+  // (A file where a parent folder belongs: it cannot be created.)
+  const std::string bad = dir + "/config.json/ckpt";
   try {
     SaveExpertParallelCheckpoint(*model, groups, placement, bad, 1 << 30);
-    ADD_FAILURE() << "saving under a missing parent did not throw";
+    ADD_FAILURE() << "saving under a file did not throw";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find(bad), std::string::npos) << e.what();
     if (groups.world_rank() != 0) {

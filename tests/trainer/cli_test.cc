@@ -142,6 +142,25 @@ TEST_F(CliTest, BadInputGivesOneLineErrorAndNonZeroExit) {
   EXPECT_EQ(noout.code, 1);
   EXPECT_NE(noout.output.find("the folder " + P("absent") + " does not exist"), std::string::npos)
       << noout.output;
+  // A token id above 2^63-1 is reported as written, not wrapped to -1.
+  std::ofstream(P("huge.json")) << "[[1, 18446744073709551615]]";
+  Result huge = RunCemoe("logits --model " + P("m") + " --tokens " + P("huge.json") + " --out " +
+                         P("o.safetensors"));
+  EXPECT_EQ(huge.code, 1);
+  EXPECT_NE(huge.output.find("row 0 position 1: 18446744073709551615 does not fit"),
+            std::string::npos)
+      << huge.output;
+  // --max-shard-size: sizes as save_pretrained spells them; overflow and nonsense are errors.
+  for (const std::string& bad : {"99999999999999999999", "18446744073709552GB", "0", "5XB", "-1"}) {
+    Result r =
+        RunCemoe("init --arch olmoe --preset tiny --max-shard-size " + bad + " --out " + P("s"));
+    EXPECT_EQ(r.code, 1) << bad << ": " << r.output;
+    EXPECT_NE(r.output.find("--max-shard-size"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find(bad), std::string::npos) << r.output;
+  }
+  ASSERT_EQ(RunCemoe("init --arch olmoe --preset tiny --max-shard-size 100KB --out " + P("s")).code,
+            0);
+  EXPECT_TRUE(fs::exists(P("s/model-00007-of-00007.safetensors")));  // ~590 KB in 100 KB shards
   Result arch = RunCemoe("init --arch mixtral --out " + P("x"));
   EXPECT_NE(arch.code, 0);
   EXPECT_FALSE(fs::exists(P("o.safetensors")));
