@@ -72,5 +72,33 @@ TEST(Placement, JsonRoundTripNamesExpertsByGlobalId) {
   EXPECT_THROW(PlacementFromJson(j), Error);
 }
 
+// A huge num_experts used to reach an allocation of that size (std::bad_alloc); the lists must
+// name every expert, so the file bounds what is allocated. Values are quoted as written.
+TEST(Placement, HostileJsonIsANamedErrorNotAnAllocation) {
+  const nlohmann::json good = PlacementToJson(MakePlacement(4, 2, PlacementPolicy::kContiguous));
+  auto error = [](const nlohmann::json& j) -> std::string {
+    try {
+      PlacementFromJson(j);
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "no error";
+  };
+  nlohmann::json j = good;
+  j["num_experts"] = int64_t{1} << 60;
+  EXPECT_NE(error(j).find("lists 4 experts, field \"num_experts\" is 1152921504606846976"),
+            std::string::npos)
+      << error(j);
+  j = good;
+  j["num_experts"] = 18446744073709551615ull;
+  EXPECT_NE(error(j).find("18446744073709551615 does not fit"), std::string::npos) << error(j);
+  j = good;
+  j["ep"] = 4294967298LL;  // 2^32 + 2 used to truncate to 2
+  EXPECT_NE(error(j).find("ep (4294967298)"), std::string::npos) << error(j);
+  j = good;
+  j["experts_of_rank"][1] = "x";
+  EXPECT_NE(error(j).find("\"experts_of_rank\" holds \"x\""), std::string::npos) << error(j);
+}
+
 }  // namespace
 }  // namespace cemoe
