@@ -383,9 +383,14 @@ TEST_F(SafetensorsTest, RewritingAFolderRemovesTheOtherLayoutsEntryFile) {
   SaveShardedSafetensors(folder.string(), tensors, 100);
   EXPECT_FALSE(fs::exists(folder / "model.safetensors"));
   EXPECT_EQ(ShardedCheckpoint(folder.string()).ShardFiles().size(), 3u);
+  std::ofstream(folder / "tokenizer.json") << "{}";
   SaveShardedSafetensors(folder.string(), tensors, 1 << 20);
   EXPECT_FALSE(fs::exists(folder / "model.safetensors.index.json"));
   EXPECT_EQ(ShardedCheckpoint(folder.string()).ShardFiles().size(), 1u);
+  // The old shards are gone too (before, a single-file save over a sharded folder left them),
+  // and a file that is not part of the checkpoint is kept.
+  EXPECT_EQ(FilesIn(folder.string()),
+            (std::vector<std::string>{"model.safetensors", "tokenizer.json"}));
 }
 
 TEST_F(SafetensorsTest, ShardedMissingShardFileIsAnError) {
