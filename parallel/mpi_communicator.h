@@ -6,7 +6,7 @@
 // waiting for?" queries on a private control communicator. When the deadline passes, the rank
 // asks every peer of the group, waits a short grace period, prints one line naming the
 // collective, the group and the world ranks that did not answer, and calls MPI_Abort, so that
-// no rank hangs because another one died or stopped (docs/parallel.md, "Timeouts").
+// no rank hangs because another one died or stopped (docs/parallel.md, "When a rank fails").
 // Phases (PushPhase/PopPhase, used through ScopedPhase in process_groups.h) give the collectives
 // of a long, legitimately uneven stretch (loading or saving a checkpoint) a longer budget.
 //
