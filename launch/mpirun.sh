@@ -8,11 +8,17 @@
 #   launch/mpirun.sh -n 8 --per-node 8 --hostfile hosts -- build/cemoe run recipes/olmoe/sft.textproto
 #       8 GPUs per node (one per local rank), tokens/steps/time as the recipe states (its header).
 #
-#   usage: launch/mpirun.sh [-n NP] [--hostfile FILE] [--per-node N] [--timeout S] -- COMMAND...
-#     -n NP          total ranks (default: number of GPUs on this host, else 2)
-#     --hostfile F   OpenMPI hostfile ("node1 slots=8" lines) for several nodes
-#     --per-node N   ranks per node (= GPUs per node); default: fill slots
-#     --timeout S    collective timeout exported to cemoe (CEMOE_COLLECTIVE_TIMEOUT_S)
+#   usage: launch/mpirun.sh [-n NP] [--hostfile FILE] [--per-node N] [--timeout S]
+#                           [--load-timeout S] -- COMMAND...
+#     -n NP            total ranks (default: number of GPUs on this host, else 2)
+#     --hostfile F     OpenMPI hostfile ("node1 slots=8" lines) for several nodes
+#     --per-node N     ranks per node (= GPUs per node); default: fill slots
+#     --timeout S      collective timeout (CEMOE_COLLECTIVE_TIMEOUT_S; default 300 s)
+#     --load-timeout S budget of loading/saving checkpoints and of shutdown
+#                      (CEMOE_LOAD_TIMEOUT_S; default 3600 s)
+#   S: seconds > 0, 0 = the default, or "forever"; cemoe checks the value (one parser,
+#   docs/parallel.md "When a rank fails"). Both variables, when already set in this shell, are
+#   passed to every rank as they are.
 # Each rank picks its GPU from OMPI_COMM_WORLD_LOCAL_RANK (cemoe does this itself); this script
 # only sets the environment MPI and NCCL need and keeps CPU threads from oversubscribing.
 set -euo pipefail
@@ -21,14 +27,16 @@ NP=""
 HOSTFILE=""
 PER_NODE=""
 TIMEOUT=""
+LOAD_TIMEOUT=""
 while [ $# -gt 0 ]; do
   case "$1" in
     -n) NP="$2"; shift 2 ;;
     --hostfile) HOSTFILE="$2"; shift 2 ;;
     --per-node) PER_NODE="$2"; shift 2 ;;
     --timeout) TIMEOUT="$2"; shift 2 ;;
+    --load-timeout) LOAD_TIMEOUT="$2"; shift 2 ;;
     --) shift; break ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "mpirun.sh: unknown option $1 (the command goes after --)" >&2; exit 2 ;;
   esac
 done
@@ -59,7 +67,17 @@ ENVS=(
   NCCL_ASYNC_ERROR_HANDLING=1
   TORCH_NCCL_ASYNC_ERROR_HANDLING=1
 )
-[ -n "$TIMEOUT" ] && ENVS+=(CEMOE_COLLECTIVE_TIMEOUT_S="$TIMEOUT")
+# The options win over the variables already set in this shell, which otherwise pass through.
+if [ -n "$TIMEOUT" ]; then
+  ENVS+=(CEMOE_COLLECTIVE_TIMEOUT_S="$TIMEOUT")
+elif [ -n "${CEMOE_COLLECTIVE_TIMEOUT_S+x}" ]; then
+  ENVS+=(CEMOE_COLLECTIVE_TIMEOUT_S="$CEMOE_COLLECTIVE_TIMEOUT_S")
+fi
+if [ -n "$LOAD_TIMEOUT" ]; then
+  ENVS+=(CEMOE_LOAD_TIMEOUT_S="$LOAD_TIMEOUT")
+elif [ -n "${CEMOE_LOAD_TIMEOUT_S+x}" ]; then
+  ENVS+=(CEMOE_LOAD_TIMEOUT_S="$CEMOE_LOAD_TIMEOUT_S")
+fi
 for e in "${ENVS[@]}"; do ARGS+=(-x "$e"); done
 # Pass through NCCL_SOCKET_IFNAME / NCCL_IB_HCA etc. when set on the launching host.
 for v in $(env | grep -o '^NCCL_[A-Z_]*' || true); do ARGS+=(-x "$v"); done

@@ -8,6 +8,7 @@
 #include <nccl.h>
 
 #include <cstring>
+#include <exception>
 
 #include "model/check.h"
 #include "parallel/nccl_communicator.h"
@@ -55,6 +56,27 @@ ncclDataType_t NcclType(at::ScalarType type) {
   }
 }
 
+// Pairs ncclGroupStart with exactly one ncclGroupEnd on every path. An exception between the two
+// (a failed ncclSend, a bad count) would otherwise leave the thread's group open, and every later
+// NCCL call of this thread would be queued into it instead of running.
+class NcclGroupGuard {
+ public:
+  NcclGroupGuard() { CEMOE_NCCL_CHECK(ncclGroupStart()); }
+  ~NcclGroupGuard() {
+    if (open_) ncclGroupEnd();  // unwinding: close the group, the error already propagates
+  }
+  NcclGroupGuard(const NcclGroupGuard&) = delete;
+  NcclGroupGuard& operator=(const NcclGroupGuard&) = delete;
+  // The normal end: launches the grouped operations; throws on an NCCL error.
+  void End() {
+    open_ = false;
+    CEMOE_NCCL_CHECK(ncclGroupEnd());
+  }
+
+ private:
+  bool open_ = true;
+};
+
 class NcclCommunicator : public Communicator {
  public:
   NcclCommunicator(std::unique_ptr<MpiCommunicator> host, int device, double timeout_s)
@@ -77,8 +99,11 @@ class NcclCommunicator : public Communicator {
   }
 
   ~NcclCommunicator() override {
+    // While an exception unwinds, a peer may still be inside a collective with this rank:
+    // ncclCommDestroy could wait for it, ncclCommAbort does not (the job is being aborted).
+    const bool unwinding = std::uncaught_exceptions() > uncaught_at_start_;
     if (comm_ != nullptr) {
-      if (aborted_) {
+      if (aborted_ || unwinding) {
         ncclCommAbort(comm_);
       } else {
         ncclCommDestroy(comm_);
@@ -103,12 +128,24 @@ class NcclCommunicator : public Communicator {
                     static_cast<int>(recv_counts.size()) == size(),
                 "AllToAll on '{}': {} send / {} recv counts for {} ranks", name(),
                 send_counts.size(), recv_counts.size(), size());
+    CEMOE_CHECK(send.dim() >= 1, "AllToAll on '{}': a 0-d tensor has no rows", name());
+    // Checked before ncclGroupStart (as the MPI backend does): counts that do not match the rows
+    // would make NCCL read past the send buffer.
+    int64_t num_send = 0, num_recv = 0;
+    for (int p = 0; p < size(); ++p) {
+      CEMOE_CHECK(send_counts[p] >= 0 && recv_counts[p] >= 0,
+                  "AllToAll on '{}': negative count for peer {} (send {}, recv {})", name(), p,
+                  send_counts[p], recv_counts[p]);
+      num_send += send_counts[p];
+      num_recv += recv_counts[p];
+    }
+    CEMOE_CHECK(num_send == send.size(0),
+                "AllToAll on '{}': send counts sum to {} but send has {} rows", name(), num_send,
+                send.size(0));
     c10::cuda::CUDAGuard guard(send.device());
     at::Tensor send_c = send.contiguous();
     int64_t row = send_c.element_size();
     for (int64_t d = 1; d < send_c.dim(); ++d) row *= send_c.size(d);
-    int64_t num_recv = 0;
-    for (int64_t c : recv_counts) num_recv += c;
     std::vector<int64_t> shape = send_c.sizes().vec();
     shape[0] = num_recv;
     at::Tensor recv = at::empty(shape, send_c.options());
@@ -116,7 +153,7 @@ class NcclCommunicator : public Communicator {
     char* recv_ptr = static_cast<char*>(recv.data_ptr());
     cudaStream_t stream = c10::cuda::getCurrentCUDAStream(send.device().index()).stream();
     // Byte counts are size_t in NCCL: no 2 GiB split is needed here.
-    CEMOE_NCCL_CHECK(ncclGroupStart());
+    NcclGroupGuard group;
     int64_t send_off = 0, recv_off = 0;
     for (int p = 0; p < size(); ++p) {
       const size_t sb = static_cast<size_t>(send_counts[p] * row);
@@ -126,7 +163,7 @@ class NcclCommunicator : public Communicator {
       send_off += sb;
       recv_off += rb;
     }
-    CEMOE_NCCL_CHECK(ncclGroupEnd());
+    group.End();
     WaitStream(stream, Describe("ncclSend/ncclRecv all-to-all"));
     return recv;
   }
@@ -205,6 +242,7 @@ class NcclCommunicator : public Communicator {
   ncclComm_t comm_ = nullptr;
   cudaEvent_t event_ = nullptr;
   bool aborted_ = false;
+  int uncaught_at_start_ = std::uncaught_exceptions();
   int64_t num_collectives_ = 0;
 };
 

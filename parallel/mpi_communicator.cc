@@ -5,9 +5,14 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
+#include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <thread>
 
 namespace cemoe {
@@ -64,6 +69,57 @@ int64_t RowBytes(const at::Tensor& t) {
 
 }  // namespace
 
+namespace {
+
+// The one set of rules behind ParseTimeoutSeconds and CheckTimeoutSeconds; `shown` is the value
+// as the user wrote it (quoted text, or the number). Invariant of the result: > 0 and either
+// finite <= kMaxTimeoutS or +infinity, so comparisons against waited seconds and conversions to
+// clock durations cannot overflow.
+double CheckedTimeout(double value, const std::string& source, const std::string& shown,
+                      double default_s) {
+  CEMOE_CHECK(!std::isnan(value) && value >= 0,
+              "{} = {}: a timeout must be a number of seconds > 0, 0 (the default, {}) or "
+              "'forever'",
+              source, shown, FormatTimeout(default_s));
+  if (std::isinf(value)) return value;
+  CEMOE_CHECK(value <= kMaxTimeoutS,
+              "{} = {}: a timeout over {:g} s is surely a typo; write 'forever' for no deadline",
+              source, shown, kMaxTimeoutS);
+  return value == 0 ? default_s : value;
+}
+
+}  // namespace
+
+double CheckTimeoutSeconds(double value, const std::string& source, double default_s) {
+  return CheckedTimeout(value, source, fmt::format("{}", value), default_s);
+}
+
+double ParseTimeoutSeconds(const std::string& text, const std::string& source, double default_s) {
+  // Quoted as written but bounded: the value may come from anywhere.
+  const std::string shown = "'" + (text.size() > 64 ? text.substr(0, 64) + "..." : text) + "'";
+  if (text == "forever") return std::numeric_limits<double>::infinity();
+  // strtod accepts "inf", "nan", hex and exponents; all of the text must be consumed (no "3s",
+  // no blanks around it), and nan is refused by CheckedTimeout.
+  const char* begin = text.c_str();
+  char* end = nullptr;
+  errno = 0;
+  double value = std::nan("");
+  if (!text.empty() && !std::isspace(static_cast<unsigned char>(text[0]))) {
+    value = std::strtod(begin, &end);
+  }
+  const bool whole = end != nullptr && end != begin && *end == '\0';
+  CEMOE_CHECK(whole && errno != ERANGE,
+              "{} = {}: a timeout must be a number of seconds > 0, 0 (the default, {}) or "
+              "'forever'",
+              source, shown, FormatTimeout(default_s));
+  return CheckedTimeout(value, source, shown, default_s);
+}
+
+std::string FormatTimeout(double seconds) {
+  if (std::isinf(seconds)) return "forever";
+  return fmt::format("{:g} s", seconds);
+}
+
 std::string MpiErrorString(int code) {
   char text[MPI_MAX_ERROR_STRING];
   int length = 0;
@@ -75,6 +131,10 @@ std::string MpiErrorString(int code) {
 // MpiWatchdog
 
 MpiWatchdog::MpiWatchdog(CollectiveOptions options) : options_(options) {
+  options_.timeout_s =
+      CheckTimeoutSeconds(options_.timeout_s, "collective timeout", kDefaultCollectiveTimeoutS);
+  options_.load_timeout_s =
+      CheckTimeoutSeconds(options_.load_timeout_s, "load/save timeout", kDefaultLoadTimeoutS);
   CEMOE_CHECK(options_.max_message_bytes > 0 && options_.max_message_bytes <= INT_MAX,
               "max_message_bytes ({}) must be in [1, {}]", options_.max_message_bytes, INT_MAX);
 }
@@ -83,6 +143,21 @@ void MpiWatchdog::Register(MPI_Comm control) { controls_.push_back(control); }
 
 void MpiWatchdog::Unregister(MPI_Comm control) {
   controls_.erase(std::remove(controls_.begin(), controls_.end(), control), controls_.end());
+}
+
+void MpiWatchdog::PushPhase(const std::string& name, double budget_s) {
+  budget_s = CheckTimeoutSeconds(budget_s, fmt::format("budget of phase '{}'", name),
+                                 options_.load_timeout_s);
+  phases_.push_back({name, std::max(budget_s, options_.timeout_s)});
+}
+
+void MpiWatchdog::PopPhase() {
+  CEMOE_CHECK(!phases_.empty(), "MpiWatchdog::PopPhase without a phase");
+  phases_.pop_back();
+}
+
+double MpiWatchdog::timeout_s() const {
+  return phases_.empty() ? options_.timeout_s : phases_.back().budget_s;
 }
 
 void MpiWatchdog::ServiceQueries() {
@@ -122,8 +197,15 @@ void MpiWatchdog::Wait(std::vector<MPI_Request>& requests, const std::string& wh
       what, control);
 }
 
-void MpiWatchdog::WaitUntil(const std::function<bool()>& done, const std::string& what,
+void MpiWatchdog::WaitUntil(const std::function<bool()>& done, const std::string& what_bare,
                             MPI_Comm control, const std::function<void()>& before_abort) {
+  // Inside a phase the collective is named with it: the answer a peer gets and the timeout
+  // message both say which phase (and so which budget) this rank is in.
+  const double timeout_s = this->timeout_s();
+  const std::string what = phases_.empty()
+                               ? what_bare
+                               : fmt::format("{} in phase '{}' (budget {})", what_bare,
+                                             phases_.back().name, FormatTimeout(timeout_s));
   current_ = what;
   const Clock::time_point start = Clock::now();
   Clock::time_point last_service = start;
@@ -133,7 +215,7 @@ void MpiWatchdog::WaitUntil(const std::function<bool()>& done, const std::string
       ServiceQueries();
       last_service = now;
       const double waited_s = SecondsSince(start);
-      if (options_.timeout_s > 0 && waited_s > options_.timeout_s) {
+      if (waited_s > timeout_s) {  // never true for +infinity (no deadline)
         if (before_abort) before_abort();
         TimeOut(what, control, waited_s);
       }
@@ -150,12 +232,14 @@ void MpiWatchdog::TimeOut(const std::string& what, MPI_Comm control, double wait
   MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
   // Ask every peer what it is doing; a peer that does not answer within the grace period is the
   // one that died or stopped.
-  std::vector<std::array<char, 128>> answers(size);
+  std::vector<std::array<char, kAnswerBytes>> answers(size);
   std::vector<MPI_Request> receives(size, MPI_REQUEST_NULL), queries(size, MPI_REQUEST_NULL);
   int query = 1;
   for (int peer = 0; peer < size; ++peer) {
     if (peer == rank) continue;
-    MPI_Irecv(answers[peer].data(), 128, MPI_CHAR, peer, kReplyTag, control, &receives[peer]);
+    answers[peer].fill('\0');
+    MPI_Irecv(answers[peer].data(), kAnswerBytes, MPI_CHAR, peer, kReplyTag, control,
+              &receives[peer]);
     MPI_Isend(&query, 1, MPI_INT, peer, kQueryTag, control, &queries[peer]);
   }
   std::vector<bool> answered(size, false);
@@ -183,7 +267,8 @@ void MpiWatchdog::TimeOut(const std::string& what, MPI_Comm control, double wait
     MPI_Group_translate_ranks(group, 1, &peer, world_group, &world_peer);
     if (!answered[peer]) {
       silent += fmt::format("{}{}", silent.empty() ? "" : ", ", world_peer);
-    } else if (peer != rank && std::string(answers[peer].data()) != what) {
+    } else if (peer != rank &&
+               std::string(answers[peer].data()) != what.substr(0, kAnswerBytes - 1)) {
       busy += fmt::format("; rank {} is in {}", world_peer, answers[peer].data());
     }
   }

@@ -6,7 +6,9 @@
 // waiting for?" queries on a private control communicator. When the deadline passes, the rank
 // asks every peer of the group, waits a short grace period, prints one line naming the
 // collective, the group and the world ranks that did not answer, and calls MPI_Abort, so that
-// no rank hangs because another one died or stopped (docs/parallel.md, "Timeouts").
+// no rank hangs because another one died or stopped (docs/parallel.md, "When a rank fails").
+// Phases (PushPhase/PopPhase, used through ScopedPhase in process_groups.h) give the collectives
+// of a long, legitimately uneven stretch (loading or saving a checkpoint) a longer budget.
 //
 // Per-peer blocks larger than CollectiveOptions::max_message_bytes (default INT_MAX, MPI's int
 // counts) are sent as point-to-point chunks instead of one MPI_Ialltoallv: split, never
@@ -42,8 +44,30 @@ namespace cemoe {
 
 std::string MpiErrorString(int code);
 
+// Timeouts. Every timeout cemoe reads (environment variable, CLI option, recipe field) goes
+// through CheckTimeoutSeconds, so a value means the same wherever it comes from:
+//   a positive number    that many seconds (at most kMaxTimeoutS);
+//   0                    the default of that timeout (default_s);
+//   "forever", inf       no deadline at all (a stopped rank then hangs the job; for debugging);
+//   anything else        an error naming the source and the value as written: negative, nan,
+//                        empty, text, trailing characters ("3s"), over kMaxTimeoutS.
+// Seconds are returned as a double > 0; no deadline is +infinity.
+constexpr double kDefaultCollectiveTimeoutS = 300;  // CEMOE_COLLECTIVE_TIMEOUT_S
+constexpr double kDefaultLoadTimeoutS = 3600;       // CEMOE_LOAD_TIMEOUT_S
+constexpr double kMaxTimeoutS = 1e9;                // ~31 years: larger is a typo; use "forever"
+// `text` as written in `source` (e.g. "CEMOE_COLLECTIVE_TIMEOUT_S", "--timeout").
+double ParseTimeoutSeconds(const std::string& text, const std::string& source, double default_s);
+// A number already parsed (a recipe field); the same rules.
+double CheckTimeoutSeconds(double value, const std::string& source, double default_s);
+// "300 s", "2.5 s" or "forever", for start-up lines and messages.
+std::string FormatTimeout(double seconds);
+
 struct CollectiveOptions {
-  double timeout_s = 300;               // a collective waiting longer aborts; <= 0: forever
+  // A collective waiting longer aborts the job; > 0, +infinity = no deadline.
+  double timeout_s = kDefaultCollectiveTimeoutS;
+  // The budget of collectives inside a ScopedPhase (loading, saving) and of shutdown
+  // (process_groups.h); > 0, +infinity = no deadline. Never shortens timeout_s.
+  double load_timeout_s = kDefaultLoadTimeoutS;
   double answer_grace_s = 2;            // how long a timed-out rank waits for peers' answers
   int64_t max_message_bytes = INT_MAX;  // larger per-peer blocks are split into chunks
 };
@@ -60,7 +84,16 @@ class MpiWatchdog {
   void Register(MPI_Comm control);
   void Unregister(MPI_Comm control);
 
-  // Completes every request, or aborts the job after options().timeout_s (see file comment).
+  // Phases nest (a stack). Waits inside the innermost phase use max(its budget, timeout_s) and
+  // name the phase in answers and in the timeout message. Every rank of a group must issue a
+  // collective in the same phase (load and save are collective), so all of them wait with the
+  // same budget. Pop without a matching Push is a programming error (throws).
+  void PushPhase(const std::string& name, double budget_s);
+  void PopPhase();
+  // The budget of a wait issued now: the innermost phase's, else options().timeout_s.
+  double timeout_s() const;
+
+  // Completes every request, or aborts the job after timeout_s() (see file comment).
   // `what` names the collective, e.g. "MPI_Ialltoallv #12 on group 'ep'".
   void Wait(std::vector<MPI_Request>& requests, const std::string& what, MPI_Comm control);
   // The same for any operation: polls done() until it returns true; on timeout calls
@@ -72,11 +105,17 @@ class MpiWatchdog {
   void ServiceQueries();
   [[noreturn]] void TimeOut(const std::string& what, MPI_Comm control, double waited_s);
 
+  static constexpr int kAnswerBytes = 256;  // answers are truncated to this (NUL included)
   struct Reply {
     MPI_Request request;
-    char text[128];
+    char text[kAnswerBytes];
+  };
+  struct Phase {
+    std::string name;
+    double budget_s;
   };
   CollectiveOptions options_;
+  std::vector<Phase> phases_;  // innermost last
   std::vector<MPI_Comm> controls_;
   std::deque<Reply> replies_;
   std::string current_;  // what this rank is waiting for, sent in answers

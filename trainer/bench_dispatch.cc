@@ -33,7 +33,8 @@ namespace {
 struct BenchDispatchOptions {
   int64_t tokens = 2048, hidden = 1024, experts = 64, top_k = 8;
   int reps = 10, warmup = 2, threads = 1;
-  double timeout_s = 300;
+  // --timeout as written; empty: CEMOE_COLLECTIVE_TIMEOUT_S or the default (ParseTimeoutSeconds).
+  std::string timeout;
   std::string layer_preset = "small";
   int64_t layer_tokens = 1024;
   bool skip_layer = false;
@@ -65,11 +66,20 @@ double MeanOverRanks(Communicator& world, double value) {
   return v[0] / world.size();
 }
 
+// The collective options of the benchmark: the environment's, --timeout when given.
+CollectiveOptions BenchCollectives(const BenchDispatchOptions& o) {
+  CollectiveOptions options = CollectiveOptionsFromEnvironment();
+  if (!o.timeout.empty()) {
+    options.timeout_s = ParseTimeoutSeconds(o.timeout, "--timeout", kDefaultCollectiveTimeoutS);
+  }
+  return options;
+}
+
 void BenchDispatch(MpiSession& session, const BenchDispatchOptions& o) {
   ParallelOptions po;
   po.ep = session.world_size();
   po.backend = "mpi";
-  po.collectives.timeout_s = o.timeout_s;
+  po.collectives = BenchCollectives(o);
   ProcessGroups groups(session, po);
   const int rank = groups.world_rank(), p = groups.world_size();
   CEMOE_CHECK(o.experts % p == 0, "--experts ({}) must be divisible by the number of ranks ({})",
@@ -154,7 +164,7 @@ void BenchLayer(MpiSession& session, const BenchDispatchOptions& o) {
     ParallelOptions po;
     po.ep = ep;
     po.backend = "mpi";
-    po.collectives.timeout_s = o.timeout_s;
+    po.collectives = BenchCollectives(o);
     ProcessGroups groups(session, po);
     MoeLayer layer(config);
     {
@@ -214,9 +224,22 @@ void AddBenchDispatchCommand(CLI::App& bench) {
   cmd->add_option("--threads", o->threads, "Intra-op threads per rank")
       ->check(AtLeast(1))
       ->capture_default_str();
-  cmd->add_option("--timeout", o->timeout_s, "Collective timeout in seconds (0 = wait forever)")
-      ->check(AtLeastReal(0))
-      ->capture_default_str();
+  cmd->add_option("--timeout", o->timeout,
+                  "Collective timeout in seconds (0 = the default 300 s, 'forever' = no deadline; "
+                  "default: CEMOE_COLLECTIVE_TIMEOUT_S, else 300 s)")
+      ->check(
+          [](const std::string& text) {
+            try {
+              ParseTimeoutSeconds(text, "--timeout", kDefaultCollectiveTimeoutS);
+            } catch (const Error& e) {
+              // CLI11 prefixes "--timeout: "; keep the value and the rule, drop file:line.
+              const std::string message = e.what();
+              const size_t at = message.find("--timeout = ");
+              return at == std::string::npos ? message : message.substr(at + 12);
+            }
+            return std::string();
+          },
+          "SECONDS|forever");
   cmd->add_option("--layer-preset", o->layer_preset, "MoE layer shape (OLMoE presets)")
       ->check(CLI::IsMember({"tiny", "small", "olmoe-1b-7b"}))
       ->capture_default_str();

@@ -71,7 +71,8 @@ void RunExpertParallel(const LogitsOptions& opt) {
   ParallelOptions options;
   options.ep = opt.ep;
   options.backend = opt.device == "cuda" ? "auto" : "mpi";
-  options.collectives.timeout_s = CollectiveTimeoutSeconds(0);
+  // CEMOE_COLLECTIVE_TIMEOUT_S and CEMOE_LOAD_TIMEOUT_S, or their defaults (300 s, 3600 s).
+  options.collectives = CollectiveOptionsFromEnvironment();
   ProcessGroups groups(session, options);
   const bool root = groups.world_rank() == 0;
   at::Device device(at::kCPU);

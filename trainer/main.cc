@@ -1,5 +1,10 @@
 // main.cc: the cemoe executable. `cemoe --help` lists the subcommands; `cemoe SUB --help`
 // describes each option. Exit 0 on success; on failure one line "cemoe: error: ..." and exit 1.
+// Under mpirun with more than one rank, the rank that fails prints "cemoe: error: rank R of N:
+// ..." and aborts the whole job (MPI_Abort, status 1), so that its peers, which may be waiting
+// for it in a collective, end within seconds instead of at their timeout (AbortJobOnError in
+// parallel/process_groups.h; the subcommand's MpiSession skips MPI_Finalize while the exception
+// unwinds).
 // Errors raised inside LibTorch (c10::Error) carry a C++ backtrace after their first line; it is
 // printed only with CEMOE_BACKTRACE=1.
 #include <CLI/CLI.hpp>
@@ -9,6 +14,7 @@
 #include <string>
 
 #include "model/check.h"
+#include "parallel/process_groups.h"
 #include "trainer/commands.h"
 
 int main(int argc, char** argv) {
@@ -35,7 +41,12 @@ int main(int argc, char** argv) {
     if (eol != std::string::npos && !(full && std::string(full) == "1")) {
       message = message.substr(0, eol) + " (CEMOE_BACKTRACE=1 prints the rest)";
     }
+    cemoe::AbortJobOnError(message);  // returns only outside a live multi-rank job
     std::cerr << "cemoe: error: " << message << std::endl;
+    return 1;
+  } catch (...) {
+    cemoe::AbortJobOnError("an exception that is not a std::exception");
+    std::cerr << "cemoe: error: an exception that is not a std::exception" << std::endl;
     return 1;
   }
   return 0;

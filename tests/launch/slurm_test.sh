@@ -2,14 +2,20 @@
 # tests/launch/slurm_test.sh: the control flow of launch/slurm.sbatch without a Slurm cluster.
 # `sbatch` and `mpirun` are replaced by shims on PATH (sbatch records its arguments and the
 # ATTEMPT it passes on; mpirun drops its own options and runs the command), and CEMOE_CMD is a
-# fake job that finishes, fails or runs long on cue. Checked:
+# fake job that finishes, fails or runs long on cue, after its first step (it rewrites
+# $RUN_DIR/PROGRESS) or before it. Checked:
 #   1. a job that writes the DONE marker: one mpirun, no resubmission, exit 0;
 #   2. a job that fails once then finishes: two mpiruns in the same allocation, no resubmission;
 #   3. a job that fails twice: the second failure resubmits (afterany dependency on this job,
 #      ATTEMPT 2) and exits with the job's status;
 #   4. USR1 (Slurm's warning before the time limit): the job is stopped, the next attempt is
 #      queued once, nothing more is started here, exit 0, within seconds;
-#   5. the last allowed attempt failing twice does not resubmit.
+#   5. the last allowed attempt failing twice does not resubmit;
+#   6. without CEMOE_CMD nothing starts: exit 2 with a message, no mpirun, no sbatch;
+#   7. a job that fails before its first step: one mpirun, no restart, no resubmission, its status;
+#   8. a job that fails after progress, then before its first step: two mpiruns, no resubmission;
+#   9. USR1 while the job has made no progress in this allocation: stopped, nothing queued, exit 1;
+#  10. a new checkpoint folder counts as progress too (fails twice after checkpoints: resubmits).
 set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 SBATCH_SCRIPT="${CEMOE_SBATCH_SCRIPT:-$HERE/../../launch/slurm.sbatch}"
@@ -31,16 +37,21 @@ done
 echo "$*" >> "$SHIM_LOG.mpirun"
 exec "$@"
 SH
-# The fake job: reads its plan (one word per run: done, fail or long) from $PLAN.
+# The fake job: reads its plan (one word per run) from $PLAN: done (steps, then DONE), fail (a
+# step, then exit 3), ckfail (a checkpoint, then exit 3), early (exit 3 before any step), long
+# (a step, then runs on), stall (runs on without a step).
 cat > "$WORK/job.sh" <<'SH'
 #!/usr/bin/env bash
 n=$(( $(cat "$RUN_DIR/runs" 2>/dev/null || echo 0) + 1 ))
 echo "$n" > "$RUN_DIR/runs"
 step=$(echo "$PLAN" | cut -d' ' -f"$n")
 case "$step" in
-  done) touch "$RUN_DIR/DONE"; exit 0 ;;
-  fail) exit 3 ;;
-  long) exec sleep 60 ;;
+  done) echo "step of run $n" > "$RUN_DIR/PROGRESS"; touch "$RUN_DIR/DONE"; exit 0 ;;
+  fail) echo "step of run $n" > "$RUN_DIR/PROGRESS"; exit 3 ;;
+  ckfail) mkdir -p "$RUN_DIR/checkpoints/run-$n"; exit 3 ;;
+  early) exit 3 ;;
+  long) echo "step of run $n" > "$RUN_DIR/PROGRESS"; exec sleep 60 ;;
+  stall) exec sleep 60 ;;
 esac
 exit 9
 SH
@@ -58,7 +69,7 @@ run() {
   export RUN_DIR="$WORK/$name" PLAN="$2" ATTEMPT="${3:-1}" MAX_ATTEMPTS="${4:-20}"
   export SHIM_LOG="$WORK/$name" PATH="$WORK/bin:$PATH" SLURM_JOB_ID=4242 SLURM_NTASKS=2
   export SLURM_NTASKS_PER_NODE=2 SLURM_JOB_NUM_NODES=1 SLURM_SUBMIT_DIR="$WORK" RECIPE=recipes/x.textproto
-  export CEMOE_CMD="$WORK/job.sh"
+  export CEMOE_CMD="${CMD_OVERRIDE-$WORK/job.sh}"
   LOG="$WORK/$name.log"
   bash "$SBATCH_SCRIPT" > "$LOG" 2>&1 &
   PID=$!
@@ -84,8 +95,28 @@ check 4 "exit 0 ($rc) within 10 s ($dt s), 1 mpirun, 1 sbatch, 'time limit' logg
 run last_attempt "fail fail" 20 20; wait $PID; rc=$?
 check 5 "exit 3 ($rc), 0 sbatch, 'attempts used' logged" $([ $rc = 3 ] && [ "$(count "$WORK/last_attempt.sbatch")" = 0 ] && grep -q "20 attempts used" "$WORK/last_attempt.log"; echo $?)
 
+CMD_OVERRIDE="" run no_cmd "done"; wait $PID; rc=$?
+check 6 "exit 2 ($rc), 0 mpirun, 0 sbatch, 'set CEMOE_CMD' logged" $([ $rc = 2 ] && [ "$(count "$WORK/no_cmd.mpirun")" = 0 ] && [ "$(count "$WORK/no_cmd.sbatch")" = 0 ] && grep -q "set CEMOE_CMD" "$WORK/no_cmd.log"; echo $?)
+
+run early "early done"; wait $PID; rc=$?
+check 7 "exit 3 ($rc), 1 mpirun, 0 sbatch, 'before its first step' logged" $([ $rc = 3 ] && [ "$(count "$WORK/early.mpirun")" = 1 ] && [ "$(count "$WORK/early.sbatch")" = 0 ] && grep -q "failed before its first step" "$WORK/early.log"; echo $?)
+
+run fail_early "fail early done"; wait $PID; rc=$?
+check 8 "exit 3 ($rc), 2 mpiruns, 0 sbatch" $([ $rc = 3 ] && [ "$(count "$WORK/fail_early.mpirun")" = 2 ] && [ "$(count "$WORK/fail_early.sbatch")" = 0 ]; echo $?)
+
+run stall "stall stall"
+sleep 1
+t0=$(date +%s)
+kill -USR1 $PID
+wait $PID; rc=$?
+dt=$(( $(date +%s) - t0 ))
+check 9 "exit 1 ($rc) within 10 s ($dt s), 1 mpirun, 0 sbatch, 'no progress' logged" $([ $rc = 1 ] && [ $dt -lt 10 ] && [ "$(count "$WORK/stall.mpirun")" = 1 ] && [ "$(count "$WORK/stall.sbatch")" = 0 ] && grep -q "no progress in .* during this allocation" "$WORK/stall.log"; echo $?)
+
+run checkpoints "ckfail ckfail done"; wait $PID; rc=$?
+check 10 "exit 3 ($rc), 2 mpiruns, 1 sbatch" $([ $rc = 3 ] && [ "$(count "$WORK/checkpoints.mpirun")" = 2 ] && [ "$(count "$WORK/checkpoints.sbatch")" = 1 ]; echo $?)
+
 if [ $failures -gt 0 ]; then
   for f in "$WORK"/*.log; do echo "--- $f"; cat "$f"; done
   exit 1
 fi
-echo "slurm.sbatch: all 5 control-flow checks passed"
+echo "slurm.sbatch: all 10 control-flow checks passed"

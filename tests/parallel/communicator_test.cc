@@ -2,6 +2,10 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstdlib>
+#include <string>
+
 #include "model/check.h"
 #include "parallel/nccl_communicator.h"
 #include "tests/parallel/mpi_test_env.h"
@@ -114,6 +118,119 @@ TEST(ProcessGroups, NcclWithoutGpuFallsBackToMpi) {
     EXPECT_FALSE(groups.uses_nccl());
     EXPECT_STREQ(groups.world().backend(), "mpi");
   }
+}
+
+// The error thrown by fn, or "" when it does not throw.
+template <typename Fn>
+std::string ErrorOf(Fn fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// Sets an environment variable for one scope (these tests run in the main thread only).
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old, had_ = true;
+    setenv(name, value, 1);
+  }
+  ~ScopedEnv() {
+    if (had_) {
+      setenv(name_, old_.c_str(), 1);
+    } else {
+      unsetenv(name_);
+    }
+  }
+
+ private:
+  const char* name_;
+  std::string old_;
+  bool had_ = false;
+};
+
+TEST(Timeouts, OneParserRejectsInvalidValuesNamingSourceAndValue) {
+  for (const char* bad :
+       {"abc", "nan", "-1", "-0.5", "", " 3", "3 ", "3s", "-inf", "1e999", "1e10", "NaN"}) {
+    const std::string error = ErrorOf([&] { ParseTimeoutSeconds(bad, "--timeout", 300); });
+    EXPECT_NE(error.find("--timeout = "), std::string::npos) << "'" << bad << "': " << error;
+    EXPECT_NE(error.find(bad), std::string::npos) << "'" << bad << "': " << error;
+  }
+  // 0 is the default of that timeout everywhere; "forever" (or inf) is the only no-deadline.
+  EXPECT_EQ(ParseTimeoutSeconds("0", "x", 300), 300);
+  EXPECT_EQ(ParseTimeoutSeconds("0", "x", 3600), 3600);
+  EXPECT_EQ(ParseTimeoutSeconds("2.5", "x", 300), 2.5);
+  EXPECT_EQ(ParseTimeoutSeconds("1e3", "x", 300), 1000);
+  EXPECT_TRUE(std::isinf(ParseTimeoutSeconds("forever", "x", 300)));
+  EXPECT_TRUE(std::isinf(ParseTimeoutSeconds("inf", "x", 300)));
+  EXPECT_EQ(FormatTimeout(ParseTimeoutSeconds("forever", "x", 300)), "forever");
+  EXPECT_EQ(FormatTimeout(300), "300 s");
+  // A recipe field goes through the same rules.
+  const std::string field = "recipe parallel.collective_timeout_s";
+  EXPECT_NE(ErrorOf([&] { CheckTimeoutSeconds(-1, field, 300); }).find(field + " = -1"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf([&] { CheckTimeoutSeconds(std::nan(""), field, 300); }).find(field),
+            std::string::npos);
+  EXPECT_EQ(CheckTimeoutSeconds(0, field, 300), 300);
+  EXPECT_EQ(CheckTimeoutSeconds(7, field, 300), 7);
+}
+
+TEST(Timeouts, EnvironmentVariablesAreParsedNotAtofed) {
+  // atof read "abc", "nan" and "-1" as 0 or less, which turned the watchdog off.
+  for (const char* bad : {"abc", "nan", "-1"}) {
+    ScopedEnv env("CEMOE_COLLECTIVE_TIMEOUT_S", bad);
+    const std::string error = ErrorOf([] { CollectiveTimeoutSeconds(5); });
+    EXPECT_NE(error.find(std::string("CEMOE_COLLECTIVE_TIMEOUT_S = ")), std::string::npos)
+        << bad << ": " << error;
+    EXPECT_NE(error.find(bad), std::string::npos) << error;
+  }
+  {
+    ScopedEnv env("CEMOE_COLLECTIVE_TIMEOUT_S", "0");  // 0 = the default, as in the recipe
+    EXPECT_EQ(CollectiveTimeoutSeconds(5), 300);
+  }
+  {
+    ScopedEnv env("CEMOE_COLLECTIVE_TIMEOUT_S", "7.5");  // the variable overrides the recipe
+    EXPECT_EQ(CollectiveTimeoutSeconds(5), 7.5);
+  }
+  {
+    ScopedEnv env("CEMOE_LOAD_TIMEOUT_S", "abc");
+    EXPECT_NE(ErrorOf([] { LoadTimeoutSeconds(); }).find("CEMOE_LOAD_TIMEOUT_S = 'abc'"),
+              std::string::npos);
+    EXPECT_THROW(CollectiveOptionsFromEnvironment(), Error);
+  }
+  {
+    ScopedEnv env("CEMOE_LOAD_TIMEOUT_S", "0");
+    EXPECT_EQ(LoadTimeoutSeconds(), 3600);
+  }
+}
+
+TEST(Timeouts, ZeroInOptionsIsTheDefaultAndPhasesLengthenTheBudget) {
+  ParallelOptions options = test::TestOptions(1);
+  options.collectives.timeout_s = 0;
+  options.collectives.load_timeout_s = 0;
+  ProcessGroups groups(test::Session(), options);
+  EXPECT_EQ(groups.watchdog().timeout_s(), 300);  // not "no deadline"
+  EXPECT_EQ(groups.options().collectives.load_timeout_s, 3600);
+  {
+    ScopedPhase load(groups, "loading");
+    EXPECT_EQ(groups.watchdog().timeout_s(), 3600);
+    {
+      ScopedPhase inner(groups, "short inner", 10);  // never shorter than the collective timeout
+      EXPECT_EQ(groups.watchdog().timeout_s(), 300);
+    }
+    EXPECT_EQ(groups.watchdog().timeout_s(), 3600);
+    groups.world().Barrier();  // collectives inside a phase complete as usual
+  }
+  EXPECT_EQ(groups.watchdog().timeout_s(), 300);
+  ParallelOptions negative = test::TestOptions(1);
+  negative.collectives.timeout_s = -1;
+  EXPECT_NE(ErrorOf([&] {
+              ProcessGroups bad(test::Session(), negative);
+            }).find("collective timeout = -1"),
+            std::string::npos);
 }
 
 }  // namespace
