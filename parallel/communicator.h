@@ -5,7 +5,7 @@
 //
 // Every collective is blocking for the caller but waits with a deadline: a peer that does not
 // join within the configured timeout makes the waiting ranks print the collective's name and the
-// ranks that did not answer, then abort the whole job (docs/parallel.md, "Timeouts").
+// ranks that did not answer, then abort the whole job (docs/parallel.md, "When a rank fails").
 //
 // Shape legend: N rows sent (sum of send_counts), M rows received (sum of recv_counts), P ranks
 // in the group. A "row" is a slice along dim 0; the trailing dims give its size in bytes.

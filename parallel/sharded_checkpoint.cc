@@ -139,6 +139,8 @@ ModelPlacement ChooseModelPlacement(const std::string& dir, ProcessGroups& group
 
 CausalLM LoadExpertParallelModel(const std::string& dir, ProcessGroups& groups,
                                  const ModelPlacement& placement, DispatcherOptions options) {
+  // A rank reading a large model from cold storage is busy, not stopped: the load budget.
+  ScopedPhase phase(groups, fmt::format("loading {}", dir));
   RecoverOnRoot(groups.world(), dir);
   const ModelConfig config = LoadModelConfig(dir);
   CEMOE_CHECK(static_cast<int64_t>(placement.layers.size()) == config.num_hidden_layers,
@@ -167,6 +169,7 @@ CausalLM LoadExpertParallelModel(const std::string& dir, ProcessGroups& groups,
 void SaveExpertParallelCheckpoint(const CausalLMImpl& model, ProcessGroups& groups,
                                   const ModelPlacement& placement, const std::string& dir_arg,
                                   uint64_t max_shard_bytes) {
+  ScopedPhase phase(groups, fmt::format("saving {}", dir_arg));
   const std::string dir = NormalizeFolderPath(dir_arg);
   const ModelConfig& config = model.config();
   Communicator& world = groups.world();
