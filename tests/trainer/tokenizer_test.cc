@@ -5,12 +5,14 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "model/check.h"
 #include "tests/trainer/tokenizer_json_builders.h"
+#include "trainer/tokenizer_text.h"
 
 namespace cemoe {
 namespace {
@@ -378,6 +380,75 @@ TEST(Tokenizer, LstripOverLongWhitespaceRunsIsLinear) {
   // "a", then "  " (after a non-space: nothing to strip), then " " (not in the vocabulary and
   // no unk_token: dropped).
   EXPECT_EQ(tok.Encode("a   "), (Ids{0, 1}));
+}
+
+// The Llama-3 split pattern (Split, Isolated) then ByteLevel without its own regex, over a
+// vocabulary of the 256 byte-level characters: every byte encodes to one id.
+json Llama3SplitFile() {
+  json vocab = json::object();
+  for (int b = 0; b < 256; ++b) vocab[tok::Utf8(tok::ByteToUnicode(static_cast<uint8_t>(b)))] = b;
+  json j = TinyFile(vocab, {});
+  j["pre_tokenizer"] = {
+      {"type", "Sequence"},
+      {"pretokenizers",
+       {{{"type", "Split"},
+         {"pattern",
+          {{"Regex",
+            "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
+            "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"}}},
+         {"behavior", "Isolated"},
+         {"invert", false}},
+        {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", false}}}}};
+  return j;
+}
+
+TEST(Tokenizer, PathologicalSplitRegexExhaustsTheEncodeBudgetQuickly) {
+  // "a*a*b|." on a run of n letters with no "b": every start position tries the first branch,
+  // the first a* gives back its letters one by one and the second runs over the rest each time:
+  // O(n^2) work per position, under PCRE2's per-attempt limits (about n of its units), O(n^3)
+  // per text. Before the encode budget: 4.4 s for 4,000 letters (measured with the same PCRE2
+  // calls), 35 s for 8,000. Now the encode stops after its budget (2.07 M steps for 4,000 bytes)
+  // with an error that names the file, the pattern's JSON path and the budget.
+  json j = TinyFile({{"a", 0}, {"b", 1}}, {});
+  j["pre_tokenizer"] = {
+      {"type", "Split"}, {"pattern", {{"Regex", "a*a*b|."}}}, {"behavior", "Isolated"}};
+  Tokenizer tok = Load(j);
+  EXPECT_EQ(tok.Encode("aab"), (Ids{0, 0, 1}));  // short text: far under the budget
+  for (size_t n : {4000, 64000}) {
+    const auto start = std::chrono::steady_clock::now();
+    try {
+      tok.Encode(std::string(n, 'a'));
+      ADD_FAILURE() << "no error for " << n << " letters";
+    } catch (const Error& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find("tiny.json: pre_tokenizer.pattern: regex \"a*a*b|.\": the encode of a " +
+                          std::to_string(n) + "-byte text exceeded its regex budget of " +
+                          std::to_string(1048576 + 256 * n) + " steps"),
+                std::string::npos)
+          << what;
+    }
+    const double s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    // Measured 0.01 s (4,000) and 0.1 s (64,000) on a 2-core VM; the bound leaves room for a
+    // loaded or sanitized build.
+    EXPECT_LT(s, 5.0) << n << " letters";
+  }
+}
+
+TEST(Tokenizer, LongOrdinaryTextStaysFarUnderTheEncodeBudget) {
+  // 1 MB of prose with the Llama-3 split regex, and 256 KB of spaces and newlines (the regex's
+  // \s*[\r\n]+ and \s+(?!\S) walk back over such runs): both encode, one id per byte.
+  Tokenizer tok = Load(Llama3SplitFile());
+  const std::string sentence =
+      "It's 2024: the quick brown fox -- caf\xC3\xA9, na\xC3\xAFve -- jumped 1234567 times!\n"
+      "    Indented code(x, y) { return x + y; }\t// comment\r\n\n";
+  std::string prose;
+  while (prose.size() < (1 << 20)) prose += sentence;
+  EXPECT_EQ(tok.Encode(prose).size(), prose.size());
+  std::string blank(1 << 18, ' ');
+  for (size_t i = 0; i < blank.size(); i += 1000) blank[i] = '\n';
+  EXPECT_EQ(tok.Encode(blank).size(), blank.size());
+  EXPECT_EQ(tok.Encode(std::string(1 << 18, ' ')).size(), size_t{1} << 18);
 }
 
 }  // namespace
