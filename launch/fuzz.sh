@@ -13,6 +13,7 @@
 #   env:   CEMOE_FUZZ_DIR    build and work folder (default build-fuzz)
 #          CEMOE_BUILD_LOCK  a file to flock around the build steps on a shared machine
 #          CEMOE_FUZZ_FRESH=1  start from the seeds only (drop the corpus of earlier runs)
+#          CEMOE_FUZZ_DEPTHS  nesting depths of the deep-JSON seeds (default "1000 8000 64000")
 # Expected time: about 30 s to build a target on 2 cores, then SECONDS. Needs clang,
 # libclang-rt-dev, and for the tokenizer pkg-config, libpcre2-dev and libutf8proc-dev.
 set -euo pipefail
@@ -26,12 +27,14 @@ case "$TARGET" in
   safetensors)
     HARNESS=safetensors_header_fuzz
     PREFIX=""  # the folder names of the first version, kept so earlier corpora are reused
-    MAX_LEN=8192
+    # 256 KiB: room for JSON nested tens of thousands of levels deep (a 140 KB header of
+    # "[[[..." overflowed the stack in nlohmann's dump(); 8 KiB could not reach it).
+    MAX_LEN=262144
     ;;
   tokenizer)
     HARNESS=tokenizer_fuzz
     PREFIX="tokenizer-"
-    MAX_LEN=4096
+    MAX_LEN=262144  # as safetensors: deep nesting needs room
     ;;
   *)
     echo "fuzz.sh: unknown target '$TARGET' (safetensors or tokenizer)" >&2
@@ -96,17 +99,34 @@ if [ "$TARGET" = safetensors ]; then
     off=$((off + 2 * sz))
   done
   seed all_dtypes "$all}" "$off"
+  # Deep nesting where an error message quotes the value (dtype, a metadata value) and in
+  # model.safetensors.index.json text (the harness also gives every input to ParseShardIndex),
+  # at depths 1,000 to 64,000 (CEMOE_FUZZ_DEPTHS): the deepest are 128 KB, the size of the header
+  # that crashed cemoe with a stack overflow (under ASan, dump() overflowed the 8 MiB stack
+  # between 16,000 and 64,000 levels; mutations that keep the brackets balanced rarely deepen a
+  # seed much, so the deep seed is what reaches it). nest N OPEN CLOSE: OPEN N times, CLOSE N
+  # times.
+  nest() { printf "%${1}s" '' | tr ' ' "$2"; printf "%${1}s" '' | tr ' ' "$3"; }
+  for depth in ${CEMOE_FUZZ_DEPTHS:-1000 8000 64000}; do
+    seed "deep_dtype_$depth" "{\"w\":{\"dtype\":$(nest $depth '[' ']'),\"shape\":[1],\"data_offsets\":[0,4]}}" 4
+    seed "deep_meta_$depth" "{\"__metadata__\":{\"format\":$(nest $depth '[' ']')}}" 0
+    printf '{"metadata":{"total_size":4},"weight_map":{"w":%s}}' "$(nest $depth '[' ']')" \
+      >"$SEEDS/index_deep_$depth"
+  done
+  printf '%s' '{"metadata":{"total_size":12},"weight_map":{"a":"model-00001-of-00002.safetensors","b":"model-00002-of-00002.safetensors"}}' \
+    >"$SEEDS/index_two_shards"
 
   # dictionary of header tokens
   DICT="$WORK/safetensors.dict"
   {
-    for w in dtype shape data_offsets __metadata__ format pt BOOL U8 I8 I16 U16 F16 BF16 I32 U32 \
+    for w in dtype shape data_offsets __metadata__ format pt weight_map metadata total_size \
+      model-00001-of-00002.safetensors BOOL U8 I8 I16 U16 F16 BF16 I32 U32 \
       F32 F64 I64 U64 C64 F8_E4M3 F8_E5M2 F8_E8M0; do
       printf '"\\"%s\\""\n' "$w"
     done
     for w in '{' '}' '[' ']' ':' ',' '[0,0]' '[]' '\\u0000' '\\ud800' '\\udc00' '18446744073709551615' \
       '18446744073709551616' '9223372036854775807' '9223372036854775808' '4294967296' '-1' '-0' \
-      '1e3' '1.0' 'null' 'true' '        '; do
+      '1e3' '1.0' 'null' 'true' '        ' '[[[[[[[[' ']]]]]]]]' '{\"a\":{\"a\":' '}}}}}}}}'; do
       printf '"%s"\n' "$w"
     done
   } >"$DICT"
@@ -171,6 +191,13 @@ if [ "$TARGET" = tokenizer ]; then
 "pre_tokenizer":{"type":"Metaspace","replacement":"_","add_prefix_space":false,"split":true},
 "decoder":{"type":"Metaspace","replacement":"_","add_prefix_space":true},
 "model":{"type":"BPE","vocab":{"_":0,"a":1,"_a":2},"merges":["_ a"]}}'
+  # A backtracking Split pattern (the encode budget stops it) and tokenizer.json nested deeper
+  # than the depth limit (rejected before nlohmann parses it).
+  tseed json_split_backtracking 0 '{"pre_tokenizer":{"type":"Split","pattern":{"Regex":"a*a*b|."},"behavior":"Isolated"},
+"model":{"type":"BPE","vocab":{"a":0,"b":1},"merges":[]}}'
+  for depth in ${CEMOE_FUZZ_DEPTHS:-1000 8000 64000}; do
+    tseed "json_deep_$depth" 0 "{\"normalizer\":$(printf "%${depth}s" '' | tr ' ' '[')$(printf "%${depth}s" '' | tr ' ' ']'),\"model\":{\"type\":\"BPE\",\"vocab\":{},\"merges\":[]}}"
+  done
   tseed text_ascii 1 "Hello world, it's the end of 2024!  and then"
   tseed text_unicode 1 $'h\xc3\xa9llo e\xcc\x81 \xe4\xb8\xad\xe6\x96\x87 \xf0\x9f\x98\x80\t\n\xe2\x80\x80x \xe3\x80\x80'
   tseed text_added 1 'a [eot]  [lst] x[rst]  y [both] [sw] z[sw] [norm] [nlst] [raw]  '
@@ -193,7 +220,7 @@ if [ "$TARGET" = tokenizer ]; then
       printf '"\\"%s\\""\n' "$w"
     done
     for w in '{' '}' '[' ']' ':' ',' 'null' 'true' 'false' '-1' '4294967296' '\\u2581' '\\u0120' \
-      '\\\\s+' '\\\\p{L}' '(?!' '\\\\E' '\\\\Q' '\\\\C' '(a+)+' '\xe2\x96\x81' '\xcc\x81' '\xc3\xa9' \
+      '\\\\s+' '\\\\p{L}' '(?!' '\\\\E' '\\\\Q' '\\\\C' '(a+)+' 'a*a*' '[[[[[[[[' ']]]]]]]]' '\xe2\x96\x81' '\xcc\x81' '\xc3\xa9' \
       '\xe2\x80\x80' '\xf0\x9f\x98\x80' '\xff'; do
       printf '"%s"\n' "$w"
     done
@@ -207,18 +234,21 @@ LOG="$WORK/${PREFIX}fuzz.log"
 echo "fuzz.sh: running $BIN for ${SECONDS_TO_RUN}s ($(count "$SEEDS") seeds," \
   "$(count "$CORPUS") corpus files from earlier runs)"
 set +e
+started=$(date +%s)
 nice -n 10 "$BIN" "$CORPUS" "$SEEDS" -dict="$DICT" -max_total_time="$SECONDS_TO_RUN" \
   -max_len="$MAX_LEN" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 -print_pcs=0 \
   -artifact_prefix="$ARTIFACTS/" >"$LOG" 2>&1
 rc=$?
+elapsed=$(($(date +%s) - started))
 set -e
 
 runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$LOG")
 rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$LOG")
-cov=$(grep -E '^#[0-9]+' "$LOG" | tail -1 | sed -n 's/.*cov: \([0-9]*\) ft: \([0-9]*\).*/cov \1, ft \2/p')
+# (no "#N" status line when the fuzzer stops while loading the seeds)
+cov=$(grep -E '^#[0-9]+' "$LOG" | tail -1 | sed -n 's/.*cov: \([0-9]*\) ft: \([0-9]*\).*/cov \1, ft \2/p' || true)
 findings=$(find "$ARTIFACTS" -type f \( -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' \
   -o -name 'oom-*' \) | wc -l)
-echo "fuzz.sh: rc $rc; executions ${runs:-?}; ${rate:-?} exec/s; ${cov:-coverage ?};" \
+echo "fuzz.sh: rc $rc after ${elapsed}s; executions ${runs:-?}; ${rate:-?} exec/s; ${cov:-coverage ?};" \
   "corpus $(count "$CORPUS") files; findings in $ARTIFACTS: $findings"
 if [ "$rc" -ne 0 ] || [ "$findings" -ne 0 ]; then
   grep -E 'ERROR|SUMMARY|property violated|uncaught|terminate' "$LOG" | head -20 || true

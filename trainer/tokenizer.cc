@@ -15,6 +15,7 @@
 #include "trainer/tokenizer_json.h"
 #include "trainer/tokenizer_normalize.h"
 #include "trainer/tokenizer_pretokenize.h"
+#include "trainer/tokenizer_regex.h"
 #include "trainer/tokenizer_text.h"
 
 namespace cemoe {
@@ -34,7 +35,8 @@ struct Tokenizer::Impl {
   std::unordered_set<std::string> special_contents;
   std::unique_ptr<tok::AddedTokenMatcher> raw_matcher, normalized_matcher;
 
-  void Model(const std::string& text, bool at_start, std::vector<int64_t>* ids) const;
+  void Model(const std::string& text, bool at_start, tok::RegexBudget* budget,
+             std::vector<int64_t>* ids) const;
 };
 
 namespace {
@@ -143,7 +145,8 @@ Tokenizer Tokenizer::FromJson(const std::string& json_text, const std::string& s
     if (t.special) impl->special_contents.insert(t.content);
     if (t.normalized) {
       std::string n = t.content;
-      if (impl->normalizer) impl->normalizer->Apply(&n);
+      tok::RegexBudget budget(n.size(), "normalization of added token");
+      if (impl->normalizer) impl->normalizer->Apply(&n, &budget);
       if (n != t.content) impl->added_shown[t.id] = n;
       normalized.push_back(&t);
       normalized_patterns.push_back(n);
@@ -158,10 +161,10 @@ Tokenizer Tokenizer::FromJson(const std::string& json_text, const std::string& s
   return Tokenizer(std::move(impl));
 }
 
-void Tokenizer::Impl::Model(const std::string& text, bool at_start,
+void Tokenizer::Impl::Model(const std::string& text, bool at_start, tok::RegexBudget* budget,
                             std::vector<int64_t>* ids) const {
   std::vector<tok::Piece> pieces{{text, at_start}};
-  if (pre_tokenizer) pre_tokenizer->Apply(&pieces);
+  if (pre_tokenizer) pre_tokenizer->Apply(&pieces, budget);
   for (const tok::Piece& p : pieces) model->Tokenize(p.text, ids);
 }
 
@@ -169,6 +172,8 @@ std::vector<int64_t> Tokenizer::Encode(std::string_view text) const {
   size_t bad = 0;
   CEMOE_CHECK(tok::IsValidUtf8(text, &bad), "text to encode is not valid UTF-8 (byte {})", bad);
   const Impl& m = *impl_;
+  // One budget for every regex search of this Encode (tokenizer_regex.h).
+  tok::RegexBudget budget(text.size(), "encode");
   std::vector<int64_t> ids;
   for (const auto& seg : m.raw_matcher->Split(text)) {
     if (seg.id >= 0) {
@@ -176,13 +181,13 @@ std::vector<int64_t> Tokenizer::Encode(std::string_view text) const {
       continue;
     }
     std::string normalized(text.substr(seg.begin, seg.end - seg.begin));
-    if (m.normalizer) m.normalizer->Apply(&normalized);
+    if (m.normalizer) m.normalizer->Apply(&normalized, &budget);
     for (const auto& sub : m.normalized_matcher->Split(normalized)) {
       if (sub.id >= 0) {
         ids.push_back(sub.id);
       } else {
         m.Model(normalized.substr(sub.begin, sub.end - sub.begin), seg.begin == 0 && sub.begin == 0,
-                &ids);
+                &budget, &ids);
       }
     }
   }
@@ -204,7 +209,10 @@ std::string Tokenizer::Decode(const std::vector<int64_t>& ids, bool skip_special
     for (size_t i = 0; i < tokens.size(); ++i) joined += (i ? " " : "") + tokens[i];
     return joined;
   }
-  m.decoder->Apply(&tokens);
+  size_t bytes = 0;
+  for (const std::string& t : tokens) bytes += t.size();
+  tok::RegexBudget budget(bytes, "decode");
+  m.decoder->Apply(&tokens, &budget);
   std::string out;
   for (const std::string& t : tokens) out += t;
   return out;

@@ -1,6 +1,7 @@
 // tokenizer_decode.cc: the decoder components. See tokenizer_decode.h.
 #include "trainer/tokenizer_decode.h"
 
+#include "trainer/tokenizer_regex.h"
 #include "trainer/tokenizer_text.h"
 
 namespace cemoe::tok {
@@ -10,7 +11,7 @@ namespace {
 // byte-level alphabet keeps its UTF-8 bytes), all joined, invalid UTF-8 replaced by U+FFFD.
 class ByteLevelDecoder : public Decoder {
  public:
-  void Apply(std::vector<std::string>* tokens) const override {
+  void Apply(std::vector<std::string>* tokens, RegexBudget* budget) const override {
     std::string bytes;
     for (const std::string& t : *tokens) {
       std::string mapped;
@@ -33,7 +34,7 @@ class MetaspaceDecoder : public Decoder {
  public:
   MetaspaceDecoder(char32_t replacement, bool drop_first)
       : replacement_(replacement), drop_first_(drop_first) {}
-  void Apply(std::vector<std::string>* tokens) const override {
+  void Apply(std::vector<std::string>* tokens, RegexBudget* budget) const override {
     for (size_t i = 0; i < tokens->size(); ++i) {
       const std::string& t = (*tokens)[i];
       std::string out;
@@ -59,11 +60,11 @@ class ReplaceDecoder : public Decoder {
  public:
   ReplaceDecoder(const std::string& pattern, std::string content, const std::string& where)
       : regex_(pattern, where), content_(std::move(content)) {}
-  void Apply(std::vector<std::string>* tokens) const override {
+  void Apply(std::vector<std::string>* tokens, RegexBudget* budget) const override {
     for (std::string& t : *tokens) {
       std::string out;
       size_t prev = 0;
-      for (const auto& [b, e] : regex_.FindAll(t)) {
+      for (const auto& [b, e] : regex_.FindAll(t, budget)) {
         out.append(t, prev, b - prev);
         out += content_;
         prev = e;
@@ -82,7 +83,7 @@ class ReplaceDecoder : public Decoder {
 // U+FFFD per byte.
 class ByteFallbackDecoder : public Decoder {
  public:
-  void Apply(std::vector<std::string>* tokens) const override {
+  void Apply(std::vector<std::string>* tokens, RegexBudget* budget) const override {
     std::vector<std::string> out;
     std::string bytes;
     size_t count = 0;
@@ -128,7 +129,7 @@ class ByteFallbackDecoder : public Decoder {
 
 class FuseDecoder : public Decoder {
  public:
-  void Apply(std::vector<std::string>* tokens) const override {
+  void Apply(std::vector<std::string>* tokens, RegexBudget* budget) const override {
     std::string all;
     for (const std::string& t : *tokens) all += t;
     *tokens = {all};
@@ -140,7 +141,7 @@ class StripDecoder : public Decoder {
  public:
   StripDecoder(char32_t content, int64_t start, int64_t stop)
       : content_(content), start_(start), stop_(stop) {}
-  void Apply(std::vector<std::string>* tokens) const override {
+  void Apply(std::vector<std::string>* tokens, RegexBudget* budget) const override {
     for (std::string& t : *tokens) {
       std::vector<char32_t> chars;
       size_t len = 0;
@@ -165,8 +166,8 @@ class SequenceDecoder : public Decoder {
  public:
   explicit SequenceDecoder(std::vector<std::unique_ptr<Decoder>> parts)
       : parts_(std::move(parts)) {}
-  void Apply(std::vector<std::string>* tokens) const override {
-    for (const auto& p : parts_) p->Apply(tokens);
+  void Apply(std::vector<std::string>* tokens, RegexBudget* budget) const override {
+    for (const auto& p : parts_) p->Apply(tokens, budget);
   }
 
  private:

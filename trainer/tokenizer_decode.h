@@ -9,14 +9,15 @@
 #include <vector>
 
 #include "trainer/tokenizer_json.h"
+#include "trainer/tokenizer_regex.h"
 
 namespace cemoe::tok {
 
 class Decoder {
  public:
   virtual ~Decoder() = default;
-  // Rewrites the list of token strings (it may merge them).
-  virtual void Apply(std::vector<std::string>* tokens) const = 0;
+  // Rewrites the list of token strings (it may merge them); Replace regexes charge budget.
+  virtual void Apply(std::vector<std::string>* tokens, RegexBudget* budget) const = 0;
 };
 
 // null gives nullptr (tokens are joined with single spaces, as Hugging Face does).

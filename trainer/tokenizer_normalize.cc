@@ -3,6 +3,7 @@
 
 #include <vector>
 
+#include "trainer/tokenizer_regex.h"
 #include "trainer/tokenizer_text.h"
 
 namespace cemoe::tok {
@@ -11,7 +12,7 @@ namespace {
 class FormNormalizer : public Normalizer {
  public:
   explicit FormNormalizer(NormalForm form) : form_(form) {}
-  void Apply(std::string* s) const override { *s = NormalizeForm(*s, form_); }
+  void Apply(std::string* s, RegexBudget* budget) const override { *s = NormalizeForm(*s, form_); }
 
  private:
   NormalForm form_;
@@ -19,14 +20,14 @@ class FormNormalizer : public Normalizer {
 
 class LowercaseNormalizer : public Normalizer {
  public:
-  void Apply(std::string* s) const override { *s = Lowercase(*s); }
+  void Apply(std::string* s, RegexBudget* budget) const override { *s = Lowercase(*s); }
 };
 
 // Prepend: adds the prefix to non-empty text.
 class PrependNormalizer : public Normalizer {
  public:
   explicit PrependNormalizer(std::string prefix) : prefix_(std::move(prefix)) {}
-  void Apply(std::string* s) const override {
+  void Apply(std::string* s, RegexBudget* budget) const override {
     if (!s->empty()) s->insert(0, prefix_);
   }
 
@@ -39,10 +40,10 @@ class ReplaceNormalizer : public Normalizer {
  public:
   ReplaceNormalizer(const std::string& pattern, std::string content, const std::string& where)
       : regex_(pattern, where), content_(std::move(content)) {}
-  void Apply(std::string* s) const override {
+  void Apply(std::string* s, RegexBudget* budget) const override {
     std::string out;
     size_t prev = 0;
-    for (const auto& [b, e] : regex_.FindAll(*s)) {
+    for (const auto& [b, e] : regex_.FindAll(*s, budget)) {
       out.append(*s, prev, b - prev);
       out += content_;
       prev = e;
@@ -60,7 +61,7 @@ class ReplaceNormalizer : public Normalizer {
 class StripNormalizer : public Normalizer {
  public:
   StripNormalizer(bool left, bool right) : left_(left), right_(right) {}
-  void Apply(std::string* s) const override {
+  void Apply(std::string* s, RegexBudget* budget) const override {
     size_t begin = 0, end = s->size(), len = 0;
     if (left_) {
       while (begin < end && IsWhitespace(DecodeUtf8(*s, begin, &len))) begin += len;
@@ -84,8 +85,8 @@ class SequenceNormalizer : public Normalizer {
  public:
   explicit SequenceNormalizer(std::vector<std::unique_ptr<Normalizer>> parts)
       : parts_(std::move(parts)) {}
-  void Apply(std::string* s) const override {
-    for (const auto& p : parts_) p->Apply(s);
+  void Apply(std::string* s, RegexBudget* budget) const override {
+    for (const auto& p : parts_) p->Apply(s, budget);
   }
 
  private:

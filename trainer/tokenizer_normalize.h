@@ -9,14 +9,15 @@
 #include <string>
 
 #include "trainer/tokenizer_json.h"
+#include "trainer/tokenizer_regex.h"
 
 namespace cemoe::tok {
 
 class Normalizer {
  public:
   virtual ~Normalizer() = default;
-  // Rewrites s (valid UTF-8) in place.
-  virtual void Apply(std::string* s) const = 0;
+  // Rewrites s (valid UTF-8) in place; Replace regexes charge budget.
+  virtual void Apply(std::string* s, RegexBudget* budget) const = 0;
 };
 
 // null gives nullptr (no normalization). Unsupported types or fields throw naming site.

@@ -7,6 +7,7 @@
 
 #include <functional>
 
+#include "trainer/tokenizer_regex.h"
 #include "trainer/tokenizer_text.h"
 
 namespace cemoe::tok {
@@ -20,10 +21,11 @@ struct Segment {
 };
 
 // The text cut by a regex into alternating non-match / match segments covering all of it.
-std::vector<Segment> RegexSegments(const Regex& regex, const std::string& text) {
+std::vector<Segment> RegexSegments(const Regex& regex, const std::string& text,
+                                   RegexBudget* budget) {
   std::vector<Segment> out;
   size_t prev = 0;
-  for (const auto& [b, e] : regex.FindAll(text)) {
+  for (const auto& [b, e] : regex.FindAll(text, budget)) {
     if (prev != b) out.push_back({prev, b, false});
     out.push_back({b, e, true});
     prev = e;
@@ -109,12 +111,12 @@ void SplitInto(const Piece& piece, std::vector<Segment> segs, Behavior behavior,
 // A pre-tokenizer that cuts every piece with one pattern and behaviour.
 class SplittingPreTokenizer : public PreTokenizer {
  public:
-  using Cut = std::function<std::vector<Segment>(const std::string&)>;
+  using Cut = std::function<std::vector<Segment>(const std::string&, RegexBudget*)>;
   SplittingPreTokenizer(Cut cut, Behavior behavior, bool invert)
       : cut_(std::move(cut)), behavior_(behavior), invert_(invert) {}
-  void Apply(std::vector<Piece>* pieces) const override {
+  void Apply(std::vector<Piece>* pieces, RegexBudget* budget) const override {
     std::vector<Piece> out;
-    for (const Piece& p : *pieces) SplitInto(p, cut_(p.text), behavior_, invert_, &out);
+    for (const Piece& p : *pieces) SplitInto(p, cut_(p.text, budget), behavior_, invert_, &out);
     *pieces = std::move(out);
   }
 
@@ -134,13 +136,14 @@ class ByteLevelPreTokenizer : public PreTokenizer {
  public:
   ByteLevelPreTokenizer(bool add_prefix_space, bool use_regex, const std::string& where)
       : add_prefix_space_(add_prefix_space),
-        regex_(use_regex ? std::make_unique<Regex>(kGpt2Pattern, where) : nullptr) {}
-  void Apply(std::vector<Piece>* pieces) const override {
+        regex_(use_regex ? std::make_unique<Regex>(kGpt2Pattern, where, Regex::Cost::kLinear)
+                         : nullptr) {}
+  void Apply(std::vector<Piece>* pieces, RegexBudget* budget) const override {
     std::vector<Piece> split;
     for (Piece p : *pieces) {
       if (add_prefix_space_ && (p.text.empty() || p.text[0] != ' ')) p.text.insert(0, " ");
       if (regex_) {
-        SplitInto(p, RegexSegments(*regex_, p.text), Behavior::kIsolated, false, &split);
+        SplitInto(p, RegexSegments(*regex_, p.text, budget), Behavior::kIsolated, false, &split);
       } else if (!p.text.empty()) {
         split.push_back(std::move(p));
       }
@@ -170,7 +173,7 @@ class MetaspacePreTokenizer : public PreTokenizer {
         replacement_char_(replacement),
         scheme_(scheme),
         split_(split) {}
-  void Apply(std::vector<Piece>* pieces) const override {
+  void Apply(std::vector<Piece>* pieces, RegexBudget* budget) const override {
     std::vector<Piece> out;
     for (Piece p : *pieces) {
       std::string text;
@@ -209,8 +212,8 @@ class SequencePreTokenizer : public PreTokenizer {
  public:
   explicit SequencePreTokenizer(std::vector<std::unique_ptr<PreTokenizer>> parts)
       : parts_(std::move(parts)) {}
-  void Apply(std::vector<Piece>* pieces) const override {
-    for (const auto& p : parts_) p->Apply(pieces);
+  void Apply(std::vector<Piece>* pieces, RegexBudget* budget) const override {
+    for (const auto& p : parts_) p->Apply(pieces, budget);
   }
 
  private:
@@ -246,13 +249,13 @@ std::unique_ptr<PreTokenizer> ParsePreTokenizer(const Json& j, const JsonSite& s
   if (type == "Split") {
     auto regex = std::make_shared<Regex>(ParsePattern(j, site), where + ".pattern");
     return std::make_unique<SplittingPreTokenizer>(
-        [regex](const std::string& t) { return RegexSegments(*regex, t); },
+        [regex](const std::string& t, RegexBudget* b) { return RegexSegments(*regex, t, b); },
         ParseBehavior(j, site, "Removed"), GetBool(j, site, "invert", false));
   }
   if (type == "Digits") {
     const bool individual = GetBool(j, site, "individual_digits", false);
     return std::make_unique<SplittingPreTokenizer>(
-        [](const std::string& t) { return CharSegments(IsNumeric, t); },
+        [](const std::string& t, RegexBudget*) { return CharSegments(IsNumeric, t); },
         individual ? Behavior::kIsolated : Behavior::kContiguous, false);
   }
   if (type == "Metaspace") {
@@ -284,19 +287,19 @@ std::unique_ptr<PreTokenizer> ParsePreTokenizer(const Json& j, const JsonSite& s
     // The Rust regex crate's Unicode \w: Alphabetic, marks, Nd, Pc, Join_Control.
     auto regex = std::make_shared<Regex>(
         R"([\p{L}\p{Nl}\p{M}\p{Nd}\p{Pc}\x{200c}\x{200d}]+|[^\p{L}\p{Nl}\p{M}\p{Nd}\p{Pc}\x{200c}\x{200d}\s]+)",
-        where);
+        where, Regex::Cost::kLinear);  // two possessive-able classes: linear
     return std::make_unique<SplittingPreTokenizer>(
-        [regex](const std::string& t) { return RegexSegments(*regex, t); }, Behavior::kRemoved,
-        true);
+        [regex](const std::string& t, RegexBudget* b) { return RegexSegments(*regex, t, b); },
+        Behavior::kRemoved, true);
   }
   if (type == "WhitespaceSplit") {
     return std::make_unique<SplittingPreTokenizer>(
-        [](const std::string& t) { return CharSegments(IsWhitespace, t); }, Behavior::kRemoved,
-        false);
+        [](const std::string& t, RegexBudget*) { return CharSegments(IsWhitespace, t); },
+        Behavior::kRemoved, false);
   }
   if (type == "Punctuation") {
     return std::make_unique<SplittingPreTokenizer>(
-        [](const std::string& t) { return CharSegments(IsPunctuation, t); },
+        [](const std::string& t, RegexBudget*) { return CharSegments(IsPunctuation, t); },
         ParseBehavior(j, site, "Isolated"), false);
   }
   if (type == "Sequence") {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "trainer/tokenizer_json.h"
+#include "trainer/tokenizer_regex.h"
 
 namespace cemoe::tok {
 
@@ -24,7 +25,8 @@ struct Piece {
 class PreTokenizer {
  public:
   virtual ~PreTokenizer() = default;
-  virtual void Apply(std::vector<Piece>* pieces) const = 0;
+  // Split patterns from tokenizer.json charge budget.
+  virtual void Apply(std::vector<Piece>* pieces, RegexBudget* budget) const = 0;
 };
 
 // null gives nullptr (each piece is one word). Unsupported types or fields throw naming site.

@@ -1,9 +1,7 @@
 // tokenizer_text.cc: UTF-8, Unicode predicates and normalization (utf8proc), the GPT-2 byte
-// table and the PCRE2 wrapper. See tokenizer_text.h.
+// table, quoting. See tokenizer_text.h.
 #include "trainer/tokenizer_text.h"
 
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
 #include <utf8proc.h>
 
 #include <array>
@@ -232,114 +230,6 @@ int UnicodeToByte(char32_t c) {
     }
   }
   return -1;
-}
-
-namespace {
-
-// Unicode White_Space as the body of a character class. Oniguruma's \s (tokenizers' SysRegex) and
-// the Rust regex crate's \s are exactly White_Space; PCRE2 10.42's UCP \s differs (U+180E).
-constexpr const char* kWhiteSpaceClass =
-    "\\t-\\r "
-    "\\x{85}\\x{a0}\\x{1680}\\x{2000}-\\x{200a}\\x{2028}\\x{2029}\\x{202f}\\x{205f}\\x{3000}";
-
-// Rewrites \s and \S (outside \Q..\E) to explicit White_Space classes: \s inside a class
-// becomes the class body, outside it [body]; \S outside a class becomes [^body].
-std::string ExplicitWhitespace(const std::string& pattern) {
-  std::string out;
-  bool in_class = false, quoted = false;
-  for (size_t i = 0; i < pattern.size(); ++i) {
-    const char c = pattern[i];
-    if (quoted) {
-      if (c == '\\' && i + 1 < pattern.size() && pattern[i + 1] == 'E') quoted = false;
-      out.push_back(c);
-      if (!quoted) out.push_back(pattern[++i]);
-      continue;
-    }
-    if (c == '\\' && i + 1 < pattern.size()) {
-      const char n = pattern[++i];
-      if (n == 's') {
-        out += in_class ? std::string(kWhiteSpaceClass) : std::string("[") + kWhiteSpaceClass + "]";
-      } else if (n == 'S' && !in_class) {
-        out += std::string("[^") + kWhiteSpaceClass + "]";
-      } else {
-        if (n == 'Q') quoted = true;
-        out.push_back(c);
-        out.push_back(n);
-      }
-      continue;
-    }
-    if (c == '[' && !in_class) {
-      in_class = true;
-      out.push_back(c);
-      if (i + 1 < pattern.size() && pattern[i + 1] == '^') out.push_back(pattern[++i]);
-      if (i + 1 < pattern.size() && pattern[i + 1] == ']') out.push_back(pattern[++i]);
-      continue;
-    }
-    if (c == ']' && in_class) in_class = false;
-    out.push_back(c);
-  }
-  return out;
-}
-
-}  // namespace
-
-Regex::Regex(const std::string& original, const std::string& where)
-    : pattern_(original), where_(where) {
-  const std::string pattern = ExplicitWhitespace(original);
-  int error = 0;
-  PCRE2_SIZE offset = 0;
-  pcre2_code* code =
-      pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
-                    PCRE2_UTF | PCRE2_UCP | PCRE2_NEVER_BACKSLASH_C, &error, &offset, nullptr);
-  if (code == nullptr) {
-    std::array<PCRE2_UCHAR, 256> message{};
-    pcre2_get_error_message(error, message.data(), message.size());
-    CEMOE_FAIL("{}: regex {} does not compile at offset {}: {}", where, Quote(original), offset,
-               reinterpret_cast<const char*>(message.data()));
-  }
-  pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);  // optional speed-up; interpreted when it fails
-  code_ = code;
-}
-
-Regex::~Regex() { pcre2_code_free(static_cast<pcre2_code*>(code_)); }
-
-std::vector<std::pair<size_t, size_t>> Regex::FindAll(std::string_view text) const {
-  std::vector<std::pair<size_t, size_t>> matches;
-  auto* code = static_cast<pcre2_code*>(code_);
-  pcre2_match_data* data = pcre2_match_data_create_from_pattern(code, nullptr);
-  size_t start = 0;
-  while (start <= text.size()) {
-    int rc = pcre2_match(code, reinterpret_cast<PCRE2_SPTR>(text.data()), text.size(), start,
-                         PCRE2_NO_UTF_CHECK, data, nullptr);
-    if (rc == PCRE2_ERROR_JIT_STACKLIMIT) {
-      // The JIT's stack (32 KiB by default) is smaller than what the interpreter may use (its
-      // heap limit): retry this attempt interpreted rather than fail a pattern PCRE2 can match.
-      rc = pcre2_match(code, reinterpret_cast<PCRE2_SPTR>(text.data()), text.size(), start,
-                       PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT, data, nullptr);
-    }
-    if (rc == PCRE2_ERROR_NOMATCH) break;
-    const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(data);
-    if (rc < 0 || ov[1] < ov[0]) {
-      pcre2_match_data_free(data);
-      std::array<PCRE2_UCHAR, 256> message{};
-      if (rc < 0) pcre2_get_error_message(rc, message.data(), message.size());
-      CEMOE_FAIL("{}: regex {}: matching failed at byte {} of a {}-byte text: {}", where_,
-                 Quote(pattern_), start, text.size(),
-                 rc < 0 ? reinterpret_cast<const char*>(message.data())
-                        : "the match ends before it starts (\\K in a lookaround)");
-    }
-    matches.emplace_back(ov[0], ov[1]);
-    if (ov[1] > ov[0]) {
-      start = ov[1];
-    } else {
-      if (ov[1] >= text.size()) break;
-      size_t len = 0;
-      DecodeUtf8(text, ov[1], &len);
-      start = ov[1] + len;
-    }
-  }
-  pcre2_match_data_free(data);
-  return matches;
 }
 
 std::string Quote(std::string_view s) {

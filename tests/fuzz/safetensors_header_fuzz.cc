@@ -1,5 +1,8 @@
 // safetensors_header_fuzz.cc: libFuzzer harness for cemoe::ParseHeader, the gate every
-// safetensors file passes before LibTorch touches its bytes. The input is a whole file image.
+// safetensors file passes before LibTorch touches its bytes, and cemoe::ParseShardIndex, the
+// reader of model.safetensors.index.json. The input is a whole file image, and the same bytes are
+// also given to ParseShardIndex as index.json text (seeds of either kind reach both: a file image
+// is rejected by the JSON parser at its first byte, an index text by the header length check).
 //
 // Properties checked on every input:
 //  1. ParseHeader either returns or throws cemoe::Error; any other exception (a leaked nlohmann
@@ -11,11 +14,14 @@
 //     the input size.
 //  3. Round trip: SerializeHeader of the accepted entries and metadata, followed by the same data
 //     buffer, parses again to the same entries and metadata.
+//  4. ParseShardIndex either returns or throws cemoe::Error; every shard name it accepts is a
+//     plain, non-empty file name (no '/', '\\', NUL, "." or "..").
 // Build and run with launch/fuzz.sh. Thread-safety: libFuzzer calls this from one thread.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <string_view>
 
 #include "model/check.h"
 #include "model/safetensors_format.h"
@@ -80,9 +86,26 @@ bool SameEntries(const cemoe::SafetensorsHeader& a, const cemoe::SafetensorsHead
   return true;
 }
 
+// Property 4.
+void FuzzShardIndex(const uint8_t* data, size_t size) {
+  cemoe::ShardIndex index;
+  try {
+    index = cemoe::ParseShardIndex(std::string_view(reinterpret_cast<const char*>(data), size),
+                                   "fuzz.index.json");
+  } catch (const cemoe::Error&) {
+    return;
+  }
+  for (const auto& [name, shard] : index.weight_map) {
+    Require(!shard.empty() && shard != "." && shard != ".." &&
+                shard.find_first_of(std::string("/\\\0", 3)) == std::string::npos,
+            "accepted shard names are plain file names");
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  FuzzShardIndex(data, size);
   cemoe::SafetensorsHeader header;
   try {
     header = cemoe::ParseHeader(data, size, "fuzz.safetensors");

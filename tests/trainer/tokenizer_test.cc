@@ -5,12 +5,16 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <random>
 
 #include "model/check.h"
 #include "tests/trainer/tokenizer_json_builders.h"
+#include "trainer/tokenizer_added.h"
+#include "trainer/tokenizer_text.h"
 
 namespace cemoe {
 namespace {
@@ -378,6 +382,188 @@ TEST(Tokenizer, LstripOverLongWhitespaceRunsIsLinear) {
   // "a", then "  " (after a non-space: nothing to strip), then " " (not in the vocabulary and
   // no unk_token: dropped).
   EXPECT_EQ(tok.Encode("a   "), (Ids{0, 1}));
+}
+
+// The Llama-3 split pattern (Split, Isolated) then ByteLevel without its own regex, over a
+// vocabulary of the 256 byte-level characters: every byte encodes to one id.
+json Llama3SplitFile() {
+  json vocab = json::object();
+  for (int b = 0; b < 256; ++b) vocab[tok::Utf8(tok::ByteToUnicode(static_cast<uint8_t>(b)))] = b;
+  json j = TinyFile(vocab, {});
+  j["pre_tokenizer"] = {
+      {"type", "Sequence"},
+      {"pretokenizers",
+       {{{"type", "Split"},
+         {"pattern",
+          {{"Regex",
+            "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
+            "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"}}},
+         {"behavior", "Isolated"},
+         {"invert", false}},
+        {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", false}}}}};
+  return j;
+}
+
+TEST(Tokenizer, PathologicalSplitRegexExhaustsTheEncodeBudgetQuickly) {
+  // "a*a*b|." on a run of n letters with no "b": every start position tries the first branch,
+  // the first a* gives back its letters one by one and the second runs over the rest each time:
+  // O(n^2) work per position, under PCRE2's per-attempt limits (about n of its units), O(n^3)
+  // per text. Before the encode budget: 3.6 s for 4,000 letters, growing as n^3. Now the encode
+  // stops after its budget (2.07 M steps for 4,000 bytes) with an error that names the file, the
+  // pattern's JSON path and the budget.
+  json j = TinyFile({{"a", 0}, {"b", 1}}, {});
+  j["pre_tokenizer"] = {
+      {"type", "Split"}, {"pattern", {{"Regex", "a*a*b|."}}}, {"behavior", "Isolated"}};
+  Tokenizer tok = Load(j);
+  EXPECT_EQ(tok.Encode("aab"), (Ids{0, 0, 1}));  // short text: far under the budget
+  for (size_t n : {4000, 64000}) {
+    const auto start = std::chrono::steady_clock::now();
+    try {
+      tok.Encode(std::string(n, 'a'));
+      ADD_FAILURE() << "no error for " << n << " letters";
+    } catch (const Error& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find("tiny.json: pre_tokenizer.pattern: regex \"a*a*b|.\": the encode of a " +
+                          std::to_string(n) + "-byte text exceeded its regex budget of " +
+                          std::to_string(1048576 + 256 * n) + " steps"),
+                std::string::npos)
+          << what;
+    }
+    const double s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    // Measured 0.7 ms (4,000) and 5 ms (64,000) on a loaded 2-core VM; the bound leaves room
+    // for a sanitized build.
+    EXPECT_LT(s, 5.0) << n << " letters";
+  }
+}
+
+TEST(Tokenizer, LongOrdinaryTextStaysFarUnderTheEncodeBudget) {
+  // 1 MB of prose with the Llama-3 split regex, and 256 KB of spaces and newlines (the regex's
+  // \s*[\r\n]+ and \s+(?!\S) walk back over such runs): both encode, one id per byte.
+  Tokenizer tok = Load(Llama3SplitFile());
+  const std::string sentence =
+      "It's 2024: the quick brown fox -- caf\xC3\xA9, na\xC3\xAFve -- jumped 1234567 times!\n"
+      "    Indented code(x, y) { return x + y; }\t// comment\r\n\n";
+  std::string prose;
+  while (prose.size() < (1 << 20)) prose += sentence;
+  EXPECT_EQ(tok.Encode(prose).size(), prose.size());
+  std::string blank(1 << 18, ' ');
+  for (size_t i = 0; i < blank.size(); i += 1000) blank[i] = '\n';
+  EXPECT_EQ(tok.Encode(blank).size(), blank.size());
+  EXPECT_EQ(tok.Encode(std::string(1 << 18, ' ')).size(), size_t{1} << 18);
+}
+
+// The added-token split as the matcher did it before the automaton: at each position, the
+// longest pattern that starts there (by comparing every pattern), then the same single_word /
+// lstrip / rstrip rules (tokenizer_added.h). The reference for the automaton.
+std::vector<tok::AddedTokenMatcher::Segment> NaiveAddedSplit(
+    const std::vector<const AddedToken*>& tokens, const std::vector<std::string>& patterns,
+    std::string_view text) {
+  auto last_char = [&text](size_t end) {
+    size_t start = end - 1;
+    while (start > 0 && (static_cast<uint8_t>(text[start]) & 0xC0) == 0x80) --start;
+    size_t len = 0;
+    return tok::DecodeUtf8(text, start, &len);
+  };
+  std::vector<tok::AddedTokenMatcher::Segment> out;
+  size_t done = 0, pos = 0, len = 0;
+  while (pos < text.size()) {
+    int best = -1;
+    for (size_t i = 0; i < patterns.size(); ++i) {
+      const std::string& p = patterns[i];
+      if (!p.empty() && text.compare(pos, p.size(), p) == 0 &&
+          (best < 0 || p.size() > patterns[best].size())) {
+        best = static_cast<int>(i);
+      }
+    }
+    if (best < 0) {
+      ++pos;
+      continue;
+    }
+    size_t start = pos, stop = pos + patterns[best].size();
+    pos = stop;
+    const AddedToken& t = *tokens[best];
+    if (t.single_word &&
+        ((start > 0 && tok::IsWordChar(last_char(start))) ||
+         (stop < text.size() && tok::IsWordChar(tok::DecodeUtf8(text, stop, &len))))) {
+      continue;
+    }
+    while (t.lstrip && start > done && tok::IsWhitespace(last_char(start))) {
+      start -= tok::Utf8(last_char(start)).size();
+    }
+    while (t.rstrip && stop < text.size() && tok::IsWhitespace(tok::DecodeUtf8(text, stop, &len))) {
+      stop += len;
+    }
+    if (done < start) out.push_back({done, start, -1});
+    out.push_back({start, stop, t.id});
+    done = stop;
+  }
+  if (done < text.size()) out.push_back({done, text.size(), -1});
+  return out;
+}
+
+TEST(Tokenizer, AddedTokenAutomatonAgreesWithComparingEveryToken) {
+  // Random token sets over a small alphabet (so that tokens share prefixes and suffixes, nest
+  // and repeat) with random flags, on random texts: the same segments as the naive scan.
+  const std::vector<std::string> alphabet = {"a", "b", "<", " ", "\xC3\xA9", "\n"};
+  std::mt19937 rng(13);
+  auto pick = [&rng](size_t n) { return static_cast<size_t>(rng() % n); };
+  auto random_string = [&](size_t max_chars) {
+    std::string s;
+    for (size_t i = 0, n = 1 + pick(max_chars); i < n; ++i) s += alphabet[pick(alphabet.size())];
+    return s;
+  };
+  for (int round = 0; round < 300; ++round) {
+    std::vector<AddedToken> owned(1 + pick(12));
+    std::vector<const AddedToken*> tokens;
+    std::vector<std::string> patterns;
+    for (size_t i = 0; i < owned.size(); ++i) {
+      AddedToken& t = owned[i];
+      t.id = static_cast<int64_t>(i);
+      t.content = random_string(5);
+      t.single_word = pick(4) == 0;
+      t.lstrip = pick(3) == 0;
+      t.rstrip = pick(3) == 0;
+    }
+    for (const AddedToken& t : owned) {
+      tokens.push_back(&t);
+      patterns.push_back(pick(10) == 0 ? std::string() : t.content);  // "" never matches
+    }
+    const tok::AddedTokenMatcher matcher(tokens, patterns);
+    for (int k = 0; k < 20; ++k) {
+      const std::string text = random_string(40);
+      const auto got = matcher.Split(text);
+      const auto want = NaiveAddedSplit(tokens, patterns, text);
+      ASSERT_EQ(got.size(), want.size()) << "round " << round << " text " << text;
+      for (size_t i = 0; i < got.size(); ++i) {
+        EXPECT_EQ(got[i].begin, want[i].begin) << round << ":" << k << ":" << i;
+        EXPECT_EQ(got[i].end, want[i].end) << round << ":" << k << ":" << i;
+        EXPECT_EQ(got[i].id, want[i].id) << round << ":" << k << ":" << i;
+      }
+    }
+  }
+}
+
+TEST(Tokenizer, ThousandsOfAddedTokensSharingALongPrefixSplitInLinearTime) {
+  // 4,000 tokens "x" * 256 + number; the text a 200,000-byte run of "x" (every position starts
+  // a near miss) and the tokens themselves. Comparing every token that starts with "x" at every
+  // position took 5.3 s for this run; the automaton, 0.01 s.
+  json j = TinyFile({{"x", 0}, {"0", 1}, {"1", 2}, {"2", 3}}, {});
+  const std::string prefix(256, 'x');
+  for (int i = 0; i < 4000; ++i) {
+    j["added_tokens"].push_back(
+        AddedTokenJson(4 + i, prefix + std::to_string(i), /*special=*/true));
+  }
+  Tokenizer tok = Load(j);
+  const auto start = std::chrono::steady_clock::now();
+  const std::string run(200000, 'x');
+  EXPECT_EQ(tok.Encode(run), Ids(run.size(), 0));
+  EXPECT_EQ(tok.Encode("x" + prefix + "12" + prefix + "3999"), (Ids{0, 4 + 12, 4 + 3999}));
+  // "x" * 256 + "1234" is longest-matched as token 1234 even though token 123 is a prefix.
+  EXPECT_EQ(tok.Encode(prefix + "1234"), (Ids{4 + 1234}));
+  EXPECT_EQ(tok.Encode(prefix + "4000"), (Ids{4 + 400, 1}));
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_LT(s, 2.0);  // measured 0.01 s
 }
 
 }  // namespace
