@@ -109,7 +109,7 @@ Tokenizer Tokenizer::FromJson(const std::string& json_text, const std::string& s
     t.content = tok::GetString(e, s, "content");
     const tok::Json& id = tok::Required(e, s, "id");
     if (!id.is_number_integer() || id.get<int64_t>() < 0) {
-      s.At("id").Fail(fmt::format("expected a non-negative integer, got {}", id.dump()));
+      s.At("id").Fail(fmt::format("expected a non-negative integer, got {}", JsonExcerpt(id)));
     }
     t.id = id.get<int64_t>();
     t.special = tok::GetBool(e, s, "special", false);

@@ -4,6 +4,7 @@
 #include <queue>
 
 #include "model/check.h"
+#include "model/json_file.h"
 #include "trainer/tokenizer_text.h"
 
 namespace cemoe::tok {
@@ -39,7 +40,7 @@ std::unique_ptr<BpeModel> BpeModel::Parse(const Json& j, const JsonSite& site) {
   if (!vocab.is_object()) vs.Fail("expected an object {token: id}");
   for (const auto& [token, id] : vocab.items()) {
     if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > 0xFFFFFFFFLL) {
-      vs.At(token).Fail(fmt::format("expected a token id in [0, 2^32), got {}", id.dump()));
+      vs.At(token).Fail(fmt::format("expected a token id in [0, 2^32), got {}", JsonExcerpt(id)));
     }
     const int64_t v = id.get<int64_t>();
     if (!m->vocab_r_.emplace(v, token).second) {
