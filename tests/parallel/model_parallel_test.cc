@@ -241,8 +241,8 @@ TEST(TrainingEp, FewStepsMatchOneProcessUnderEveryLayoutAndPlacement) {
       for (const auto& [name, p] : got.params) {
         ASSERT_TRUE(ref.params.count(name)) << name;
         const at::Tensor& want = ref.params.at(name);
-        const double update = test::MaxAbsDiff(
-            want, ref.initial.at(name) * std::pow(1 - kLr * kWeightDecay, kSteps));
+        const double update =
+            test::MaxAbsDiff(want, ref.initial.at(name) * std::pow(1 - kLr * kWeightDecay, kSteps));
         const double tol =
             test::SumTolerance(step_terms, update) + test::FewUlps(test::MaxAbs(want), 4);
         EXPECT_TRUE(test::CloseTo(
