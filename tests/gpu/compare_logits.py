@@ -61,6 +61,7 @@ def main():
             worst = max(worst, rel)
             print(f"gpu parity {family}: max|diff| {(ours - ref).abs().max().item():.3e} "
                   f"scale {ref.abs().max().item():.3e} relative {rel:.3e}")
+    # Relative to the logits' scale, as tests/oracle/model_parity.py (TOL there has the reasoning).
     print("gpu parity:", "PASS" if worst < 1e-4 else "FAIL")
     sys.exit(0 if worst < 1e-4 else 1)
 

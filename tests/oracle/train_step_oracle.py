@@ -18,7 +18,7 @@ from_pretrained (so names and fused expert layouts come from transformers itself
     loss                  |cemoe - torch| <= LOSS_TOL * |torch|
     gradient norm         |cemoe - torch| <= LOSS_TOL * torch
     every gradient        max |cemoe - torch| <= GRAD_TOL * max |torch gradient of the model|
-    every weight after    max |cemoe - torch| <= PARAM_TOL (absolute)
+    every weight after    max |cemoe - torch| <= PARAM_STEP_TOL * LR + 4 eps32 * max |torch weight|
 Seeds whose routing has a near-tie (model_parity.routing_margin) or leaves an expert without tokens
 in some layer are rejected: an unused expert has no gradient in cemoe (AdamW skips it) but a zero
 gradient in transformers' fused experts (AdamW decays it), which is a convention, not the math.
@@ -43,9 +43,18 @@ WD = 0.1
 BETAS = (0.9, 0.999)
 EPS = 1e-6
 MAX_NORM = 0.5          # below the models' gradient norms: clipping acts
-LOSS_TOL = 1e-5
-GRAD_TOL = 1e-5
-PARAM_TOL = 1e-5
+# Tolerances, relative to the scale of what they compare (tests/tolerance.h has the rule). The
+# worst-case rule there (2 x terms summed x float32 eps x scale) gives ~2e-4 for these forward and
+# backward chains (~700 terms each); the measured errors are 1e-7 to 1e-6 of the scale (docs/oracle.md
+# section 5), so these tighter values keep a margin of 10 or more and still fail a 1e-4 error.
+LOSS_TOL = 1e-5         # of |loss| (and of the gradient norm)
+GRAD_TOL = 1e-5         # of the largest gradient of the model
+# Weights after one AdamW step differ through the step, which moves a weight by at most about LR
+# (lr g / (|g| + eps)); its sensitivity to a gradient difference dg is LR dg / eps <= 1e-6 for
+# dg ~ 1e-9 (eps 1e-6, section 5). So: PARAM_STEP_TOL of the step, plus 4 float32 ulps of the
+# tensor's scale for the rounding of the weight itself (w - lr wd w - step).
+PARAM_STEP_TOL = 1e-2
+EPS32 = 2.0 ** -23
 
 # runs: (ranks, ep); ranks > ep adds data-parallel replicas.
 CASES = {
@@ -134,14 +143,16 @@ def load_folder(folder, family, what):
     return {n: p.detach() for n, p in model.named_parameters()}
 
 
-def worst(got, want, scale=None):
-    """(max over tensors of max |got - want| [/ scale], name of that tensor)."""
+def worst(got, want, scale=None, tol_of=None):
+    """(max over tensors of max |got - want| [/ scale] [/ tol_of(tensor)], name of that tensor)."""
     if sorted(got) != sorted(want):
         oc.fail(f"parameter names differ: cemoe only {sorted(set(got) - set(want))}, "
                 f"transformers only {sorted(set(want) - set(got))}")
     w, name = 0.0, ""
     for n, t in want.items():
         d = (got[n] - t).abs().max().item()
+        if tol_of is not None:
+            d /= tol_of(t)
         if not math.isfinite(d):
             return float("inf"), n
         if d > w:
@@ -184,12 +195,14 @@ def run_case(args, family, case, report):
             norm_rel = abs(res["grad_norm"] - ref["grad_norm"]) / ref["grad_norm"]
             grad_rel, grad_at = worst(grads, ref["grads"], gscale)
             param_abs, param_at = worst(after, ref["after"])
+            param_rel, _ = worst(after, ref["after"], tol_of=lambda t: PARAM_STEP_TOL * LR
+                                 + 4 * EPS32 * t.abs().max().item())
             ok = (loss_rel <= LOSS_TOL and norm_rel <= LOSS_TOL and grad_rel <= GRAD_TOL
-                  and param_abs <= PARAM_TOL and res["loss_tokens"] == ref["loss_tokens"]
+                  and param_rel <= 1 and res["loss_tokens"] == ref["loss_tokens"]
                   and ref["grad_norm"] > MAX_NORM)
             report.add(tag, ok, loss=ref["loss"], loss_rel=loss_rel, grad_norm=ref["grad_norm"],
                        norm_rel=norm_rel, grad_rel=grad_rel, grad_worst=grad_at, param_abs=param_abs,
-                       param_worst=param_at, dp=res["dp"], seed=seed, margin=margin)
+                       param_worst=param_at, param_of_tol=param_rel, dp=res["dp"], seed=seed, margin=margin)
         except oc.Failure as e:
             report.error(tag, str(e))
 

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "parallel/process_groups.h"
+#include "tests/tolerance.h"  // MaxAbsDiff, SumsAgree, CloseTo: how the suites compare floats
 
 namespace cemoe {
 namespace test {
@@ -26,9 +27,6 @@ std::vector<int> EpSizes(int world);
 
 // Deterministic normal tensor independent of global RNG state.
 at::Tensor Randn(const std::vector<int64_t>& shape, uint64_t seed);
-
-// Max |a - b| (0 for two empty tensors).
-double MaxAbsDiff(const at::Tensor& a, const at::Tensor& b);
 
 }  // namespace test
 }  // namespace cemoe

@@ -61,11 +61,6 @@ at::Tensor Randn(const std::vector<int64_t>& shape, uint64_t seed) {
   return at::randn(shape, gen, at::TensorOptions().dtype(at::kFloat));
 }
 
-double MaxAbsDiff(const at::Tensor& a, const at::Tensor& b) {
-  if (a.numel() == 0 && b.numel() == 0) return 0;
-  return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>();
-}
-
 }  // namespace test
 }  // namespace cemoe
 

@@ -168,7 +168,9 @@ TEST(ShardedCheckpoint, LoadsAtAnyEpAndPlacementWithOnlyItsExpertsAndTheSameLogi
       }
       model->eval();
       at::NoGradGuard no_grad;
-      EXPECT_LE(test::MaxAbsDiff(model->forward(rows), want), 1e-5);
+      // Other expert batches and all-to-all orders: the additions of one forward pass.
+      EXPECT_TRUE(
+          test::SumsAgree(model->forward(rows), want, test::ForwardTerms(TinyConfig(), kSeq)));
     }
   }
   ProcessGroups groups(test::Session(), test::TestOptions(1));
