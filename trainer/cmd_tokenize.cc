@@ -3,10 +3,10 @@
 #include <fmt/format.h>
 
 #include <CLI/CLI.hpp>
-#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "model/atomic_folder.h"
 #include "model/check.h"
 #include "model/json_file.h"
 #include "trainer/commands.h"
@@ -75,10 +75,7 @@ void AddTokenizeCommand(CLI::App& app) {
     if (opt->out.empty()) {
       std::cout << text_out;
     } else {
-      std::ofstream out(opt->out);
-      CEMOE_CHECK(out.good(), "{}: cannot write output file", opt->out);
-      out << text_out;
-      CEMOE_CHECK(out.good(), "{}: writing failed", opt->out);
+      WriteTextFileAtomically(opt->out, text_out);  // never a half-written file
     }
   });
 }

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <random>
 
@@ -434,6 +435,41 @@ TEST(Tokenizer, PathologicalSplitRegexExhaustsTheEncodeBudgetQuickly) {
     // Measured 0.7 ms (4,000) and 5 ms (64,000) on a loaded 2-core VM; the bound leaves room
     // for a sanitized build.
     EXPECT_LT(s, 5.0) << n << " letters";
+  }
+}
+
+// The same budget covers the other patterns from tokenizer.json: a Replace normalizer (charged to
+// the Encode) and a Replace decoder (charged to the Decode, by the bytes of its tokens).
+TEST(Tokenizer, PathologicalReplacePatternsExhaustTheirBudgetsToo) {
+  const std::string pattern = "a*a*b|.";
+  const std::string letters(4000, 'a');
+  json j = TinyFile({{"a", 0}, {"b", 1}, {letters, 2}}, {});
+  j["normalizer"] = {{"type", "Replace"}, {"pattern", {{"Regex", pattern}}}, {"content", "a"}};
+  Tokenizer normalized = Load(j);
+  EXPECT_EQ(normalized.Encode("ba"), (Ids{0, 0}));  // "b" and "a" each replaced by "a"
+  auto error = [](const std::function<void()>& f) -> std::string {
+    try {
+      f();
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "no error";
+  };
+  const std::string encode = error([&] { normalized.Encode(letters); });
+  for (const std::string& part : {std::string("tiny.json: normalizer.pattern: regex \"a*a*b|.\""),
+                                  std::string("the encode of a 4000-byte text exceeded its regex "
+                                              "budget")}) {
+    EXPECT_NE(encode.find(part), std::string::npos) << encode;
+  }
+  json d = TinyFile({{"a", 0}, {"b", 1}, {letters, 2}}, {});
+  d["decoder"] = {{"type", "Replace"}, {"pattern", {{"Regex", pattern}}}, {"content", "x"}};
+  Tokenizer decoding = Load(d);
+  EXPECT_EQ(decoding.Decode({0, 1}, false), "xx");
+  const std::string decode = error([&] { decoding.Decode({2}, false); });
+  for (const std::string& part :
+       {std::string("decoder.pattern: regex \"a*a*b|.\""), std::string("the decode of"),
+        std::string("exceeded its regex budget")}) {
+    EXPECT_NE(decode.find(part), std::string::npos) << decode;
   }
 }
 
