@@ -1,4 +1,4 @@
-// tokenizer_fuzz.cc: libFuzzer harness for cemoe::Tokenizer (trainer/tokenizer.h): loading a
+// tokenizer_fuzz.cc: libFuzzer harness for cemoe::Tokenizer (trainer/tokenizer/tokenizer.h): loading a
 // tokenizer.json, Encode and Decode. tokenizer.json files and the texts to encode are user input.
 //
 // The first input byte picks the mode (byte % 4); the rest is:
@@ -40,9 +40,9 @@
 #include <vector>
 
 #include "model/check.h"
-#include "tests/trainer/tokenizer_json_builders.h"
-#include "trainer/tokenizer.h"
-#include "trainer/tokenizer_text.h"
+#include "tests/trainer/tokenizer/json_builders.h"
+#include "trainer/tokenizer/tokenizer.h"
+#include "trainer/tokenizer/text.h"
 
 namespace {
 

@@ -112,7 +112,7 @@ int main(int argc, char** argv) {
     if (flag == "--busy") o.busy_s = std::atof(argv[i + 1]);
     if (flag == "--steps") o.steps = std::atoi(argv[i + 1]);
   }
-  // The same shape as cemoe's main (trainer/main.cc): the session lives inside the try, the
+  // The same shape as cemoe's main (trainer/cli/main.cc): the session lives inside the try, the
   // handler aborts a multi-rank job and otherwise prints one line.
   try {
     Run(o);

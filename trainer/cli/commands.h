@@ -1,5 +1,5 @@
 // commands.h: the cemoe subcommands. Each Add*Command registers one subcommand (its options,
-// help text and callback) on a CLI11 app; trainer/main.cc assembles them. The callbacks throw
+// help text and callback) on a CLI11 app; trainer/cli/main.cc assembles them. The callbacks throw
 // cemoe::Error on bad input; main turns that into a one-line error and exit code 1.
 #pragma once
 

@@ -15,7 +15,7 @@
 
 #include "model/check.h"
 #include "parallel/process_groups.h"
-#include "trainer/commands.h"
+#include "trainer/cli/commands.h"
 
 int main(int argc, char** argv) {
   CLI::App app{

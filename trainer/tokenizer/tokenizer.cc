@@ -1,5 +1,5 @@
 // tokenizer.cc: loading tokenizer.json, the added vocabulary, Encode and Decode. See tokenizer.h.
-#include "trainer/tokenizer.h"
+#include "trainer/tokenizer/tokenizer.h"
 
 #include <filesystem>
 #include <fstream>
@@ -9,14 +9,14 @@
 
 #include "model/check.h"
 #include "model/json_file.h"
-#include "trainer/tokenizer_added.h"
-#include "trainer/tokenizer_bpe.h"
-#include "trainer/tokenizer_decode.h"
-#include "trainer/tokenizer_json.h"
-#include "trainer/tokenizer_normalize.h"
-#include "trainer/tokenizer_pretokenize.h"
-#include "trainer/tokenizer_regex.h"
-#include "trainer/tokenizer_text.h"
+#include "trainer/tokenizer/added.h"
+#include "trainer/tokenizer/bpe.h"
+#include "trainer/tokenizer/decode.h"
+#include "trainer/tokenizer/json.h"
+#include "trainer/tokenizer/normalize.h"
+#include "trainer/tokenizer/pretokenize.h"
+#include "trainer/tokenizer/regex.h"
+#include "trainer/tokenizer/text.h"
 
 namespace cemoe {
 
@@ -172,7 +172,7 @@ std::vector<int64_t> Tokenizer::Encode(std::string_view text) const {
   size_t bad = 0;
   CEMOE_CHECK(tok::IsValidUtf8(text, &bad), "text to encode is not valid UTF-8 (byte {})", bad);
   const Impl& m = *impl_;
-  // One budget for every regex search of this Encode (tokenizer_regex.h).
+  // One budget for every regex search of this Encode (regex.h).
   tok::RegexBudget budget(text.size(), "encode");
   std::vector<int64_t> ids;
   for (const auto& seg : m.raw_matcher->Split(text)) {

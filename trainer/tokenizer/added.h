@@ -1,4 +1,4 @@
-// tokenizer_added.h: splitting text on added tokens exactly as Hugging Face's
+// added.h: splitting text on added tokens exactly as Hugging Face's
 // AddedVocabulary::find_matches: leftmost-longest non-overlapping matches; a single_word match
 // with a word character (\w) right before or after it is dropped (and the search goes on after
 // it); lstrip widens a match over the whitespace before it (never into the previous match),
@@ -19,7 +19,7 @@
 #include <string_view>
 #include <vector>
 
-#include "trainer/tokenizer.h"
+#include "trainer/tokenizer/tokenizer.h"
 
 namespace cemoe::tok {
 

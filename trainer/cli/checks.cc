@@ -1,4 +1,4 @@
-#include "trainer/cli_checks.h"
+#include "trainer/cli/checks.h"
 
 #include <fmt/format.h>
 

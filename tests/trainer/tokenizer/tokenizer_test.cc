@@ -1,7 +1,7 @@
-// tokenizer_test.cc: trainer/tokenizer.h on tiny hand-written tokenizer.json files whose ids are
+// tokenizer_test.cc: trainer/tokenizer/tokenizer.h on tiny hand-written tokenizer.json files whose ids are
 // worked out by hand in the comments. Torch-free (links cemoe_tokenizer only). The comparison
 // with the tokenizers library on trained tokenizers is tests/oracle/tokenizer_oracle.py.
-#include "trainer/tokenizer.h"
+#include "trainer/tokenizer/tokenizer.h"
 
 #include <gtest/gtest.h>
 
@@ -13,9 +13,9 @@
 #include <random>
 
 #include "model/check.h"
-#include "tests/trainer/tokenizer_json_builders.h"
-#include "trainer/tokenizer_added.h"
-#include "trainer/tokenizer_text.h"
+#include "tests/trainer/tokenizer/json_builders.h"
+#include "trainer/tokenizer/added.h"
+#include "trainer/tokenizer/text.h"
 
 namespace cemoe {
 namespace {
@@ -491,7 +491,7 @@ TEST(Tokenizer, LongOrdinaryTextStaysFarUnderTheEncodeBudget) {
 
 // The added-token split as the matcher did it before the automaton: at each position, the
 // longest pattern that starts there (by comparing every pattern), then the same single_word /
-// lstrip / rstrip rules (tokenizer_added.h). The reference for the automaton.
+// lstrip / rstrip rules (added.h). The reference for the automaton.
 std::vector<tok::AddedTokenMatcher::Segment> NaiveAddedSplit(
     const std::vector<const AddedToken*>& tokens, const std::vector<std::string>& patterns,
     std::string_view text) {

@@ -1,4 +1,4 @@
-// cmd_tokenize.cc: `cemoe tokenize` encodes text with a Hugging Face tokenizer.json (or decodes
+// tokenize.cc: `cemoe tokenize` encodes text with a Hugging Face tokenizer.json (or decodes
 // ids back to text with --decode) and writes a JSON list with one entry per input.
 #include <fmt/format.h>
 
@@ -9,8 +9,8 @@
 #include "model/atomic_folder.h"
 #include "model/check.h"
 #include "model/json_file.h"
-#include "trainer/commands.h"
-#include "trainer/tokenizer.h"
+#include "trainer/cli/commands.h"
+#include "trainer/tokenizer/tokenizer.h"
 
 namespace cemoe {
 

@@ -1,11 +1,11 @@
-// tokenizer_bpe.cc: the BPE model. See tokenizer_bpe.h.
-#include "trainer/tokenizer_bpe.h"
+// bpe.cc: the BPE model. See bpe.h.
+#include "trainer/tokenizer/bpe.h"
 
 #include <queue>
 
 #include "model/check.h"
 #include "model/json_file.h"
-#include "trainer/tokenizer_text.h"
+#include "trainer/tokenizer/text.h"
 
 namespace cemoe::tok {
 namespace {

@@ -1,5 +1,5 @@
-// tokenizer_regex.cc: the PCRE2 wrapper and its step budget. See tokenizer_regex.h.
-#include "trainer/tokenizer_regex.h"
+// regex.cc: the PCRE2 wrapper and its step budget. See regex.h.
+#include "trainer/tokenizer/regex.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
@@ -8,7 +8,7 @@
 #include <memory>
 
 #include "model/check.h"
-#include "trainer/tokenizer_text.h"
+#include "trainer/tokenizer/text.h"
 
 namespace cemoe::tok {
 namespace {
@@ -58,7 +58,7 @@ std::string ExplicitWhitespace(const std::string& pattern) {
   return out;
 }
 
-// What the callout of one search charges: see "What a step is" in tokenizer_regex.h.
+// What the callout of one search charges: see "What a step is" in regex.h.
 struct Charge {
   RegexBudget* budget;
   size_t last_position;  // subject position of the previous callout (or of the search start)

@@ -1,6 +1,6 @@
-// tokenizer_text.cc: UTF-8, Unicode predicates and normalization (utf8proc), the GPT-2 byte
-// table, quoting. See tokenizer_text.h.
-#include "trainer/tokenizer_text.h"
+// text.cc: UTF-8, Unicode predicates and normalization (utf8proc), the GPT-2 byte
+// table, quoting. See text.h.
+#include "trainer/tokenizer/text.h"
 
 #include <utf8proc.h>
 

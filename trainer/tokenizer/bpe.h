@@ -1,4 +1,4 @@
-// tokenizer_bpe.h: the BPE model of tokenizer.json ("model": {"type": "BPE", ...}). It turns one
+// bpe.h: the BPE model of tokenizer.json ("model": {"type": "BPE", ...}). It turns one
 // pre-tokenized word into token ids: characters (with continuing_subword_prefix /
 // end_of_word_suffix) looked up in the vocabulary, unknown ones as <0xNN> byte tokens
 // (byte_fallback) or unk_token (consecutive ones fused when fuse_unk), then merges applied
@@ -16,7 +16,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "trainer/tokenizer_json.h"
+#include "trainer/tokenizer/json.h"
 
 namespace cemoe::tok {
 

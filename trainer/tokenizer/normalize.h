@@ -1,4 +1,4 @@
-// tokenizer_normalize.h: tokenizer.json "normalizer" components, applied to each piece of text
+// normalize.h: tokenizer.json "normalizer" components, applied to each piece of text
 // that is not an added token (Hugging Face applies the normalizer after splitting off the
 // non-normalized added tokens, so Prepend adds its prefix to every such piece).
 // Supported: NFC, NFD, NFKC, NFKD, Lowercase, Prepend, Replace (String or Regex pattern), Strip,
@@ -8,8 +8,8 @@
 #include <memory>
 #include <string>
 
-#include "trainer/tokenizer_json.h"
-#include "trainer/tokenizer_regex.h"
+#include "trainer/tokenizer/json.h"
+#include "trainer/tokenizer/regex.h"
 
 namespace cemoe::tok {
 

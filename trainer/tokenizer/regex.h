@@ -1,4 +1,4 @@
-// tokenizer_regex.h: the PCRE2 regex of tokenizer.json patterns (Split, Replace) and of the
+// regex.h: the PCRE2 regex of tokenizer.json patterns (Split, Replace) and of the
 // built-in pre-tokenizers, and the step budget that bounds what one Encode or Decode spends in
 // them.
 //

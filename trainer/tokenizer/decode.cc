@@ -1,8 +1,8 @@
-// tokenizer_decode.cc: the decoder components. See tokenizer_decode.h.
-#include "trainer/tokenizer_decode.h"
+// decode.cc: the decoder components. See decode.h.
+#include "trainer/tokenizer/decode.h"
 
-#include "trainer/tokenizer_regex.h"
-#include "trainer/tokenizer_text.h"
+#include "trainer/tokenizer/regex.h"
+#include "trainer/tokenizer/text.h"
 
 namespace cemoe::tok {
 namespace {

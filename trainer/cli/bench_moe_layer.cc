@@ -16,8 +16,8 @@
 #include "model/check.h"
 #include "model/config.h"
 #include "model/moe/moe_layer.h"
-#include "trainer/cli_checks.h"
-#include "trainer/commands.h"
+#include "trainer/cli/checks.h"
+#include "trainer/cli/commands.h"
 
 namespace cemoe {
 namespace {

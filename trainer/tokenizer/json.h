@@ -1,4 +1,4 @@
-// tokenizer_json.h: reading tokenizer.json fields with errors that name the file, the JSON path
+// json.h: reading tokenizer.json fields with errors that name the file, the JSON path
 // and the offending value, e.g.
 //   tok.json: normalizer.normalizers[1].type: unsupported value "BertNormalizer" (supported: ...)
 // Thread-safety: stateless.

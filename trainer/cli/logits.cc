@@ -1,4 +1,4 @@
-// cmd_logits.cc: `cemoe logits` runs a model folder on a batch of token ids and writes float32
+// logits.cc: `cemoe logits` runs a model folder on a batch of token ids and writes float32
 // logits [batch, seq, vocab] under the tensor name "logits".
 // Under mpirun (or with --ep > 1) it runs expert-parallel: world = dp x ep, each rank loads the
 // dense weights and only its experts (parallel/sharded_checkpoint.h), the batch rows are split
@@ -24,8 +24,8 @@
 #include "model/safetensors.h"
 #include "parallel/process_groups.h"
 #include "parallel/sharded_checkpoint.h"
-#include "trainer/cli_checks.h"
-#include "trainer/commands.h"
+#include "trainer/cli/checks.h"
+#include "trainer/cli/commands.h"
 
 namespace cemoe {
 

@@ -1,8 +1,8 @@
-// tokenizer_json.cc: field readers with file + JSON-path errors. See tokenizer_json.h.
-#include "trainer/tokenizer_json.h"
+// json.cc: field readers with file + JSON-path errors. See json.h.
+#include "trainer/tokenizer/json.h"
 
 #include "model/check.h"
-#include "trainer/tokenizer_text.h"
+#include "trainer/tokenizer/text.h"
 
 namespace cemoe::tok {
 

@@ -1,4 +1,4 @@
-// tokenizer_decode.h: tokenizer.json "decoder" components, which turn token strings back into
+// decode.h: tokenizer.json "decoder" components, which turn token strings back into
 // text (Hugging Face's decode_chain, then the pieces are concatenated). Supported: ByteLevel,
 // Metaspace, Replace, ByteFallback, Fuse, Strip, Sequence.
 // Thread-safety: immutable after parsing.
@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "trainer/tokenizer_json.h"
-#include "trainer/tokenizer_regex.h"
+#include "trainer/tokenizer/json.h"
+#include "trainer/tokenizer/regex.h"
 
 namespace cemoe::tok {
 

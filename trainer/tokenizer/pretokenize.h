@@ -1,4 +1,4 @@
-// tokenizer_pretokenize.h: tokenizer.json "pre_tokenizer" components. They split each normalized
+// pretokenize.h: tokenizer.json "pre_tokenizer" components. They split each normalized
 // piece of text into the words the model tokenizes separately (and ByteLevel maps every byte to
 // its GPT-2 printable character). Supported: ByteLevel, Split, Digits, Metaspace, Whitespace,
 // WhitespaceSplit, Punctuation, Sequence. Empty pieces are dropped, as in Hugging Face.
@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "trainer/tokenizer_json.h"
-#include "trainer/tokenizer_regex.h"
+#include "trainer/tokenizer/json.h"
+#include "trainer/tokenizer/regex.h"
 
 namespace cemoe::tok {
 

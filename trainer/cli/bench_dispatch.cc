@@ -24,8 +24,8 @@
 #include "model/moe/moe_layer.h"
 #include "parallel/all_to_all_dispatcher.h"
 #include "parallel/process_groups.h"
-#include "trainer/cli_checks.h"
-#include "trainer/commands.h"
+#include "trainer/cli/checks.h"
+#include "trainer/cli/commands.h"
 
 namespace cemoe {
 namespace {

@@ -1,14 +1,14 @@
-// tokenizer_pretokenize.cc: the pre-tokenizer components. See tokenizer_pretokenize.h.
+// pretokenize.cc: the pre-tokenizer components. See pretokenize.h.
 //
 // Every splitting pre-tokenizer works like Hugging Face's NormalizedString::split: a pattern
 // cuts the text into consecutive segments, each a match or not; the delimiter behaviour decides
 // how matches join their neighbours; empty results are dropped.
-#include "trainer/tokenizer_pretokenize.h"
+#include "trainer/tokenizer/pretokenize.h"
 
 #include <functional>
 
-#include "trainer/tokenizer_regex.h"
-#include "trainer/tokenizer_text.h"
+#include "trainer/tokenizer/regex.h"
+#include "trainer/tokenizer/text.h"
 
 namespace cemoe::tok {
 namespace {

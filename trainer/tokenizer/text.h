@@ -1,7 +1,7 @@
-// tokenizer_text.h: the text primitives the tokenizer is built from (torch-free): UTF-8 decoding,
+// text.h: the text primitives the tokenizer is built from (torch-free): UTF-8 decoding,
 // the Unicode predicates Hugging Face tokenizers uses (Rust's char::is_whitespace, is_numeric,
 // regex \w), Unicode normalization forms (utf8proc), the GPT-2 byte <-> unicode table, Rust's
-// String::from_utf8_lossy. The PCRE2 regex is tokenizer_regex.h.
+// String::from_utf8_lossy. The PCRE2 regex is regex.h.
 // Offsets are byte offsets into UTF-8 strings. Thread-safety: everything here is stateless or
 // immutable after construction.
 #pragma once

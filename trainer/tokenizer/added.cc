@@ -1,11 +1,11 @@
-// tokenizer_added.cc: the added-token matcher. See tokenizer_added.h.
-#include "trainer/tokenizer_added.h"
+// added.cc: the added-token matcher. See added.h.
+#include "trainer/tokenizer/added.h"
 
 #include <algorithm>
 #include <climits>
 
 #include "model/check.h"
-#include "trainer/tokenizer_text.h"
+#include "trainer/tokenizer/text.h"
 
 namespace cemoe::tok {
 namespace {

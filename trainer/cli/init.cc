@@ -1,4 +1,4 @@
-// cmd_init.cc: `cemoe init` writes a random-initialised model folder in Hugging Face layout
+// init.cc: `cemoe init` writes a random-initialised model folder in Hugging Face layout
 // (config.json + safetensors, sharded above --max-shard-size), loadable by from_pretrained.
 #include <fmt/format.h>
 
@@ -8,8 +8,8 @@
 
 #include "model/check.h"
 #include "model/hf_checkpoint.h"
-#include "trainer/cli_checks.h"
-#include "trainer/commands.h"
+#include "trainer/cli/checks.h"
+#include "trainer/cli/commands.h"
 
 namespace cemoe {
 

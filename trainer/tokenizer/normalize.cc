@@ -1,10 +1,10 @@
-// tokenizer_normalize.cc: the normalizer components. See tokenizer_normalize.h.
-#include "trainer/tokenizer_normalize.h"
+// normalize.cc: the normalizer components. See normalize.h.
+#include "trainer/tokenizer/normalize.h"
 
 #include <vector>
 
-#include "trainer/tokenizer_regex.h"
-#include "trainer/tokenizer_text.h"
+#include "trainer/tokenizer/regex.h"
+#include "trainer/tokenizer/text.h"
 
 namespace cemoe::tok {
 namespace {

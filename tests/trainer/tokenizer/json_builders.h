@@ -1,5 +1,5 @@
-// tokenizer_json_builders.h: pieces of tokenizer.json that the tokenizer tests build by hand
-// (tests/trainer/tokenizer_test.cc and the fuzz harness tests/fuzz/tokenizer_fuzz.cc).
+// json_builders.h: pieces of tokenizer.json that the tokenizer tests build by hand
+// (tests/trainer/tokenizer/tokenizer_test.cc and the fuzz harness tests/fuzz/tokenizer_fuzz.cc).
 // Header-only, torch-free. Thread-safety: pure functions.
 #pragma once
 
