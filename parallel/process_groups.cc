@@ -11,7 +11,6 @@
 
 #include "model/check.h"
 #include "parallel/nccl_communicator.h"
-#include "recipes/recipe.pb.h"
 
 namespace cemoe {
 
@@ -21,17 +20,6 @@ int CudaDeviceCount(std::string* why) {
   return 0;
 }
 #endif
-
-ParallelOptions ParallelOptionsFromSpec(const recipe::ParallelSpec& spec) {
-  ParallelOptions options;
-  options.ep = spec.ep() <= 0 ? 1 : spec.ep();
-  options.dp = spec.dp();
-  options.backend = spec.backend().empty() ? "auto" : spec.backend();
-  options.collectives.timeout_s =
-      CollectiveTimeoutSeconds(spec.collective_timeout_s(), "recipe parallel.collective_timeout_s");
-  options.collectives.load_timeout_s = LoadTimeoutSeconds();
-  return options;
-}
 
 double CollectiveTimeoutSeconds(double configured_s, const std::string& source) {
   // launch/mpirun.sh --timeout (this variable) overrides the recipe.

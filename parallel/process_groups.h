@@ -39,10 +39,6 @@
 #include "parallel/mpi_communicator.h"
 
 namespace cemoe {
-namespace recipe {
-class ParallelSpec;
-}
-
 struct ParallelOptions {
   int ep = 1;                    // expert-parallel size
   int dp = 0;                    // data-parallel size; 0 = world / ep
@@ -50,11 +46,6 @@ struct ParallelOptions {
   CollectiveOptions collectives;
 };
 
-// recipe.parallel -> options (0 fields take their documented defaults); the environment
-// variable CEMOE_COLLECTIVE_TIMEOUT_S (set by launch/mpirun.sh --timeout) overrides the recipe's
-// collective_timeout_s, and CEMOE_LOAD_TIMEOUT_S sets the load/save budget. Invalid values of
-// either are errors naming the variable or field and the value (ParseTimeoutSeconds).
-ParallelOptions ParallelOptionsFromSpec(const recipe::ParallelSpec& spec);
 // The collective timeout: CEMOE_COLLECTIVE_TIMEOUT_S when set, else configured_s checked as
 // `source` (0 = 300 s). Returns seconds > 0, +infinity for "forever".
 double CollectiveTimeoutSeconds(double configured_s,
