@@ -1,0 +1,121 @@
+// run_config.h: the typed configuration of one cemoe run, as plain C++ values.
+//
+// A recipe (recipes/recipe.proto, text format) is parsed, `--set field.path=value` overrides are
+// applied, defaults are filled and every rule is checked in one place
+// (trainer/config/recipe_loader.h); what comes out is this struct. model/, parallel/ and the
+// trainer's libraries take these values (or the ParallelOptions built from them) and never see
+// protobuf. Every field's meaning and default is documented in docs/recipes.md; the defaults
+// written here are the ones a recipe gets when it leaves a field out.
+// Thread-safety: plain values.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace cemoe {
+
+struct ModelSection {
+  std::string path;       // Hugging Face folder: config.json, safetensors, tokenizer files
+  int64_t top_k = 0;      // active experts per token for training, eval and export; 0 = checkpoint's
+  std::string renormalize = "checkpoint";  // "checkpoint" | "true" | "false": norm_topk_prob
+};
+
+// One JSONL source. Formats:
+//   "messages":    a list of {role, content} under `messages_field` (Tulu 3)
+//   "prompt_completion": `prompt_field` and `completion_field` strings
+//   "instruction": `prompt_field` (default "instruction") and `completion_field` (default
+//                  "output"; Magicoder: "response"), with optional `system_field`
+// Non-chat formats become [system?, user, assistant] messages and go through the chat template.
+struct DataSource {
+  std::string path;
+  std::string format = "messages";
+  std::string messages_field = "messages";
+  std::string prompt_field;      // default by format: "prompt" | "instruction"
+  std::string completion_field;  // default by format: "completion" | "output"
+  std::string system_field;      // empty = none
+};
+
+struct DataSection {
+  std::vector<DataSource> train;
+  bool first_turn_only = false;  // keep the first user and first assistant turn (the paper's Tulu 3)
+  // "model": tokenizer_config.json's chat_template; or a built-in: "tulu", "phi3", "chatml",
+  // "plain" (no template: prompt and completion concatenated).
+  std::string chat_template = "model";
+  bool train_on_prompt = false;   // loss on every token, not only assistant tokens
+  int64_t max_length = 4096;      // tokens per example (and per packed row)
+  bool packing = true;            // several examples per row, block-diagonal attention
+  std::string bad_lines = "error";  // "error" | "skip" (skipped lines are counted in the log)
+  std::string cache_dir;          // tokenized-data cache; empty = $CEMOE_CACHE_DIR or ~/.cache/cemoe
+};
+
+struct OptimSection {
+  double lr = 1e-5;
+  double weight_decay = 0.0;
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  // Parameters whose name contains one of these get no weight decay.
+  std::vector<std::string> no_decay = {"norm", "bias"};
+  double max_grad_norm = 1.0;  // global-norm clipping; <= 0 = off (the norm is still logged)
+};
+
+struct ScheduleSection {
+  std::string kind = "cosine";  // "cosine" | "linear" | "constant" (after warm-up)
+  int64_t warmup_steps = 0;     // when > 0, wins over warmup_ratio
+  double warmup_ratio = 0.0;    // fraction of the total steps
+  double min_lr_ratio = 0.0;    // floor of the decay, as a fraction of lr
+};
+
+struct TrainSection {
+  int64_t global_batch_size = 8;  // rows per optimiser step, over all data-parallel ranks
+  int64_t micro_batch_size = 1;   // rows per forward/backward on one rank
+  // accumulation = global_batch_size / (micro_batch_size * dp), exact or an error
+  int64_t max_steps = 0;          // 0 = epochs * steps per epoch
+  double epochs = 1.0;
+  double aux_loss_coef = 0.0;     // load-balancing loss (transformers' formula)
+  double z_loss_coef = 0.0;       // router z-loss
+  std::vector<std::string> freeze;  // "router", "attention", "embeddings", "experts", "norms", or a name substring
+  bool activation_checkpointing = false;  // recompute each decoder layer in backward
+  std::string precision = "fp32";  // "fp32" | "bf16" (autocast on CUDA, float32 master weights)
+  std::string device = "cpu";      // "cpu" | "cuda"
+  double device_memory_gib = 0;    // memory per rank the estimate must fit; 0 = the device's own
+  int64_t max_nonfinite_steps = 10;  // consecutive skipped steps before the run stops
+};
+
+struct ParallelSection {
+  int ep = 1;
+  int dp = 0;  // 0 = world / ep
+  std::string placement = "contiguous";  // "contiguous" | "round_robin" | "balanced"
+  std::string backend = "auto";          // "auto" | "mpi" | "nccl"
+  double collective_timeout_s = 0;       // 0 = 300 s
+  double capacity_factor = 0;            // 0 = dropless
+  int placement_sample_batches = 4;
+};
+
+struct CheckpointSection {
+  int64_t every_steps = 0;  // 0 = only at the end (and on SIGTERM/SIGUSR1)
+  int64_t keep_last = 2;
+  bool resume = true;       // resume from RUN_DIR/checkpoints/latest when there is one
+  int64_t max_shard_bytes = int64_t{5} << 30;  // export shards
+};
+
+struct LoggingSection {
+  int64_t every_steps = 1;
+  bool tensorboard = true;
+};
+
+struct RunConfig {
+  std::string name;       // names the run folder
+  std::string run_dir;    // default runs/<name> under the working directory
+  int64_t seed = 0;
+  ModelSection model;
+  DataSection data;
+  OptimSection optim;
+  ScheduleSection schedule;
+  TrainSection train;
+  ParallelSection parallel;
+  CheckpointSection checkpoint;
+  LoggingSection logging;
+  std::string source;     // the recipe file, for messages
+};
+
+}  // namespace cemoe
