@@ -22,20 +22,35 @@ AttentionImpl::AttentionImpl(const ModelConfig& config) : config_(config) {
   }
 }
 
+at::Tensor AttentionMask(const at::Tensor& segment_ids_BS) {
+  const int64_t s = segment_ids_BS.size(1);
+  at::Tensor same = segment_ids_BS.unsqueeze(2).eq(segment_ids_BS.unsqueeze(1));  // [B, S, S]
+  at::Tensor causal =
+      at::ones({s, s}, at::TensorOptions().dtype(at::kBool).device(segment_ids_BS.device())).tril();
+  return same.logical_and(causal).unsqueeze(1);
+}
+
 at::Tensor CausalAttention(const at::Tensor& q_BNSH, const at::Tensor& k_BNSH,
-                           const at::Tensor& v_BNSH, double scale) {
+                           const at::Tensor& v_BNSH, double scale,
+                           const at::Tensor& allowed_B1SS) {
   const int64_t s = q_BNSH.size(2);
   at::Tensor scores = at::matmul(q_BNSH, k_BNSH.transpose(-2, -1)) * scale;
-  at::Tensor future =
-      at::ones({s, s}, at::TensorOptions().dtype(at::kBool).device(q_BNSH.device())).triu(1);
-  scores = scores.masked_fill(future, -std::numeric_limits<float>::infinity());
+  if (allowed_B1SS.defined()) {
+    scores = scores.masked_fill(allowed_B1SS.logical_not(),
+                                -std::numeric_limits<float>::infinity());
+  } else {
+    at::Tensor future =
+        at::ones({s, s}, at::TensorOptions().dtype(at::kBool).device(q_BNSH.device())).triu(1);
+    scores = scores.masked_fill(future, -std::numeric_limits<float>::infinity());
+  }
   // Softmax in float32 at least (bf16/f16 inputs are upcast, as transformers does).
   const at::ScalarType acc = q_BNSH.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   at::Tensor probs = at::softmax(scores, -1, acc).to(q_BNSH.scalar_type());
   return at::matmul(probs, v_BNSH);
 }
 
-at::Tensor AttentionImpl::forward(const at::Tensor& x_BSD, const RopeTables& rope) {
+at::Tensor AttentionImpl::forward(const at::Tensor& x_BSD, const RopeTables& rope,
+                                  const at::Tensor& allowed_B1SS) {
   const int64_t b = x_BSD.size(0), s = x_BSD.size(1), h = config_.head_dim;
   const int64_t n = config_.num_attention_heads, g = config_.num_key_value_heads;
   at::Tensor q = q_proj->forward(x_BSD);
@@ -58,7 +73,7 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x_BSD, const RopeTables& rop
     k = k.repeat_interleave(n / g, /*dim=*/1);
     v = v.repeat_interleave(n / g, /*dim=*/1);
   }
-  at::Tensor out = CausalAttention(q, k, v, 1.0 / std::sqrt(static_cast<double>(h)));
+  at::Tensor out = CausalAttention(q, k, v, 1.0 / std::sqrt(static_cast<double>(h)), allowed_B1SS);
   return o_proj->forward(out.transpose(1, 2).reshape({b, s, n * h}));
 }
 

@@ -5,7 +5,8 @@
 //   OLMoE: q = RMSNorm_q(q), k = RMSNorm_k(k) over the whole projected vector; then, if
 //          clip_qkv is set, q, k, v are clamped to +-clip_qkv.
 //   heads: [B, N, S, H] / [B, G, S, H]; RoPE on q and k; k and v repeated N/G times;
-//   scores = q k^T / sqrt(H) + causal mask; softmax in float32; out = o_proj(softmax @ v).
+//   scores = q k^T / sqrt(H) + mask; softmax in float32; out = o_proj(softmax @ v).
+//   The mask is causal, or, for packed rows, causal within each example (AttentionMask).
 // Parameter names follow Hugging Face: q_proj, k_proj, v_proj, o_proj (+ bias with
 // attention_bias), q_norm, k_norm (OLMoE).
 // Thread-safety: not for concurrent use.
@@ -20,7 +21,9 @@ namespace cemoe {
 class AttentionImpl : public torch::nn::Module {
  public:
   explicit AttentionImpl(const ModelConfig& config);
-  at::Tensor forward(const at::Tensor& x_BSD, const RopeTables& rope);
+  // allowed_B1SS: bool [B, 1, S, S] (true = may attend), or undefined for the plain causal mask.
+  at::Tensor forward(const at::Tensor& x_BSD, const RopeTables& rope,
+                     const at::Tensor& allowed_B1SS = {});
 
   Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   ParamHolder q_norm{nullptr}, k_norm{nullptr};  // OLMoE only
@@ -30,8 +33,14 @@ class AttentionImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Attention);
 
-// softmax(q k^T * scale + causal) v in float32 softmax; q_BNSH, k_BNSH, v_BNSH with equal heads.
+// softmax(q k^T * scale + mask) v in float32 softmax; q_BNSH, k_BNSH, v_BNSH with equal heads.
+// allowed_B1SS: bool, true where query i may attend to key j; undefined = causal (j <= i).
 at::Tensor CausalAttention(const at::Tensor& q_BNSH, const at::Tensor& k_BNSH,
-                           const at::Tensor& v_BNSH, double scale);
+                           const at::Tensor& v_BNSH, double scale,
+                           const at::Tensor& allowed_B1SS = {});
+// The block-diagonal causal mask of packed rows: query i may attend to key j when j <= i and
+// both belong to the same example (segment_ids_BS equal; padding is segment 0 and attends only
+// to padding, so no row of the softmax is empty). Returns bool [B, 1, S, S].
+at::Tensor AttentionMask(const at::Tensor& segment_ids_BS);
 
 }  // namespace cemoe

@@ -5,6 +5,7 @@
 
 #include <string>
 
+#include "model/activation_checkpoint.h"
 #include "model/check.h"
 #include "model/norm.h"
 
@@ -40,18 +41,44 @@ CausalLMImpl::CausalLMImpl(const ModelConfig& config,
 }
 
 at::Tensor CausalLMImpl::Hidden(const at::Tensor& tokens_BS) {
+  return Forward(TokenBatch{tokens_BS, {}, {}}).hidden_BSD;
+}
+
+ModelOutput CausalLMImpl::Forward(const TokenBatch& batch) {
+  const at::Tensor& tokens_BS = batch.tokens_BS;
   CEMOE_CHECK(tokens_BS.dim() == 2, "tokens must be [batch, seq], got {} dims", tokens_BS.dim());
   if (tokens_BS.numel() > 0) {
     const int64_t lo = tokens_BS.min().item<int64_t>(), hi = tokens_BS.max().item<int64_t>();
     CEMOE_CHECK(lo >= 0 && hi < config_.vocab_size, "token id {} outside the vocabulary [0, {})",
                 lo < 0 ? lo : hi, config_.vocab_size);
   }
+  for (const at::Tensor* t : {&batch.position_ids_BS, &batch.segment_ids_BS}) {
+    CEMOE_CHECK(!t->defined() || t->sizes() == tokens_BS.sizes(),
+                "position and segment ids must have the tokens' shape [{}, {}], got {} dims of "
+                "size {} x {}",
+                tokens_BS.size(0), tokens_BS.size(1), t->dim(), t->size(0),
+                t->dim() > 1 ? t->size(1) : 0);
+  }
   const int64_t s = tokens_BS.size(1);
   at::Tensor h = at::embedding(embed_tokens->weight, tokens_BS);
-  RopeTables rope = ComputeRope(config_, s, h.device());
-  for (auto& layer : layers) h = layer->forward(h, rope);
-  if (config_.uses_layer_norm()) return LayerNorm(h, norm->weight, norm->bias, config_.norm_eps);
-  return RmsNorm(h, norm->weight, config_.norm_eps);
+  const RopeTables rope = batch.position_ids_BS.defined()
+                              ? ComputeRopeAt(config_, batch.position_ids_BS, h.device())
+                              : ComputeRope(config_, s, h.device());
+  const at::Tensor allowed =
+      batch.segment_ids_BS.defined() ? AttentionMask(batch.segment_ids_BS.to(h.device()))
+                                     : at::Tensor();
+  ModelOutput out;
+  const bool recompute = activation_checkpointing_ && at::GradMode::is_enabled();
+  for (auto& layer : layers) {
+    MoeLayerImpl::Output o = recompute ? CheckpointedLayerForward(*layer, h, rope, allowed)
+                                       : layer->Forward(h, rope, allowed);
+    h = o.out;
+    out.routing.push_back(std::move(o.routing));
+  }
+  out.hidden_BSD = config_.uses_layer_norm()
+                       ? LayerNorm(h, norm->weight, norm->bias, config_.norm_eps)
+                       : RmsNorm(h, norm->weight, config_.norm_eps);
+  return out;
 }
 
 at::Tensor CausalLMImpl::LmHead(const at::Tensor& hidden_BSD) {

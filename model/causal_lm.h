@@ -17,6 +17,23 @@
 
 namespace cemoe {
 
+// A batch of token rows. Plain rows leave position_ids and segment_ids undefined; packed rows
+// (several examples per row, trainer/data/) give both, so positions restart and no token
+// attends across examples (AttentionMask in model/attention.h).
+struct TokenBatch {
+  at::Tensor tokens_BS;        // int64 [B, S]
+  at::Tensor position_ids_BS;  // int64 [B, S]; undefined = 0..S-1 in every row
+  at::Tensor segment_ids_BS;   // int64 [B, S]; undefined = one sequence per row (causal mask)
+};
+
+// What a forward pass returns besides the activations: the routing of every MoE layer (router
+// logits [T, E] with their graph, chosen experts [T, K]), for the auxiliary losses and the load
+// statistics. Values: dropping the output frees the graph.
+struct ModelOutput {
+  at::Tensor hidden_BSD;               // after the final norm, before lm_head
+  std::vector<RouterOutput> routing;   // [layer]
+};
+
 class CausalLMImpl : public torch::nn::Module {
  public:
   // held_experts[l]: the global ids of the experts MoE layer l holds (increasing); empty = every
@@ -29,6 +46,12 @@ class CausalLMImpl : public torch::nn::Module {
   // Hidden states after the final norm, before lm_head: [batch, seq, hidden].
   at::Tensor Hidden(const at::Tensor& tokens_BS);
   at::Tensor LmHead(const at::Tensor& hidden_BSD);
+  // The general forward: packed or plain rows, hidden states and every layer's routing.
+  ModelOutput Forward(const TokenBatch& batch);
+  // Recompute each decoder layer in backward instead of keeping its activations
+  // (model/activation_checkpoint.h); gradients are identical. Only applies with grad mode on.
+  void set_activation_checkpointing(bool on) { activation_checkpointing_ = on; }
+  bool activation_checkpointing() const { return activation_checkpointing_; }
 
   void set_top_k(int64_t top_k);
   int64_t top_k() const { return top_k_; }
@@ -46,6 +69,7 @@ class CausalLMImpl : public torch::nn::Module {
  private:
   ModelConfig config_;
   int64_t top_k_;
+  bool activation_checkpointing_ = false;
 };
 TORCH_MODULE(CausalLM);
 

@@ -21,9 +21,12 @@ at::Tensor DecoderLayerImpl::Norm(const ParamHolder& norm, const at::Tensor& x) 
   return RmsNorm(x, norm->weight, config_.norm_eps);
 }
 
-at::Tensor DecoderLayerImpl::forward(const at::Tensor& x_BSD, const RopeTables& rope) {
-  at::Tensor h = x_BSD + self_attn->forward(Norm(input_layernorm, x_BSD), rope);
-  return h + mlp->forward(Norm(post_attention_layernorm, h));
+MoeLayerImpl::Output DecoderLayerImpl::Forward(const at::Tensor& x_BSD, const RopeTables& rope,
+                                               const at::Tensor& allowed_B1SS) {
+  at::Tensor h = x_BSD + self_attn->forward(Norm(input_layernorm, x_BSD), rope, allowed_B1SS);
+  MoeLayerImpl::Output moe = mlp->Forward(Norm(post_attention_layernorm, h));
+  moe.out = h + moe.out;
+  return moe;
 }
 
 }  // namespace cemoe

@@ -13,7 +13,14 @@ class DecoderLayerImpl : public torch::nn::Module {
  public:
   // expert_ids: the MoE layer's held experts (MoeLayerImpl); empty = all.
   explicit DecoderLayerImpl(const ModelConfig& config, std::vector<int64_t> expert_ids = {});
-  at::Tensor forward(const at::Tensor& x_BSD, const RopeTables& rope);
+  // allowed_B1SS: the attention mask (AttentionMask), undefined = causal.
+  at::Tensor forward(const at::Tensor& x_BSD, const RopeTables& rope,
+                     const at::Tensor& allowed_B1SS = {}) {
+    return Forward(x_BSD, rope, allowed_B1SS).out;
+  }
+  // The block's output and the routing of its MoE layer.
+  MoeLayerImpl::Output Forward(const at::Tensor& x_BSD, const RopeTables& rope,
+                               const at::Tensor& allowed_B1SS = {});
 
   ParamHolder input_layernorm{nullptr}, post_attention_layernorm{nullptr};
   Attention self_attn{nullptr};

@@ -31,6 +31,18 @@ RopeTables ComputeRope(const ModelConfig& config, int64_t seq_len, const at::Dev
   return t;
 }
 
+RopeTables ComputeRopeAt(const ModelConfig& config, const at::Tensor& position_ids_BS,
+                         const at::Device& device) {
+  const int64_t b = position_ids_BS.size(0), s = position_ids_BS.size(1);
+  const int64_t longest = position_ids_BS.numel() > 0 ? position_ids_BS.max().item<int64_t>() + 1 : 1;
+  RopeTables all = ComputeRope(config, longest, device);
+  const at::Tensor index = position_ids_BS.reshape({-1}).to(device);
+  RopeTables t;
+  t.cos_SH = all.cos_SH.index_select(0, index).view({b, 1, s, -1});
+  t.sin_SH = all.sin_SH.index_select(0, index).view({b, 1, s, -1});
+  return t;
+}
+
 at::Tensor ApplyRope(const at::Tensor& x_BNSH, const RopeTables& rope) {
   const int64_t half = x_BNSH.size(-1) / 2;
   at::Tensor x1 = x_BNSH.narrow(-1, 0, half);

@@ -13,17 +13,16 @@ std::vector<std::vector<int64_t>> MeasureExpertLoad(CausalLMImpl& model,
                                                     Communicator& world) {
   at::NoGradGuard no_grad;
   const int64_t num_experts = model.config().num_experts;
-  std::vector<MoeLayer> layers = model.moe_layers();
-  model.forward(sample_tokens_BS);
+  const ModelOutput out = model.Forward(TokenBatch{sample_tokens_BS, {}, {}});
   std::vector<double> counts;  // [layer * E], summed over the world below
-  for (MoeLayer& layer : layers) {
-    at::Tensor ids = layer->last_routing().topk_ids_TK.reshape({-1}).to(at::kCPU);
+  for (const RouterOutput& routing : out.routing) {
+    at::Tensor ids = routing.topk_ids_TK.reshape({-1}).to(at::kCPU);
     at::Tensor c = at::bincount(ids, /*weights=*/{}, num_experts).to(at::kDouble).contiguous();
     counts.insert(counts.end(), c.data_ptr<double>(), c.data_ptr<double>() + num_experts);
   }
   world.AllReduceHost(counts, ReduceOp::kSum);
-  std::vector<std::vector<int64_t>> load(layers.size(), std::vector<int64_t>(num_experts));
-  for (size_t l = 0; l < layers.size(); ++l) {
+  std::vector<std::vector<int64_t>> load(out.routing.size(), std::vector<int64_t>(num_experts));
+  for (size_t l = 0; l < out.routing.size(); ++l) {
     for (int64_t e = 0; e < num_experts; ++e) {
       load[l][e] = static_cast<int64_t>(counts[l * num_experts + e]);
     }

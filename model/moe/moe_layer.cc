@@ -57,7 +57,7 @@ void MoeLayerImpl::set_dispatcher(std::shared_ptr<TokenDispatcher> dispatcher) {
   dispatcher_ = std::move(dispatcher);
 }
 
-at::Tensor MoeLayerImpl::forward(const at::Tensor& x) {
+MoeLayerImpl::Output MoeLayerImpl::Forward(const at::Tensor& x) {
   CEMOE_CHECK(static_cast<int64_t>(experts->expert_ids().size()) ==
                   static_cast<int64_t>(dispatcher_->local_expert_ids().size()),
               "MoE layer holds {} of {} experts but its dispatcher serves {}: install the "
@@ -66,12 +66,12 @@ at::Tensor MoeLayerImpl::forward(const at::Tensor& x) {
               dispatcher_->local_expert_ids().size());
   const auto shape = x.sizes().vec();
   at::Tensor x_TD = x.reshape({-1, config_.hidden_size});
-  last_routing_ = router->forward(x_TD, top_k_);
-  at::Tensor ids_TK = last_routing_.topk_ids_TK;
-  at::Tensor weights_TK = last_routing_.topk_weights_TK;
+  RouterOutput routing = router->forward(x_TD, top_k_);
+  at::Tensor ids_TK = routing.topk_ids_TK;
+  at::Tensor weights_TK = routing.topk_weights_TK;
   std::vector<at::Tensor> extras_T;
   if (hook_) {
-    MainRouting main = hook_->Apply(last_routing_);
+    MainRouting main = hook_->Apply(routing);
     ids_TK = main.topk_ids_TK;
     weights_TK = main.topk_weights_TK;
     extras_T = {main.gate_in_TD, main.up_in_TD, main.down_in_TI};
@@ -85,7 +85,7 @@ at::Tensor MoeLayerImpl::forward(const at::Tensor& x) {
     y_RD = experts->forward(routed.x_RD, routed.num_rows_per_local_expert);
   }
   at::Tensor out_TD = dispatcher_->Combine(y_RD, *routed.handle, weights_TK);
-  return out_TD.view(shape);
+  return {out_TD.view(shape), std::move(routing)};
 }
 
 }  // namespace cemoe

@@ -30,7 +30,15 @@ class MoeLayerImpl : public torch::nn::Module {
   // (set_dispatcher) before forward: the default LocalDispatcher needs every expert.
   explicit MoeLayerImpl(const ModelConfig& config, std::vector<int64_t> expert_ids = {});
   // x: [..., D] -> same shape.
-  at::Tensor forward(const at::Tensor& x);
+  at::Tensor forward(const at::Tensor& x) { return Forward(x).out; }
+  // The output and this forward's routing (router logits for the auxiliary losses, the chosen
+  // experts for the load statistics), returned as values: the layer keeps no state between
+  // forwards, so nothing holds a graph alive after the caller drops it.
+  struct Output {
+    at::Tensor out;
+    RouterOutput routing;
+  };
+  Output Forward(const at::Tensor& x);
 
   void set_top_k(int64_t top_k);
   int64_t top_k() const { return top_k_; }
@@ -40,8 +48,6 @@ class MoeLayerImpl : public torch::nn::Module {
   void set_compressed_expert_hook(std::shared_ptr<CompressedExpertHook> hook) {
     hook_ = std::move(hook);
   }
-  // The routing of the last forward (router logits for auxiliary losses and statistics).
-  const RouterOutput& last_routing() const { return last_routing_; }
 
   Router router{nullptr};
   GroupedExperts experts{nullptr};
@@ -51,7 +57,6 @@ class MoeLayerImpl : public torch::nn::Module {
   int64_t top_k_;
   std::shared_ptr<TokenDispatcher> dispatcher_;
   std::shared_ptr<CompressedExpertHook> hook_;
-  RouterOutput last_routing_;
 };
 TORCH_MODULE(MoeLayer);
 

@@ -133,8 +133,9 @@ TEST_P(MoeLayerTest, MatchesPerTokenLoopInValueAndGradient) {
   layer->to(at::kDouble);  // float64: SumTolerance below is in float64 epsilon
   layer->set_top_k(top_k);
   at::Tensor x = at::randn({13, layer->experts->hidden()}, at::kDouble).requires_grad_(true);
-  at::Tensor y = layer->forward(x);
-  RouterOutput r = layer->last_routing();
+  MoeLayerImpl::Output o = layer->Forward(x);
+  at::Tensor y = o.out;
+  const RouterOutput& r = o.routing;
   EXPECT_EQ(r.topk_ids_TK.size(1), top_k);
   at::Tensor ref = NaiveMoe(*layer, x, r);
   // Grouped experts and the per-token loop add in other orders. Additions along the longest
