@@ -95,6 +95,13 @@ void CausalLMImpl::set_top_k(int64_t top_k) {
   top_k_ = top_k;
 }
 
+void CausalLMImpl::set_norm_topk_prob(bool on) {
+  CEMOE_CHECK(config_.is_olmoe(), "renormalising the top-k weights is an OLMoE option; this is a {} "
+              "model", config_.model_type);
+  for (auto& layer : layers) layer->mlp->router->set_norm_topk_prob(on);
+  config_.norm_topk_prob = on;
+}
+
 std::vector<MoeLayer> CausalLMImpl::moe_layers() const {
   std::vector<MoeLayer> out;
   for (const auto& layer : layers) out.push_back(layer->mlp);

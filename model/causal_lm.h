@@ -55,6 +55,9 @@ class CausalLMImpl : public torch::nn::Module {
 
   void set_top_k(int64_t top_k);
   int64_t top_k() const { return top_k_; }
+  // OLMoE's norm_topk_prob for every router (and in config(), so an export records it). Phi-MoE
+  // has no such switch: asking for one throws.
+  void set_norm_topk_prob(bool on);
   std::vector<MoeLayer> moe_layers() const;
   const ModelConfig& config() const { return config_; }
   // Normal(0, 0.02) for projections, embeddings and routers, ones for norm weights, zeros for

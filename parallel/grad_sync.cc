@@ -87,15 +87,17 @@ double ClipGradNormGlobal(Communicator& ep_group, const ParameterSplit& params, 
   CEMOE_CHECK(std::isfinite(norm), "gradient norm is not finite ({})", norm);
   if (max_norm <= 0) return norm;
   const double coef = max_norm / (norm + 1e-6);
-  if (coef < 1) {
-    for (const auto* group : {&params.dense, &params.expert}) {
-      for (const at::Tensor& p : *group) {
-        at::Tensor g = p.grad();
-        if (g.defined()) g.mul_(coef);
-      }
+  if (coef < 1) ScaleGradients(params, coef);
+  return norm;
+}
+
+void ScaleGradients(const ParameterSplit& params, double factor) {
+  for (const auto* group : {&params.dense, &params.expert}) {
+    for (const at::Tensor& p : *group) {
+      at::Tensor g = p.grad();
+      if (g.defined()) g.mul_(factor);
     }
   }
-  return norm;
 }
 
 }  // namespace cemoe

@@ -51,5 +51,7 @@ double GlobalGradNorm(Communicator& ep_group, const ParameterSplit& params);
 // Scales every gradient by max_norm / (norm + 1e-6) when that is < 1 (torch's
 // clip_grad_norm_ rule); returns the norm before clipping. max_norm <= 0: only measures.
 double ClipGradNormGlobal(Communicator& ep_group, const ParameterSplit& params, double max_norm);
+// Multiplies every defined gradient by `factor` (clipping with a norm measured already).
+void ScaleGradients(const ParameterSplit& params, double factor);
 
 }  // namespace cemoe

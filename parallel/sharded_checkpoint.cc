@@ -15,6 +15,7 @@
 #include "model/hf_checkpoint.h"
 #include "model/json_file.h"
 #include "model/safetensors.h"
+#include "parallel/all_or_nothing.h"
 #include "parallel/model_sharding.h"
 
 namespace cemoe {
@@ -29,24 +30,6 @@ std::vector<std::vector<int64_t>> HeldExperts(const ModelPlacement& placement, i
   std::vector<std::vector<int64_t>> held;
   for (const ExpertPlacement& p : placement.layers) held.push_back(p.experts_of_rank.at(ep_rank));
   return held;
-}
-
-// Runs `body` on every rank; afterwards every rank knows whether all succeeded. A rank whose
-// body threw rethrows its own error; the others throw naming how many ranks failed. No rank is
-// left waiting in a later collective for a rank that failed.
-template <typename Body>
-void AllOrNothing(Communicator& world, const std::string& what, Body&& body) {
-  std::exception_ptr error;
-  try {
-    body();
-  } catch (...) {
-    error = std::current_exception();
-  }
-  std::vector<double> failed{error ? 1.0 : 0.0};
-  world.AllReduceHost(failed, ReduceOp::kSum);
-  if (error) std::rethrow_exception(error);
-  CEMOE_CHECK(failed[0] == 0, "{}: {} rank(s) failed (their errors are printed above)", what,
-              static_cast<int>(failed[0]));
 }
 
 // Rank 0 brings <dir> to a whole state after an interrupted save (model/atomic_folder.h) before

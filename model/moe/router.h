@@ -30,6 +30,8 @@ class RouterImpl : public torch::nn::Module {
  public:
   explicit RouterImpl(const ModelConfig& config);
   RouterOutput forward(const at::Tensor& x_TD, int64_t top_k);
+  // OLMoE: whether the top-k weights are renormalised to sum 1 (norm_topk_prob).
+  void set_norm_topk_prob(bool on) { config_.norm_topk_prob = on; }
   at::Tensor weight;  // [E, D]
 
  private:

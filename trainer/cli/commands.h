@@ -12,6 +12,8 @@ namespace cemoe {
 void AddInitCommand(CLI::App& app);             // cemoe init
 void AddLogitsCommand(CLI::App& app);           // cemoe logits
 void AddTokenizeCommand(CLI::App& app);         // cemoe tokenize
+void AddTrainCommand(CLI::App& app);            // cemoe train
+void AddExportCommand(CLI::App& app);           // cemoe export
 void AddBenchMoeLayerCommand(CLI::App& bench);  // cemoe bench moe-layer
 void AddBenchDispatchCommand(CLI::App& bench);  // cemoe bench dispatch
 

@@ -26,6 +26,8 @@ int main(int argc, char** argv) {
   cemoe::AddInitCommand(app);
   cemoe::AddLogitsCommand(app);
   cemoe::AddTokenizeCommand(app);
+  cemoe::AddTrainCommand(app);
+  cemoe::AddExportCommand(app);
   CLI::App* bench = app.add_subcommand("bench", "Micro-benchmarks that print measured ratios");
   bench->require_subcommand(1);
   cemoe::AddBenchMoeLayerCommand(*bench);

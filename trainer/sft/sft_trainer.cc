@@ -1,0 +1,406 @@
+#include "trainer/sft/sft_trainer.h"
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+
+#include <chrono>
+#include <csignal>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <ostream>
+
+#include "model/atomic_folder.h"
+#include "model/causal_lm.h"
+#include "model/check.h"
+#include "model/config.h"
+#include "model/json_file.h"
+#include "parallel/all_or_nothing.h"
+#include "parallel/process_groups.h"
+#include "trainer/config/recipe_loader.h"
+#include "trainer/config/run_config.h"
+#include "trainer/config/validate.h"
+#include "trainer/data/batch_plan.h"
+#include "trainer/data/chat_template.h"
+#include "trainer/data/micro_batch.h"
+#include "trainer/data/train_data.h"
+#include "trainer/metrics/event_file.h"
+#include "trainer/metrics/metrics_log.h"
+#include "trainer/metrics/progress.h"
+#include "trainer/runtime/distributed_model.h"
+#include "trainer/sft/adamw.h"
+#include "trainer/sft/checkpoint.h"
+#include "trainer/sft/lr_schedule.h"
+#include "trainer/sft/memory_estimate.h"
+#include "trainer/sft/stop_signal.h"
+#include "trainer/sft/train_step.h"
+#include "trainer/sft/trainable.h"
+#include "trainer/tokenizer/tokenizer.h"
+
+#if defined(CEMOE_WITH_CUDA)
+#include <ATen/cuda/CUDAContext.h>
+#endif
+
+namespace cemoe {
+namespace fs = std::filesystem;
+namespace {
+
+double Now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// A special token of tokenizer_config.json: a string or {"content": ...}; "" when absent.
+std::string SpecialToken(const nlohmann::json& config, const char* key) {
+  if (!config.is_object() || !config.contains(key)) return "";
+  const nlohmann::json& v = config.at(key);
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_object() && v.contains("content") && v.at("content").is_string()) {
+    return v.at("content").get<std::string>();
+  }
+  return "";
+}
+
+std::unique_ptr<ChatRenderer> MakeRenderer(const DataSection& data, const std::string& model_dir) {
+  if (data.chat_template == "model") {
+    return std::make_unique<ChatTemplate>(ChatTemplate::FromModelFolder(model_dir));
+  }
+  nlohmann::json tokenizer_config;
+  const fs::path path = fs::path(model_dir) / "tokenizer_config.json";
+  if (fs::exists(path)) tokenizer_config = ReadJsonFile(path.string(), "tokenizer config");
+  return std::make_unique<ChatTemplate>(ChatTemplate::Builtin(
+      data.chat_template, SpecialToken(tokenizer_config, "bos_token"),
+      SpecialToken(tokenizer_config, "eos_token")));
+}
+
+// The id used for padding: tokenizer_config's pad_token, else config.json's pad_token_id, else
+// its eos_token_id, else 0 (padding carries no loss and no attention, any id works).
+int64_t PadId(const std::string& model_dir, const Tokenizer& tokenizer, const ModelConfig& config) {
+  const fs::path path = fs::path(model_dir) / "tokenizer_config.json";
+  if (fs::exists(path)) {
+    const std::string pad = SpecialToken(ReadJsonFile(path.string(), "tokenizer config"),
+                                         "pad_token");
+    if (!pad.empty()) {
+      if (auto id = tokenizer.TokenToId(pad)) return *id;
+    }
+  }
+  if (config.pad_token_id && *config.pad_token_id >= 0) return *config.pad_token_id;
+  if (config.eos_token_id && *config.eos_token_id >= 0) return *config.eos_token_id;
+  return 0;
+}
+
+MicroBatchTensors ToTensors(const MicroBatch& mb) {
+  auto t = [&](const std::vector<int64_t>& v) {
+    return at::tensor(v, at::TensorOptions().dtype(at::kLong)).view({mb.rows, mb.width});
+  };
+  return MicroBatchTensors{t(mb.tokens), t(mb.targets), t(mb.position_ids), t(mb.segment_ids)};
+}
+
+// Epoch plans are built once per epoch (a shuffle and a packing of every example).
+class StepFeed {
+ public:
+  StepFeed(const TrainData& data, const BatchPlanOptions& options, int64_t pad_id, int dp_rank)
+      : data_(data), options_(options), pad_id_(pad_id), dp_rank_(dp_rank) {}
+  std::vector<MicroBatchTensors> Step(int64_t global_step) {
+    const EpochStep where = LocateStep(data_.lengths, options_, global_step);
+    if (!plan_ || plan_->epoch() != where.epoch) {
+      plan_.emplace(data_.lengths, options_, where.epoch);
+    }
+    std::vector<MicroBatchTensors> out;
+    for (const std::vector<Row>& rows : plan_->StepMicroBatches(where.step, dp_rank_)) {
+      out.push_back(ToTensors(BuildMicroBatch(rows, data_.dataset, pad_id_)));
+    }
+    return out;
+  }
+
+ private:
+  const TrainData& data_;
+  BatchPlanOptions options_;
+  int64_t pad_id_;
+  int dp_rank_;
+  std::optional<EpochPlan> plan_;
+};
+
+std::string DataFingerprint(const DataStats& stats) {
+  std::string out;
+  for (const SourceStats& s : stats.sources) out += fs::path(s.cache_path).filename().string() + ";";
+  return out;
+}
+
+int64_t DeviceMemoryLimit(const TrainSection& train, const at::Device& device) {
+  if (train.device_memory_gib > 0) {
+    return static_cast<int64_t>(train.device_memory_gib * 1024.0 * 1024.0 * 1024.0);
+  }
+#if defined(CEMOE_WITH_CUDA)
+  if (device.is_cuda()) {
+    return static_cast<int64_t>(at::cuda::getDeviceProperties(device.index())->totalGlobalMem);
+  }
+#endif
+  return 0;
+}
+
+}  // namespace
+
+SftOutcome RunSft(const RunConfig& config, MpiSession& session, std::ostream& log) {
+  ProcessGroups groups(session, ToParallelOptions(config.parallel));
+  const bool root = groups.world_rank() == 0;
+  const int world = groups.world_size();
+  Communicator& comm = groups.world();
+  // 1. The rules that need the world and the model, on every rank before any work.
+  AllOrNothing(comm, "checking the recipe " + config.source, [&] {
+    ValidateForWorld(config, world);
+    ValidateForModel(config, ReadModelFacts(config.model.path));
+  });
+  const fs::path run_dir = config.run_dir;
+  AllOrNothing(comm, "preparing the run folder " + run_dir.string(), [&] {
+    if (root) {
+      fs::create_directories(run_dir);
+      WriteResolvedRecipe(config, (run_dir / kResolvedRecipeFileName).string());
+    }
+  });
+  std::optional<std::string> latest;
+  if (config.checkpoint.resume) latest = FindLatestCheckpoint(run_dir.string(), groups);
+
+  // 3. Data: rank 0 fills the cache, then the others map it.
+  const std::string& model_path = config.model.path;
+  const ModelConfig model_config = LoadModelConfig(model_path);
+  BatchPlanOptions plan;
+  plan.max_length = config.data.max_length;
+  plan.packing = config.data.packing;
+  plan.seed = static_cast<uint64_t>(config.seed);
+  plan.global_batch = config.train.global_batch_size;
+  plan.micro_batch = config.train.micro_batch_size;
+  plan.dp = world;  // every world rank reads its own rows
+  std::optional<Tokenizer> tokenizer;
+  std::unique_ptr<ChatRenderer> renderer;
+  std::optional<TrainData> data;
+  for (int turn = 0; turn < 2; ++turn) {
+    AllOrNothing(comm, "reading the training data", [&] {
+      if ((turn == 0) != root) return;
+      tokenizer.emplace(Tokenizer::FromFile(model_path));
+      renderer = MakeRenderer(config.data, model_path);
+      data.emplace(LoadTrainData(config.data, *tokenizer, *renderer, plan));
+    });
+  }
+  const int64_t steps_per_epoch = data->stats.epoch0.steps;
+  CEMOE_CHECK(steps_per_epoch > 0, "{}: the data makes {} rows, fewer than one global batch "
+              "(train.global_batch_size = {})", config.source, data->stats.epoch0.rows,
+              config.train.global_batch_size);
+  const int64_t total_steps = config.train.max_steps > 0
+                                  ? config.train.max_steps
+                                  : StepsForEpochs(data->lengths, plan, config.train.epochs);
+  CEMOE_CHECK(total_steps > 0, "{}: train.epochs = {} gives no optimiser step", config.source,
+              config.train.epochs);
+  const int64_t pad_id = PadId(model_path, *tokenizer, model_config);
+  StepFeed feed(*data, plan, pad_id, groups.world_rank());
+
+  // 4. Model, optimiser, state.
+  TrainProgress progress;
+  if (latest) {
+    progress = LoadTrainProgress(*latest);
+    CEMOE_CHECK(progress.data_fingerprint == DataFingerprint(data->stats),
+                "{}: the checkpoint was trained on other data or another tokenization ({}), this "
+                "recipe gives {}; use a new run folder (--run-dir) or checkpoint.resume: false",
+                *latest, progress.data_fingerprint, DataFingerprint(data->stats));
+  }
+  progress.data_fingerprint = DataFingerprint(data->stats);
+  ModelRequest request;
+  request.dir = latest ? (fs::path(*latest) / "model").string() : model_path;
+  request.policy = ParsePlacementPolicy(config.parallel.placement);
+  request.top_k = config.model.top_k;
+  request.renormalize = config.model.renormalize;
+  request.dispatcher.capacity_factor = config.parallel.capacity_factor;
+  request.device = config.train.device;
+  if (request.policy == PlacementPolicy::kBalanced) {
+    std::vector<at::Tensor> sample;
+    const int64_t first = std::min(progress.step, total_steps - 1);
+    for (int64_t b = 0; b < std::max(1, config.parallel.placement_sample_batches); ++b) {
+      for (const MicroBatchTensors& mb : feed.Step(std::min(first + b, total_steps - 1))) {
+        sample.push_back(mb.tokens_BS.reshape({1, -1}));
+      }
+    }
+    // Rows of different widths: one row per micro-batch, flattened.
+    std::vector<at::Tensor> flat;
+    for (const at::Tensor& s : sample) flat.push_back(s.reshape({-1}));
+    request.sample_tokens_BS = at::cat(flat).view({1, -1});
+  }
+  DistributedModel loaded = LoadDistributedModel(request, groups, session.local_rank());
+  CausalLMImpl& model = *loaded.model;
+  model.train();
+  model.set_activation_checkpointing(config.train.activation_checkpointing);
+  TrainableParameters trainable =
+      SelectTrainable(model, config.train.freeze, config.optim.no_decay);
+  AdamWSettings adam;
+  adam.beta1 = config.optim.beta1;
+  adam.beta2 = config.optim.beta2;
+  adam.eps = config.optim.eps;
+  adam.weight_decay = config.optim.weight_decay;
+  AdamW optimizer(trainable.params, adam);
+  if (latest) {
+    AllOrNothing(comm, "loading the optimizer state of " + *latest,
+                 [&] { LoadOptimizerState(*latest, optimizer); });
+  }
+
+  // Memory: every rank checks its own estimate; the largest is printed.
+  MemoryInputs mem;
+  for (const auto& item : model.named_parameters()) {
+    (IsExpertParameterName(item.key()) ? mem.expert_params : mem.dense_params) +=
+        item.value().numel();
+  }
+  mem.trainable_params = trainable.trainable_numel;
+  mem.micro_batch_rows = config.train.micro_batch_size;
+  mem.seq_len = config.data.max_length;
+  mem.top_k = model.top_k();
+  mem.activation_checkpointing = config.train.activation_checkpointing;
+  mem.bf16 = config.train.precision == "bf16";
+  const MemoryEstimate estimate = EstimateTrainingMemory(model.config(), mem);
+  const int64_t limit = DeviceMemoryLimit(config.train, loaded.device);
+  AllOrNothing(comm, "checking the memory estimate", [&] {
+    CEMOE_CHECK(limit == 0 || estimate.total() <= limit,
+                "rank {}: the memory estimate ({}) exceeds the device memory {} (train.device_"
+                "memory_gib = {}): raise parallel.ep, lower train.micro_batch_size or "
+                "data.max_length, or set train.activation_checkpointing",
+                groups.world_rank(), DescribeMemory(estimate), FormatBytes(limit),
+                config.train.device_memory_gib);
+  });
+
+  // Start-up summary.
+  if (root) {
+    const ModelConfig& c = model.config();
+    const double per_expert = 3.0 * c.hidden_size * c.intermediate_size;
+    const double all_experts = per_expert * c.num_experts * c.num_hidden_layers;
+    const double total_params = static_cast<double>(mem.dense_params) + all_experts;
+    const double active = static_cast<double>(mem.dense_params) +
+                          per_expert * static_cast<double>(model.top_k()) * c.num_hidden_layers;
+    const int64_t accumulation =
+        config.train.global_batch_size / (config.train.micro_batch_size * world);
+    log << fmt::format(
+        "cemoe train: {} ({})\n"
+        "model: {} ({}, {} layers, {} experts, top_k {} of the checkpoint's {}), parameters "
+        "{:.3g} total, {:.3g} active per token\n"
+        "parallel: {}; {} experts per rank per layer\n"
+        "batch: {} rows x {} tokens per step = {} micro-batches of {} rows x {} ranks; {} steps "
+        "({} per epoch)\n"
+        "memory per rank (estimate): {}{}\n",
+        config.name, run_dir.string(), model_path, c.model_type, c.num_hidden_layers,
+        c.num_experts, model.top_k(), model_config.num_experts_per_tok, total_params, active,
+        groups.Describe(), c.num_experts / groups.ep(), config.train.global_batch_size,
+        config.data.max_length, accumulation, config.train.micro_batch_size, world, total_steps,
+        steps_per_epoch, DescribeMemory(estimate),
+        limit > 0 ? fmt::format(" of {}", FormatBytes(limit)) : std::string());
+    log << "data: " << FormatDataStats(data->stats);
+    log << "placement (" << PlacementPolicyName(loaded.placement.policy) << "):\n"
+        << DescribePlacement(loaded.placement);
+    if (latest) log << fmt::format("resuming from {} (step {})\n", *latest, progress.step);
+    log << std::flush;
+  }
+
+  // 5. Steps.
+  std::optional<MetricsLog> metrics;
+  std::optional<EventFileWriter> events;
+  std::optional<ProgressReporter> reporter;
+  if (root) {
+    metrics.emplace(run_dir.string(), progress.step);
+    if (config.logging.tensorboard) events.emplace(run_dir.string(), progress.step);
+    reporter.emplace(log, &log == &std::cout && StdoutIsTerminal(), total_steps,
+                     std::max<int64_t>(1, config.logging.every_steps), progress.step, Now());
+  }
+  StepSettings settings;
+  settings.aux_loss_coef = config.train.aux_loss_coef;
+  settings.z_loss_coef = config.train.z_loss_coef;
+  settings.max_grad_norm = config.optim.max_grad_norm;
+  settings.bf16_autocast = config.train.precision == "bf16";
+  const std::string recipe_text = ResolvedRecipeText(config);
+  auto save = [&] {
+    CheckpointContent content;
+    content.model = &model;
+    content.placement = &loaded.placement;
+    content.optimizer = &optimizer;
+    content.progress = progress;
+    content.recipe_text = recipe_text;
+    content.tokenizer_dir = model_path;
+    content.keep_last = config.checkpoint.keep_last;
+    content.max_shard_bytes = static_cast<uint64_t>(config.checkpoint.max_shard_bytes);
+    const std::string where = SaveTrainCheckpoint(run_dir.string(), content, groups);
+    if (root) log << fmt::format("checkpoint: step {} -> {}\n", progress.step, where) << std::flush;
+  };
+
+  SftOutcome outcome;
+  outcome.start_step = progress.step;
+  outcome.total_steps = total_steps;
+  StopSignals signals;
+  int64_t saved_at = latest ? progress.step : -1;
+  while (progress.step < total_steps) {
+    const double started = Now();
+    const std::vector<MicroBatchTensors> batches = feed.Step(progress.step);
+    const double lr = LearningRate(config.schedule, config.optim.lr, progress.step, total_steps);
+    const StepResult r = ComputeGradients(model, batches, trainable, groups, settings);
+    if (r.finite) {
+      optimizer.Step(lr);
+      progress.consecutive_nonfinite = 0;
+    } else {
+      ++progress.skipped;
+      ++progress.consecutive_nonfinite;
+    }
+    for (const OptimizedParameter& p : trainable.params) p.param.mutable_grad().reset();
+    ++progress.step;
+    ++outcome.steps_done;
+    progress.tokens_seen += r.tokens;
+    CEMOE_CHECK(progress.consecutive_nonfinite < config.train.max_nonfinite_steps,
+                "step {}: {} steps in a row had a non-finite loss or gradient (loss {}, grad "
+                "norm {}); stopping (train.max_nonfinite_steps = {})",
+                progress.step, progress.consecutive_nonfinite, r.loss, r.grad_norm,
+                config.train.max_nonfinite_steps);
+    if (root) {
+      StepMetrics m;
+      m.step = progress.step;
+      m.loss = r.loss;
+      m.aux_loss = r.aux_loss;
+      m.z_loss = r.z_loss;
+      m.lr = lr;
+      m.grad_norm = r.grad_norm;
+      m.tokens = r.tokens;
+      m.tokens_per_s = static_cast<double>(r.tokens) / std::max(Now() - started, 1e-9);
+      m.skipped = r.finite ? 0 : 1;
+      m.expert_load = r.expert_load;
+      metrics->Append(m);
+      if (events) events->WriteStep(m);
+      reporter->Update(m, Now());
+      WriteTextFileAtomically((run_dir / "PROGRESS").string(),
+                              fmt::format("step {}\n", progress.step));
+    }
+    // Every rank agrees on a stop request (a signal may reach only some ranks).
+    std::vector<double> stop{static_cast<double>(signals.received())};
+    comm.AllReduceHost(stop, ReduceOp::kMax);
+    outcome.stop_signal = static_cast<int>(stop[0]);
+    const bool every = config.checkpoint.every_steps > 0 &&
+                       progress.step % config.checkpoint.every_steps == 0;
+    if (every || progress.step == total_steps || outcome.stop_signal != 0) {
+      save();
+      saved_at = progress.step;
+    }
+    if (outcome.stop_signal != 0) break;
+  }
+  if (root && reporter) reporter->Finish();
+  if (saved_at != progress.step && progress.step > 0) save();
+  outcome.final_step = progress.step;
+  outcome.complete = progress.step >= total_steps;
+  AllOrNothing(comm, "finishing the run", [&] {
+    if (!root) return;
+    if (outcome.complete) {
+      WriteTextFileAtomically((run_dir / "DONE").string(),
+                              fmt::format("step {}\n", progress.step));
+    }
+    if (outcome.stop_signal != 0) {
+      log << fmt::format("stopped by signal {} after step {} of {}; the checkpoint resumes it\n",
+                         outcome.stop_signal, progress.step, total_steps);
+    } else {
+      log << fmt::format("done: {} steps; {}/DONE\n", progress.step, run_dir.string());
+    }
+    log << std::flush;
+  });
+  return outcome;
+}
+
+}  // namespace cemoe

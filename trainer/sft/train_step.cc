@@ -1,0 +1,138 @@
+#include "trainer/sft/train_step.h"
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <optional>
+
+#include "model/causal_lm.h"
+#include "model/check.h"
+#include "model/moe/router_losses.h"
+#include "parallel/grad_sync.h"
+#include "parallel/process_groups.h"
+
+#if defined(CEMOE_WITH_CUDA)
+#include <ATen/autocast_mode.h>
+#endif
+
+namespace cemoe {
+namespace {
+
+// bf16 autocast on CUDA while it lives (float32 master weights stay as they are).
+class Bf16Autocast {
+ public:
+  explicit Bf16Autocast(bool on) : on_(on) {
+#if defined(CEMOE_WITH_CUDA)
+    if (on_) {
+      at::autocast::set_autocast_enabled(at::kCUDA, true);
+      at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+    }
+#else
+    CEMOE_CHECK(!on_, "train.precision = \"bf16\" needs a CUDA build (bf16 autocast runs on GPUs)");
+#endif
+  }
+  ~Bf16Autocast() {
+#if defined(CEMOE_WITH_CUDA)
+    if (on_) {
+      at::autocast::set_autocast_enabled(at::kCUDA, false);
+      at::autocast::clear_cache();
+    }
+#endif
+  }
+
+ private:
+  bool on_;
+};
+
+}  // namespace
+
+StepResult ComputeGradients(CausalLMImpl& model, const std::vector<MicroBatchTensors>& micro_batches,
+                            const TrainableParameters& trainable, ProcessGroups& groups,
+                            const StepSettings& settings) {
+  const ModelConfig& config = model.config();
+  const int64_t L = config.num_hidden_layers, E = config.num_experts;
+  const at::Device device = model.parameters().front().device();
+  Communicator& world = groups.world();
+  StepResult result;
+
+  // Global counts first: every rank must divide by the same number.
+  double local_loss_tokens = 0, local_tokens = 0;
+  for (const MicroBatchTensors& mb : micro_batches) {
+    local_loss_tokens += mb.targets_BS.ne(-100).sum().item<double>();
+    local_tokens += mb.segment_ids_BS.defined() ? mb.segment_ids_BS.gt(0).sum().item<double>()
+                                                : static_cast<double>(mb.tokens_BS.numel());
+  }
+  std::vector<double> counts{local_loss_tokens, local_tokens};
+  world.AllReduceHost(counts, ReduceOp::kSum);
+  result.loss_tokens = static_cast<int64_t>(counts[0]);
+  result.tokens = static_cast<int64_t>(counts[1]);
+  const double denominator = std::max(counts[0], 1.0);
+  const double micro_share = 1.0 / (static_cast<double>(micro_batches.size()) *
+                                    static_cast<double>(groups.world_size()));
+
+  std::vector<double> sums(3, 0.0);  // cross-entropy sum, aux, z (this rank)
+  std::vector<double> load(static_cast<size_t>(L * E), 0.0);
+  for (const MicroBatchTensors& mb : micro_batches) {
+    TokenBatch batch{mb.tokens_BS.to(device), {}, {}};
+    if (mb.position_ids_BS.defined()) batch.position_ids_BS = mb.position_ids_BS.to(device);
+    if (mb.segment_ids_BS.defined()) batch.segment_ids_BS = mb.segment_ids_BS.to(device);
+    const at::Tensor targets = mb.targets_BS.to(device).reshape({-1});
+    at::Tensor mask_T;  // real tokens, for the router losses and the load
+    if (batch.segment_ids_BS.defined()) mask_T = batch.segment_ids_BS.reshape({-1}).gt(0);
+    at::Tensor loss;
+    {
+      Bf16Autocast autocast(settings.bf16_autocast);
+      ModelOutput out = model.Forward(batch);
+      at::Tensor logits = model.LmHead(out.hidden_BSD);
+      at::Tensor ce = at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}).to(at::kFloat),
+                                             targets, {}, at::Reduction::Sum, -100);
+      sums[0] += ce.item<double>();
+      loss = ce / denominator;
+      const at::Tensor mask_f = mask_T.defined() ? mask_T.to(at::kFloat) : at::Tensor();
+      if (settings.aux_loss_coef != 0) {
+        at::Tensor aux = LoadBalancingLoss(out.routing, E, model.top_k(), mask_f);
+        sums[1] += aux.item<double>();
+        loss = loss + aux * (settings.aux_loss_coef * micro_share);
+      }
+      if (settings.z_loss_coef != 0) {
+        at::Tensor z = RouterZLoss(out.routing, mask_f);
+        sums[2] += z.item<double>();
+        loss = loss + z * (settings.z_loss_coef * micro_share);
+      }
+      for (int64_t l = 0; l < L; ++l) {
+        at::Tensor ids = out.routing[l].topk_ids_TK;
+        if (mask_T.defined()) ids = ids.index({mask_T});
+        at::Tensor c =
+            at::bincount(ids.reshape({-1}).to(at::kCPU), {}, E).to(at::kDouble).contiguous();
+        const double* counts_E = c.data_ptr<double>();
+        for (int64_t e = 0; e < E; ++e) load[l * E + e] += counts_E[e];
+      }
+    }
+    loss.backward();
+  }
+
+  ReduceGradients(groups, trainable.split);
+  sums.insert(sums.end(), load.begin(), load.end());
+  world.AllReduceHost(sums, ReduceOp::kSum);
+  result.loss = sums[0] / denominator;
+  result.aux_loss = sums[1] * micro_share;
+  result.z_loss = sums[2] * micro_share;
+  result.expert_load.assign(L, std::vector<double>(E, 0.0));
+  for (int64_t l = 0; l < L; ++l) {
+    double total = 0;
+    for (int64_t e = 0; e < E; ++e) total += sums[3 + l * E + e];
+    for (int64_t e = 0; e < E; ++e) {
+      result.expert_load[l][e] = total > 0 ? sums[3 + l * E + e] / total : 0.0;
+    }
+  }
+  // torch's clip_grad_norm_ rule, applied only to a finite step (a non-finite one is skipped).
+  result.grad_norm = GlobalGradNorm(groups.ep_group(), trainable.split);
+  result.finite = std::isfinite(result.loss) && std::isfinite(result.grad_norm);
+  if (result.finite && settings.max_grad_norm > 0) {
+    const double coef = settings.max_grad_norm / (result.grad_norm + 1e-6);
+    if (coef < 1) ScaleGradients(trainable.split, coef);
+  }
+  return result;
+}
+
+}  // namespace cemoe
