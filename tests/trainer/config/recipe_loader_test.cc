@@ -179,6 +179,11 @@ TEST_F(RecipeLoaderTest, ResolvedRecipeRoundTrip) {
   empty.train.freeze.clear();
   WriteResolvedRecipe(empty, resolved);
   EXPECT_TRUE(LoadRecipe(resolved, {}, "").train.freeze.empty());
+
+  // A configuration without data sources (invalid, but still written whole) parses back.
+  const std::string no_data = ResolvedRecipeText(RunConfig{});
+  EXPECT_HAS(no_data, "\ndata {\n  train: []\n");
+  EXPECT_EQ(ParseRecipeText(no_data, "no_data").data().train_size(), 0);
 }
 
 }  // namespace
