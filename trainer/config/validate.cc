@@ -1,0 +1,289 @@
+// validate.cc: see validate.h. Each rule is one line below, in the order of recipe.proto; the
+// message is "<field path> = <value>: <what is wrong>".
+#include "trainer/config/validate.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <initializer_list>
+#include <set>
+#include <vector>
+
+#include "model/check.h"
+#include "model/json_file.h"
+
+namespace cemoe {
+namespace {
+
+namespace fs = std::filesystem;
+
+// A value as the messages quote it: strings in quotes (bounded), numbers as written by fmt.
+std::string Show(const std::string& value) { return fmt::format("\"{}\"", Excerpt(value, 200)); }
+template <class T>
+std::string Show(const T& value) {
+  return fmt::format("{}", value);
+}
+
+// The broken rules found so far; Throw() reports them all.
+class Problems {
+ public:
+  explicit Problems(std::string source) : source_(std::move(source)) {}
+
+  template <class T>
+  void Add(const std::string& path, const T& value, const std::string& what) {
+    AddShown(path, Show(value), what);
+  }
+  // `shown` is the value already written out ("[]").
+  void AddShown(const std::string& path, const std::string& shown, const std::string& what) {
+    lines_.push_back(fmt::format("{} = {}: {}", path, shown, what));
+  }
+
+  // Throws when any rule is broken.
+  void Throw() const {
+    if (lines_.empty()) return;
+    std::string text;
+    for (const std::string& line : lines_) text += "\n  " + line;
+    const std::string where = source_.empty() ? "the recipe" : "recipe " + source_;
+    CEMOE_FAIL("{}: {} problem{}:{}", where, lines_.size(), lines_.size() == 1 ? "" : "s", text);
+  }
+
+ private:
+  std::string source_;
+  std::vector<std::string> lines_;
+};
+
+// Range rules. Doubles must also be finite (a NaN or infinity written in a recipe fails here).
+void AtLeast(Problems& p, const std::string& path, int64_t value, int64_t lo) {
+  if (value < lo) p.Add(path, value, fmt::format("must be >= {}", lo));
+}
+void AtLeast(Problems& p, const std::string& path, double value, double lo) {
+  if (!std::isfinite(value) || value < lo) p.Add(path, value, fmt::format("must be >= {}", lo));
+}
+void Positive(Problems& p, const std::string& path, double value) {
+  if (!std::isfinite(value) || value <= 0) p.Add(path, value, "must be > 0");
+}
+void Finite(Problems& p, const std::string& path, double value) {
+  if (!std::isfinite(value)) p.Add(path, value, "must be a finite number");
+}
+// lo <= value < hi (hi_open) or lo <= value <= hi.
+void InRange(Problems& p, const std::string& path, double value, double lo, double hi,
+             bool hi_open) {
+  const bool ok = std::isfinite(value) && value >= lo && (hi_open ? value < hi : value <= hi);
+  if (!ok) p.Add(path, value, fmt::format("must be in [{}, {}{}", lo, hi, hi_open ? ")" : "]"));
+}
+void OneOf(Problems& p, const std::string& path, const std::string& value,
+           std::initializer_list<const char*> allowed) {
+  for (const char* a : allowed) {
+    if (value == a) return;
+  }
+  std::string list;
+  for (const char* a : allowed) list += (list.empty() ? "\"" : ", \"") + std::string(a) + "\"";
+  p.Add(path, value, "must be one of " + list);
+}
+void NotEmpty(Problems& p, const std::string& path, const std::string& value,
+              const std::string& what = "must not be empty") {
+  if (value.empty()) p.Add(path, value, what);
+}
+// Entries of a list of names: none empty, none twice.
+void Names(Problems& p, const std::string& path, const std::vector<std::string>& names) {
+  std::set<std::string> seen;
+  for (size_t i = 0; i < names.size(); ++i) {
+    const std::string at = fmt::format("{}[{}]", path, i);
+    NotEmpty(p, at, names[i]);
+    if (!names[i].empty() && !seen.insert(names[i]).second) p.Add(at, names[i], "listed twice");
+  }
+}
+
+bool ValidName(const std::string& name) {
+  if (name == "." || name == "..") return false;
+  return std::all_of(name.begin(), name.end(), [](char ch) {
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           ch == '.' || ch == '_' || ch == '-';
+  });
+}
+
+void CheckDataFile(Problems& p, const std::string& path, const std::string& file) {
+  std::error_code ec;
+  const fs::file_status status = fs::status(file, ec);
+  if (!fs::exists(status)) {
+    p.Add(path, file, "no such file (relative paths are from the working directory)");
+  } else if (!fs::is_regular_file(status)) {
+    p.Add(path, file, "not a regular file");
+  } else if (!std::ifstream(file).good()) {
+    p.Add(path, file, "cannot be read");
+  }
+}
+
+void CheckModelFolder(Problems& p, const std::string& folder) {
+  std::error_code ec;
+  if (!fs::is_directory(folder, ec)) {
+    p.Add("model.path", folder, "no such folder (relative paths are from the working directory)");
+  } else if (!fs::is_regular_file(fs::path(folder) / "config.json", ec)) {
+    p.Add("model.path", folder, "has no config.json (not a Hugging Face model folder)");
+  }
+}
+
+}  // namespace
+
+void Validate(const RunConfig& c, const ValidateOptions& options) {
+  Problems p(c.source);
+
+  NotEmpty(p, "name", c.name);
+  if (!c.name.empty() && !ValidName(c.name)) {
+    p.Add("name", c.name, "may hold only letters, digits, '.', '_' and '-' (it names a folder)");
+  }
+  NotEmpty(p, "run_dir", c.run_dir);
+  AtLeast(p, "seed", c.seed, int64_t{0});
+
+  // model
+  NotEmpty(p, "model.path", c.model.path, "must name the model folder");
+  if (!c.model.path.empty() && options.check_model_folder) CheckModelFolder(p, c.model.path);
+  AtLeast(p, "model.top_k", c.model.top_k, int64_t{0});
+  OneOf(p, "model.renormalize", c.model.renormalize, {"checkpoint", "true", "false"});
+
+  // data
+  if (c.data.train.empty()) p.AddShown("data.train", "[]", "needs at least one data source");
+  for (size_t i = 0; i < c.data.train.size(); ++i) {
+    const DataSource& s = c.data.train[i];
+    const std::string at = fmt::format("data.train[{}]", i);
+    NotEmpty(p, at + ".path", s.path, "must name a JSONL file");
+    if (!s.path.empty() && options.check_data_files) CheckDataFile(p, at + ".path", s.path);
+    OneOf(p, at + ".format", s.format, {"messages", "prompt_completion", "instruction"});
+    if (s.format == "messages") {
+      NotEmpty(p, at + ".messages_field", s.messages_field);
+      if (!s.system_field.empty()) {
+        p.Add(at + ".system_field", s.system_field,
+              "only for formats \"prompt_completion\" and \"instruction\" (a \"messages\" list "
+              "carries its own system turn)");
+      }
+    } else if (s.format == "prompt_completion" || s.format == "instruction") {
+      NotEmpty(p, at + ".prompt_field", s.prompt_field);
+      NotEmpty(p, at + ".completion_field", s.completion_field);
+    }
+  }
+  OneOf(p, "data.chat_template", c.data.chat_template, {"model", "tulu", "phi3", "chatml", "plain"});
+  AtLeast(p, "data.max_length", c.data.max_length, int64_t{2});
+  OneOf(p, "data.bad_lines", c.data.bad_lines, {"error", "skip"});
+
+  // optim
+  Positive(p, "optim.lr", c.optim.lr);
+  AtLeast(p, "optim.weight_decay", c.optim.weight_decay, 0.0);
+  InRange(p, "optim.beta1", c.optim.beta1, 0.0, 1.0, /*hi_open=*/true);
+  InRange(p, "optim.beta2", c.optim.beta2, 0.0, 1.0, /*hi_open=*/true);
+  Positive(p, "optim.eps", c.optim.eps);
+  Names(p, "optim.no_decay", c.optim.no_decay);
+  Finite(p, "optim.max_grad_norm", c.optim.max_grad_norm);
+
+  // schedule
+  OneOf(p, "schedule.kind", c.schedule.kind, {"cosine", "linear", "constant"});
+  AtLeast(p, "schedule.warmup_steps", c.schedule.warmup_steps, int64_t{0});
+  InRange(p, "schedule.warmup_ratio", c.schedule.warmup_ratio, 0.0, 1.0, /*hi_open=*/true);
+  InRange(p, "schedule.min_lr_ratio", c.schedule.min_lr_ratio, 0.0, 1.0, /*hi_open=*/false);
+
+  // train
+  AtLeast(p, "train.global_batch_size", c.train.global_batch_size, int64_t{1});
+  AtLeast(p, "train.micro_batch_size", c.train.micro_batch_size, int64_t{1});
+  if (c.train.global_batch_size >= 1 && c.train.micro_batch_size >= 1 &&
+      c.train.global_batch_size % c.train.micro_batch_size != 0) {
+    p.Add("train.global_batch_size", c.train.global_batch_size,
+          fmt::format("must be a multiple of train.micro_batch_size ({})",
+                      c.train.micro_batch_size));
+  }
+  AtLeast(p, "train.max_steps", c.train.max_steps, int64_t{0});
+  Positive(p, "train.epochs", c.train.epochs);
+  AtLeast(p, "train.aux_loss_coef", c.train.aux_loss_coef, 0.0);
+  AtLeast(p, "train.z_loss_coef", c.train.z_loss_coef, 0.0);
+  Names(p, "train.freeze", c.train.freeze);
+  OneOf(p, "train.precision", c.train.precision, {"fp32", "bf16"});
+  OneOf(p, "train.device", c.train.device, {"cpu", "cuda"});
+  AtLeast(p, "train.device_memory_gib", c.train.device_memory_gib, 0.0);
+  AtLeast(p, "train.max_nonfinite_steps", c.train.max_nonfinite_steps, int64_t{1});
+
+  // parallel
+  AtLeast(p, "parallel.ep", int64_t{c.parallel.ep}, int64_t{1});
+  AtLeast(p, "parallel.dp", int64_t{c.parallel.dp}, int64_t{0});
+  OneOf(p, "parallel.placement", c.parallel.placement, {"contiguous", "round_robin", "balanced"});
+  OneOf(p, "parallel.backend", c.parallel.backend, {"auto", "mpi", "nccl"});
+  if (c.parallel.backend == "nccl" && c.train.device != "cuda") {
+    p.Add("parallel.backend", c.parallel.backend,
+          fmt::format("needs train.device = \"cuda\" (it is {})", Show(c.train.device)));
+  }
+  AtLeast(p, "parallel.collective_timeout_s", c.parallel.collective_timeout_s, 0.0);
+  AtLeast(p, "parallel.capacity_factor", c.parallel.capacity_factor, 0.0);
+  AtLeast(p, "parallel.placement_sample_batches", int64_t{c.parallel.placement_sample_batches},
+          int64_t{1});
+
+  // checkpoint
+  AtLeast(p, "checkpoint.every_steps", c.checkpoint.every_steps, int64_t{0});
+  AtLeast(p, "checkpoint.keep_last", c.checkpoint.keep_last, int64_t{1});
+  AtLeast(p, "checkpoint.max_shard_bytes", c.checkpoint.max_shard_bytes, int64_t{1});
+
+  // logging
+  AtLeast(p, "logging.every_steps", c.logging.every_steps, int64_t{1});
+
+  p.Throw();
+}
+
+void ValidateForWorld(const RunConfig& c, int world_size) {
+  CEMOE_CHECK(world_size >= 1, "world size must be >= 1, got {}", world_size);
+  Problems p(c.source);
+  const int ep = c.parallel.ep;
+  const int dp = c.parallel.dp;
+  if (ep >= 1 && world_size % ep != 0) {
+    p.Add("parallel.ep", ep, fmt::format("must divide the world size ({} ranks)", world_size));
+  }
+  if (ep >= 1 && dp > 0 && int64_t{dp} * ep != world_size) {
+    p.Add("parallel.dp", dp,
+          fmt::format("parallel.dp x parallel.ep ({} x {} = {}) must equal the world size ({} "
+                      "ranks), or set parallel.dp = 0 for world / ep",
+                      dp, ep, int64_t{dp} * ep, world_size));
+  }
+  const int64_t data_parallel = dp > 0 ? dp : (ep >= 1 ? world_size / ep : 0);
+  const int64_t rows = c.train.micro_batch_size * data_parallel;
+  if (rows > 0 && c.train.global_batch_size % rows != 0) {
+    p.Add("train.global_batch_size", c.train.global_batch_size,
+          fmt::format("must be a multiple of train.micro_batch_size x data-parallel size "
+                      "({} x {} = {})",
+                      c.train.micro_batch_size, data_parallel, rows));
+  }
+  p.Throw();
+}
+
+ModelFacts ReadModelFacts(const std::string& model_folder) {
+  const std::string file = (fs::path(model_folder) / "config.json").string();
+  const nlohmann::json config = ReadJsonFile(file, "model config");
+  CEMOE_CHECK(config.is_object(), "{}: expected a JSON object", file);
+  ModelFacts facts;
+  CEMOE_CHECK(config.contains("model_type") && config["model_type"].is_string(),
+              "{}: \"model_type\" missing or not a string", file);
+  facts.model_type = config["model_type"].get<std::string>();
+  const char* experts_key = facts.model_type == "phimoe" ? "num_local_experts" : "num_experts";
+  CEMOE_CHECK(config.contains(experts_key), "{}: \"{}\" missing", file, experts_key);
+  facts.num_experts = JsonInt64(config[experts_key], file + " " + experts_key);
+  CEMOE_CHECK(config.contains("num_experts_per_tok"), "{}: \"num_experts_per_tok\" missing", file);
+  facts.num_experts_per_tok =
+      JsonInt64(config["num_experts_per_tok"], file + " num_experts_per_tok");
+  return facts;
+}
+
+void ValidateForModel(const RunConfig& c, const ModelFacts& facts) {
+  CEMOE_CHECK(facts.num_experts >= 1, "{}: the model's expert count must be >= 1, got {}",
+              c.model.path, facts.num_experts);
+  Problems p(c.source);
+  if (c.model.top_k > facts.num_experts) {
+    p.Add("model.top_k", c.model.top_k,
+          fmt::format("must be <= the model's expert count ({})", facts.num_experts));
+  }
+  if (facts.model_type == "phimoe" && c.model.top_k > 2) {
+    p.Add("model.top_k", c.model.top_k,
+          "must be <= 2 for Phi-MoE (its sparsemixer router picks at most 2 experts)");
+  }
+  if (c.parallel.ep >= 1 && facts.num_experts % c.parallel.ep != 0) {
+    p.Add("parallel.ep", c.parallel.ep,
+          fmt::format("must divide the model's expert count ({})", facts.num_experts));
+  }
+  p.Throw();
+}
+
+}  // namespace cemoe
