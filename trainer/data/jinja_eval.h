@@ -24,8 +24,8 @@
 
 namespace cemoe::jinja {
 
-inline constexpr size_t kMaxOutputBytes = size_t{256} << 20;
-inline constexpr int64_t kMaxLoopIterations = 10'000'000;
+inline constexpr size_t kMaxOutputBytes = size_t{64} << 20;
+inline constexpr int64_t kMaxLoopIterations = 1'000'000;
 // Jinja's sandbox limit on range() (jinja2/sandbox.py MAX_RANGE).
 inline constexpr int64_t kMaxRange = 100'000;
 
