@@ -10,7 +10,6 @@
 //                       "cache_key": key} or {"error": message}, ...]}, one per case, in order.
 #include <fstream>
 #include <iostream>
-
 #include <nlohmann/json.hpp>
 
 #include "model/check.h"
@@ -21,10 +20,11 @@ namespace {
 
 cemoe::ChatTemplate Load(const nlohmann::json& t) {
   if (t.contains("builtin")) {
-    return cemoe::ChatTemplate::Builtin(t["builtin"].get<std::string>(),
-                                        t.value("bos_token", ""), t.value("eos_token", ""));
+    return cemoe::ChatTemplate::Builtin(t["builtin"].get<std::string>(), t.value("bos_token", ""),
+                                        t.value("eos_token", ""));
   }
-  if (t.contains("folder")) return cemoe::ChatTemplate::FromModelFolder(t["folder"].get<std::string>());
+  if (t.contains("folder"))
+    return cemoe::ChatTemplate::FromModelFolder(t["folder"].get<std::string>());
   return cemoe::ChatTemplate::FromSource(t["source"].get<std::string>(), t.value("where", "source"),
                                          t.value("bos_token", ""), t.value("eos_token", ""));
 }

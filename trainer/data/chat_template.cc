@@ -89,8 +89,10 @@ std::string SpecialToken(const nlohmann::json& config, const char* key, const st
 Value MessageValue(const ChatMessage& m, size_t index) {
   for (const auto* field : {&m.role, &m.content}) {
     size_t bad = 0;
-    CEMOE_CHECK(jinja::IsValidUtf8(*field, &bad), "chat message {}: the {} is not valid UTF-8 "
-                "(byte {})", index, field == &m.role ? "role" : "content", bad);
+    CEMOE_CHECK(jinja::IsValidUtf8(*field, &bad),
+                "chat message {}: the {} is not valid UTF-8 "
+                "(byte {})",
+                index, field == &m.role ? "role" : "content", bad);
   }
   return Value::MakeDict({{"role", Value::String(m.role)}, {"content", Value::String(m.content)}});
 }
@@ -107,10 +109,9 @@ jinja::List MessageValues(const std::vector<ChatMessage>& messages) {
 ChatTemplate ChatTemplate::FromSource(std::string jinja_source, std::string where,
                                       std::string bos_token, std::string eos_token) {
   jinja::Template compiled = jinja::Template::Parse(jinja_source, where);
-  return ChatTemplate(std::make_shared<const State>(State{std::move(jinja_source),
-                                                          std::move(where), std::move(bos_token),
-                                                          std::move(eos_token),
-                                                          std::move(compiled)}));
+  return ChatTemplate(std::make_shared<const State>(
+      State{std::move(jinja_source), std::move(where), std::move(bos_token), std::move(eos_token),
+            std::move(compiled)}));
 }
 
 std::vector<std::string> ChatTemplate::BuiltinNames() {
@@ -166,8 +167,10 @@ ChatTemplate ChatTemplate::FromModelFolder(const std::string& dir) {
     if (it == files.end()) {
       std::vector<std::string> names;
       for (const auto& f : files) names.push_back(f.first);
-      CEMOE_FAIL("chat template: {} has named templates ({}) in additional_chat_templates/ but "
-                 "no default (chat_template.jinja)", dir, fmt::join(names, ", "));
+      CEMOE_FAIL(
+          "chat template: {} has named templates ({}) in additional_chat_templates/ but "
+          "no default (chat_template.jinja)",
+          dir, fmt::join(names, ", "));
     }
     source = it->second.first;
     where = it->second.second;
@@ -175,7 +178,8 @@ ChatTemplate ChatTemplate::FromModelFolder(const std::string& dir) {
     auto it = config.find("chat_template");
     CEMOE_CHECK(it != config.end() && !it->is_null(),
                 "chat template: {} has no chat template (neither chat_template.jinja nor a "
-                "\"chat_template\" in tokenizer_config.json)", dir);
+                "\"chat_template\" in tokenizer_config.json)",
+                dir);
     where = config_path.string() + " \"chat_template\"";
     if (it->is_string()) {
       source = it->get<std::string>();
@@ -185,7 +189,8 @@ ChatTemplate ChatTemplate::FromModelFolder(const std::string& dir) {
         CEMOE_CHECK(entry.is_object() && entry.contains("name") && entry["name"].is_string() &&
                         entry.contains("template") && entry["template"].is_string(),
                     "{}: \"chat_template\" entries must be {{\"name\": str, \"template\": str}}, "
-                    "got {}", config_path.string(), JsonExcerpt(entry));
+                    "got {}",
+                    config_path.string(), JsonExcerpt(entry));
         const std::string name = entry["name"].get<std::string>();
         names.push_back(name);
         if (name == "default") source = entry["template"].get<std::string>();
@@ -195,8 +200,10 @@ ChatTemplate ChatTemplate::FromModelFolder(const std::string& dir) {
                   config_path.string(), fmt::join(names, ", "));
       where += " (default)";
     } else {
-      CEMOE_FAIL("{}: \"chat_template\" must be a string or a list of {{\"name\", \"template\"}}, "
-                 "got {}", config_path.string(), JsonExcerpt(*it));
+      CEMOE_FAIL(
+          "{}: \"chat_template\" must be a string or a list of {{\"name\", \"template\"}}, "
+          "got {}",
+          config_path.string(), JsonExcerpt(*it));
     }
   }
 
@@ -248,12 +255,12 @@ std::vector<ChatSegment> ChatTemplate::RenderForTraining(
     if (messages[i].role != "assistant") continue;
     const std::string prompt = RenderPrefix(values, i, /*add_generation_prompt=*/true);
     const std::string turn = RenderPrefix(values, i + 1, /*add_generation_prompt=*/false);
-    CEMOE_CHECK(whole.compare(0, prompt.size(), prompt) == 0 &&
-                    turn.compare(0, prompt.size(), prompt) == 0,
-                "chat template {}: cannot find assistant message {} for training: the rendering "
-                "of the messages before it with add_generation_prompt=true is not a prefix of the "
-                "rendering with it (the template rewrites earlier text)",
-                state_->where, i);
+    CEMOE_CHECK(
+        whole.compare(0, prompt.size(), prompt) == 0 && turn.compare(0, prompt.size(), prompt) == 0,
+        "chat template {}: cannot find assistant message {} for training: the rendering "
+        "of the messages before it with add_generation_prompt=true is not a prefix of the "
+        "rendering with it (the template rewrites earlier text)",
+        state_->where, i);
     std::string text = turn.substr(prompt.size());
     if (whole.compare(prompt.size(), text.size(), text) != 0) {
       // A template that ends the conversation with eos_token (phi3) writes it only after the
@@ -273,7 +280,8 @@ std::vector<ChatSegment> ChatTemplate::RenderForTraining(
     }
     CEMOE_CHECK(prompt.size() >= covered,
                 "chat template {}: assistant message {} starts inside the previous assistant "
-                "message's text", state_->where, i);
+                "message's text",
+                state_->where, i);
     push(whole.substr(covered, prompt.size() - covered), false);
     covered = prompt.size() + text.size();
     push(std::move(text), true);
@@ -281,8 +289,10 @@ std::vector<ChatSegment> ChatTemplate::RenderForTraining(
   push(whole.substr(covered), false);
   std::string joined;
   for (const auto& s : segments) joined += s.text;
-  CEMOE_CHECK(joined == whole, "chat template {}: internal error: the training segments do not "
-              "concatenate to the rendering", state_->where);
+  CEMOE_CHECK(joined == whole,
+              "chat template {}: internal error: the training segments do not "
+              "concatenate to the rendering",
+              state_->where);
   return segments;
 }
 

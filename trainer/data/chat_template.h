@@ -44,8 +44,8 @@ class ChatTemplate : public ChatRenderer {
   static ChatTemplate Builtin(const std::string& name, std::string bos_token,
                               std::string eos_token);
   // Any template source; `where` names it in errors.
-  static ChatTemplate FromSource(std::string jinja_source, std::string where,
-                                 std::string bos_token, std::string eos_token);
+  static ChatTemplate FromSource(std::string jinja_source, std::string where, std::string bos_token,
+                                 std::string eos_token);
   static std::vector<std::string> BuiltinNames();
 
   std::string Render(const std::vector<ChatMessage>& messages,

@@ -48,13 +48,13 @@ struct Expr {
   };
   Kind kind;
   int line = 0;
-  Value value;                         // kLiteral
-  std::string name;                    // kName, kGetAttr, kFilter, kTest, kCall, kMethod
-  std::vector<ExprPtr> args;           // operands (see kind)
-  std::vector<std::string> ops;        // kBinary (one), kCompare
-  std::vector<std::string> keys;       // kCall keyword argument names (namespace(a=1))
-  std::vector<ExprPtr> kwargs;         // kCall keyword argument values
-  bool negated = false;                // kTest
+  Value value;                    // kLiteral
+  std::string name;               // kName, kGetAttr, kFilter, kTest, kCall, kMethod
+  std::vector<ExprPtr> args;      // operands (see kind)
+  std::vector<std::string> ops;   // kBinary (one), kCompare
+  std::vector<std::string> keys;  // kCall keyword argument names (namespace(a=1))
+  std::vector<ExprPtr> kwargs;    // kCall keyword argument values
+  bool negated = false;           // kTest
 };
 
 struct Stmt;
@@ -65,15 +65,15 @@ struct Stmt {
   enum class Kind { kText, kPrint, kIf, kFor, kSet, kSetAttr, kBreak, kContinue, kScope };
   Kind kind;
   int line = 0;
-  std::string text;               // kText
-  ExprPtr expr;                   // kPrint, kSet / kSetAttr value, kFor iterable
-  std::vector<ExprPtr> conds;     // kIf: one per branch (if, elif...)
-  std::vector<Body> branches;     // kIf: one per cond
-  Body body;                      // kFor, kScope body
-  Body else_body;                 // kIf / kFor else
-  ExprPtr filter;                 // kFor: "if cond" (may be null)
-  std::string target;             // kFor loop variable, kSet name, kSetAttr namespace variable
-  std::string attr;               // kSetAttr attribute
+  std::string text;            // kText
+  ExprPtr expr;                // kPrint, kSet / kSetAttr value, kFor iterable
+  std::vector<ExprPtr> conds;  // kIf: one per branch (if, elif...)
+  std::vector<Body> branches;  // kIf: one per cond
+  Body body;                   // kFor, kScope body
+  Body else_body;              // kIf / kFor else
+  ExprPtr filter;              // kFor: "if cond" (may be null)
+  std::string target;          // kFor loop variable, kSet name, kSetAttr namespace variable
+  std::string attr;            // kSetAttr attribute
 };
 
 struct Program {

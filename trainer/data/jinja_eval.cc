@@ -16,21 +16,21 @@ namespace cemoe::jinja {
 
 namespace {
 
-constexpr const char* kDictMethods[] = {"get",  "items",   "keys",       "values", "pop",
-                                        "copy", "update",  "clear",      "setdefault",
-                                        "popitem", "fromkeys"};
+constexpr const char* kDictMethods[] = {"get",        "items",   "keys",    "values",
+                                        "pop",        "copy",    "update",  "clear",
+                                        "setdefault", "popitem", "fromkeys"};
 constexpr const char* kStrMethods[] = {
-    "strip", "lstrip", "rstrip", "upper", "lower", "startswith", "endswith", "replace", "split",
-    "rsplit", "join", "format", "title", "capitalize", "find", "index", "count", "splitlines",
-    "isdigit", "isalpha", "isspace", "encode", "center", "ljust", "rjust", "zfill", "partition",
-    "casefold", "swapcase", "removeprefix", "removesuffix"};
-constexpr const char* kListMethods[] = {"append", "extend", "insert", "pop",  "remove", "index",
+    "strip",    "lstrip",       "rstrip",      "upper",      "lower",   "startswith", "endswith",
+    "replace",  "split",        "rsplit",      "join",       "format",  "title",      "capitalize",
+    "find",     "index",        "count",       "splitlines", "isdigit", "isalpha",    "isspace",
+    "encode",   "center",       "ljust",       "rjust",      "zfill",   "partition",  "casefold",
+    "swapcase", "removeprefix", "removesuffix"};
+constexpr const char* kListMethods[] = {"append", "extend", "insert",  "pop",  "remove", "index",
                                         "count",  "sort",   "reverse", "copy", "clear"};
 
 template <typename Array>
 bool In(const Array& array, const std::string& name) {
-  return std::any_of(std::begin(array), std::end(array),
-                     [&](const char* s) { return name == s; });
+  return std::any_of(std::begin(array), std::end(array), [&](const char* s) { return name == s; });
 }
 
 enum class Flow { kNormal, kBreak, kContinue };
@@ -99,19 +99,22 @@ class Evaluator {
       case Stmt::Kind::kSetAttr: {
         const Value target = Lookup(s.target, s.line);
         if (target.kind() != Value::Kind::kNamespace) {
-          FailAt(s.line, fmt::format("cannot assign attribute on non-namespace object '{}'",
-                                     s.target));
+          FailAt(s.line,
+                 fmt::format("cannot assign attribute on non-namespace object '{}'", s.target));
         }
         if (!s.attr.empty() && s.attr[0] == '_') {
           FailAt(s.line, fmt::format("Chat templates cannot store underscore-prefixed attributes "
-                                     "on a namespace, but got '{}'", s.attr));
+                                     "on a namespace, but got '{}'",
+                                     s.attr));
         }
         Value v = Eval(*s.expr);
         target.ns()[s.attr] = std::move(v);
         return Flow::kNormal;
       }
-      case Stmt::Kind::kBreak: return Flow::kBreak;
-      case Stmt::Kind::kContinue: return Flow::kContinue;
+      case Stmt::Kind::kBreak:
+        return Flow::kBreak;
+      case Stmt::Kind::kContinue:
+        return Flow::kContinue;
       case Stmt::Kind::kScope: {
         scopes_.emplace_back();
         Exec(s.body);
@@ -125,8 +128,10 @@ class Evaluator {
   // The items a for loop (or join / first) iterates over.
   List Iterate(const Value& v, int line) {
     switch (v.kind()) {
-      case Value::Kind::kUndefined: return {};
-      case Value::Kind::kList: return v.list();
+      case Value::Kind::kUndefined:
+        return {};
+      case Value::Kind::kList:
+        return v.list();
       case Value::Kind::kString: {
         List chars;
         const std::vector<size_t> offsets = CodepointOffsets(v.str());
@@ -205,15 +210,17 @@ class Evaluator {
   }
 
   [[noreturn]] void FailUndefined(const Value& v, int line) const {
-    FailAt(line, v.undefined_description().empty() ? "a value is undefined"
-                                                   : v.undefined_description());
+    FailAt(line,
+           v.undefined_description().empty() ? "a value is undefined" : v.undefined_description());
   }
 
   // ---- expressions ---------------------------------------------------------------------------
   Value Eval(const Expr& e) {
     switch (e.kind) {
-      case Expr::Kind::kLiteral: return e.value;
-      case Expr::Kind::kName: return Lookup(e.name, e.line);
+      case Expr::Kind::kLiteral:
+        return e.value;
+      case Expr::Kind::kName:
+        return Lookup(e.name, e.line);
       case Expr::Kind::kList: {
         List items;
         for (const ExprPtr& a : e.args) items.push_back(Eval(*a));
@@ -224,8 +231,8 @@ class Evaluator {
         for (size_t k = 0; k + 1 < e.args.size(); k += 2) {
           const Value key = Eval(*e.args[k]);
           if (!key.is_string()) {
-            FailAt(e.line, fmt::format("unsupported construct: a dict key of type '{}'",
-                                       key.TypeName()));
+            FailAt(e.line,
+                   fmt::format("unsupported construct: a dict key of type '{}'", key.TypeName()));
           }
           Value v = Eval(*e.args[k + 1]);
           auto it = std::find_if(items.begin(), items.end(),
@@ -238,10 +245,14 @@ class Evaluator {
         }
         return Value::MakeDict(std::move(items));
       }
-      case Expr::Kind::kGetAttr: return GetAttr(Eval(*e.args[0]), e.name, e.line);
-      case Expr::Kind::kGetItem: return GetItem(Eval(*e.args[0]), Eval(*e.args[1]), e.line);
-      case Expr::Kind::kSlice: return EvalSlice(e);
-      case Expr::Kind::kNot: return Value::Bool(!Truthy(Eval(*e.args[0])));
+      case Expr::Kind::kGetAttr:
+        return GetAttr(Eval(*e.args[0]), e.name, e.line);
+      case Expr::Kind::kGetItem:
+        return GetItem(Eval(*e.args[0]), Eval(*e.args[1]), e.line);
+      case Expr::Kind::kSlice:
+        return EvalSlice(e);
+      case Expr::Kind::kNot:
+        return Value::Bool(!Truthy(Eval(*e.args[0])));
       case Expr::Kind::kNeg:
       case Expr::Kind::kPos: {
         const Value v = Eval(*e.args[0]);
@@ -300,27 +311,34 @@ class Evaluator {
         if (e.args[2]) return Eval(*e.args[2]);
         return Value::Undefined("the conditional expression has no else branch");
       }
-      case Expr::Kind::kFilter: return EvalFilter(e);
-      case Expr::Kind::kTest: return Value::Bool(EvalTest(e) != e.negated);
-      case Expr::Kind::kCall: return EvalCall(e);
-      case Expr::Kind::kMethod: return EvalMethod(e);
+      case Expr::Kind::kFilter:
+        return EvalFilter(e);
+      case Expr::Kind::kTest:
+        return Value::Bool(EvalTest(e) != e.negated);
+      case Expr::Kind::kCall:
+        return EvalCall(e);
+      case Expr::Kind::kMethod:
+        return EvalMethod(e);
     }
     FailAt(e.line, "internal error: unknown expression");
   }
 
   Value GetAttr(const Value& obj, const std::string& name, int line) {
     switch (obj.kind()) {
-      case Value::Kind::kUndefined: FailUndefined(obj, line);
+      case Value::Kind::kUndefined:
+        FailUndefined(obj, line);
       case Value::Kind::kDict: {
         if (In(kDictMethods, name)) {
-          FailAt(line, fmt::format("unsupported construct: the dict method '{}' (as a value)", name));
+          FailAt(line,
+                 fmt::format("unsupported construct: the dict method '{}' (as a value)", name));
         }
         if (const Value* v = obj.Find(name)) return *v;
         return Value::Undefined(fmt::format("'dict object' has no attribute '{}'", name));
       }
       case Value::Kind::kString:
         if (In(kStrMethods, name)) {
-          FailAt(line, fmt::format("unsupported construct: the str method '{}' (as a value)", name));
+          FailAt(line,
+                 fmt::format("unsupported construct: the str method '{}' (as a value)", name));
         }
         return Value::Undefined(fmt::format("'str object' has no attribute '{}'", name));
       case Value::Kind::kList:
@@ -333,7 +351,8 @@ class Evaluator {
         if (it != obj.ns().end()) return it->second;
         return Value::Undefined(fmt::format("'Namespace object' has no attribute '{}'", name));
       }
-      case Value::Kind::kLoop: return LoopAttribute(obj.loop(), name, line);
+      case Value::Kind::kLoop:
+        return LoopAttribute(obj.loop(), name, line);
       default:
         return Value::Undefined(fmt::format("'{}' has no attribute '{}'", obj.TypeName(), name));
     }
@@ -373,7 +392,8 @@ class Evaluator {
 
   Value GetItem(const Value& obj, const Value& key, int line) {
     switch (obj.kind()) {
-      case Value::Kind::kUndefined: FailUndefined(obj, line);
+      case Value::Kind::kUndefined:
+        FailUndefined(obj, line);
       case Value::Kind::kList: {
         size_t at = 0;
         if (key.is_int_like() && NormalizeIndex(key.integer(), obj.list().size(), at)) {
@@ -392,8 +412,8 @@ class Evaluator {
             return Value::String(obj.str().substr(offsets[at], offsets[at + 1] - offsets[at]));
           }
         } else if (key.is_string() && In(kStrMethods, key.str())) {
-          FailAt(line, fmt::format("unsupported construct: the str method '{}' (as a value)",
-                                   key.str()));
+          FailAt(line,
+                 fmt::format("unsupported construct: the str method '{}' (as a value)", key.str()));
         }
         return Value::Undefined("string index out of range");
       }
@@ -473,9 +493,10 @@ class Evaluator {
 
   static std::string AsciiCase(const std::string& s, bool upper) {
     if (!IsAscii(s)) {
-      throw ValueError(fmt::format("unsupported construct: {} of non-ASCII text (Python's full "
-                                   "Unicode case mapping is not implemented)",
-                                   upper ? "upper" : "lower"));
+      throw ValueError(
+          fmt::format("unsupported construct: {} of non-ASCII text (Python's full "
+                      "Unicode case mapping is not implemented)",
+                      upper ? "upper" : "lower"));
     }
     std::string out = s;
     for (char& c : out) {
@@ -595,11 +616,16 @@ class Evaluator {
       }
       if (f == "length" || f == "count") {
         switch (v.kind()) {
-          case Value::Kind::kUndefined: return Value::Int(0);
-          case Value::Kind::kString: return Value::Int(static_cast<int64_t>(CodepointCount(v.str())));
-          case Value::Kind::kList: return Value::Int(static_cast<int64_t>(v.list().size()));
-          case Value::Kind::kDict: return Value::Int(static_cast<int64_t>(v.dict().size()));
-          default: throw ValueError(fmt::format("object of type '{}' has no len()", v.TypeName()));
+          case Value::Kind::kUndefined:
+            return Value::Int(0);
+          case Value::Kind::kString:
+            return Value::Int(static_cast<int64_t>(CodepointCount(v.str())));
+          case Value::Kind::kList:
+            return Value::Int(static_cast<int64_t>(v.list().size()));
+          case Value::Kind::kDict:
+            return Value::Int(static_cast<int64_t>(v.dict().size()));
+          default:
+            throw ValueError(fmt::format("object of type '{}' has no len()", v.TypeName()));
         }
       }
       if (f == "upper" || f == "lower") return Value::String(AsciiCase(Str(v), f == "upper"));
@@ -636,8 +662,8 @@ class Evaluator {
         int64_t count = -1;
         if (args.size() > 2 && args[2].kind() != Value::Kind::kNone) {
           if (!args[2].is_int_like()) {
-            throw ValueError(fmt::format("'{}' object cannot be interpreted as an integer",
-                                         args[2].TypeName()));
+            throw ValueError(
+                fmt::format("'{}' object cannot be interpreted as an integer", args[2].TypeName()));
           }
           count = args[2].integer();
         }
@@ -669,8 +695,8 @@ class Evaluator {
         return v.is_undefined() || v.is_string() || v.kind() == K::kList || v.kind() == K::kDict;
       }
       if (t == "iterable") {
-        return v.is_undefined() || v.is_string() || v.kind() == K::kList ||
-               v.kind() == K::kDict || v.kind() == K::kLoop;
+        return v.is_undefined() || v.is_string() || v.kind() == K::kList || v.kind() == K::kDict ||
+               v.kind() == K::kLoop;
       }
       if (t == "even" || t == "odd" || t == "divisibleby") {
         const Value divisor = t == "divisibleby" ? args[0] : Value::Int(2);
@@ -694,7 +720,8 @@ class Evaluator {
       for (size_t k = 0; k < e.keys.size(); ++k) {
         if (!e.keys[k].empty() && e.keys[k][0] == '_') {
           FailAt(e.line, fmt::format("Chat templates cannot store underscore-prefixed attributes "
-                                     "on a namespace, but got '{}'", e.keys[k]));
+                                     "on a namespace, but got '{}'",
+                                     e.keys[k]));
         }
         attrs[e.keys[k]] = Eval(*e.kwargs[k]);
       }
@@ -706,8 +733,8 @@ class Evaluator {
       const Value v = Eval(*arg);
       if (v.is_undefined()) FailUndefined(v, e.line);
       if (!v.is_int_like()) {
-        FailAt(e.line, fmt::format("'{}' object cannot be interpreted as an integer",
-                                   v.TypeName()));
+        FailAt(e.line,
+               fmt::format("'{}' object cannot be interpreted as an integer", v.TypeName()));
       }
       a.push_back(v.integer());
     }
@@ -715,16 +742,18 @@ class Evaluator {
     const int64_t stop = a.size() == 1 ? a[0] : a[1];
     const int64_t step = a.size() == 3 ? a[2] : 1;
     if (step == 0) FailAt(e.line, "range() arg 3 must not be zero");
-    const __int128 span = step > 0 ? static_cast<__int128>(stop) - start
-                                   : static_cast<__int128>(start) - stop;
+    const __int128 span =
+        step > 0 ? static_cast<__int128>(stop) - start : static_cast<__int128>(start) - stop;
     const __int128 abs_step = step > 0 ? step : -static_cast<__int128>(step);
     const __int128 count = span <= 0 ? 0 : (span + abs_step - 1) / abs_step;
     if (count > kMaxRange) {
       FailAt(e.line, fmt::format("Range too big. The sandbox blocks ranges larger than "
-                                 "MAX_RANGE ({}).", kMaxRange));
+                                 "MAX_RANGE ({}).",
+                                 kMaxRange));
     }
     List items;
-    for (int64_t k = 0; k < static_cast<int64_t>(count); ++k) items.push_back(Value::Int(start + k * step));
+    for (int64_t k = 0; k < static_cast<int64_t>(count); ++k)
+      items.push_back(Value::Int(start + k * step));
     return Value::MakeList(std::move(items));
   }
 

@@ -1,7 +1,8 @@
 // jinja_eval.h: a parsed chat template (jinja_parser.h) and its renderer.
 //
 //   jinja::Template t = jinja::Template::Parse(source, "tokenizer_config.json");
-//   std::string text = t.Render({{"messages", msgs}, {"add_generation_prompt", Value::Bool(true)}});
+//   std::string text = t.Render({{"messages", msgs}, {"add_generation_prompt",
+//   Value::Bool(true)}});
 //
 // Scoping is Jinja's: {% set %} writes the innermost scope; each iteration of a for loop (and a
 // {% generation %} block) has a fresh scope whose sets are gone afterwards (so a template keeps

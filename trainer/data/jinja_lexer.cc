@@ -20,9 +20,9 @@ namespace {
 
 // Jinja's operators (jinja2/lexer.py `operators`), longest first so that the first match is the
 // longest one as in its regex.
-constexpr const char* kOperators[] = {"//", "**", "==", "!=", ">=", "<=", "+", "-", "/", "*", "%",
-                                      "~",  "[",  "]",  "(",  ")",  "{",  "}", "=", ".", ":", "|",
-                                      ",",  ";",  ">",  "<"};
+constexpr const char* kOperators[] = {"//", "**", "==", "!=", ">=", "<=", "+", "-", "/",
+                                      "*",  "%",  "~",  "[",  "]",  "(",  ")", "{", "}",
+                                      "=",  ".",  ":",  "|",  ",",  ";",  ">", "<"};
 
 // "\r\n" and "\r" become "\n"; one trailing "\n" is dropped (keep_trailing_newline=False).
 std::string NormalizeNewlines(const std::string& source) {
@@ -80,7 +80,8 @@ class Lexer {
         Advance(body);
         SkipComment();
       } else {
-        Emit(kind == '{' ? TokenKind::kVarBegin : TokenKind::kBlockBegin, kind == '{' ? "{{" : "{%");
+        Emit(kind == '{' ? TokenKind::kVarBegin : TokenKind::kBlockBegin,
+             kind == '{' ? "{{" : "{%");
         Advance(body);
         LexTag(kind == '{');
       }
@@ -178,8 +179,8 @@ class Lexer {
     std::vector<char> brackets;
     while (true) {
       if (pos_ >= src_.size()) {
-        Fail(where_, line_, fmt::format("unexpected end of template: '{}' is not closed",
-                                        variable ? "{{" : "{%"));
+        Fail(where_, line_,
+             fmt::format("unexpected end of template: '{}' is not closed", variable ? "{{" : "{%"));
       }
       if (brackets.empty()) {
         size_t end = 0;
@@ -213,8 +214,8 @@ class Lexer {
         LexNumber();
       } else if (std::isalpha(c) || c == '_') {
         size_t p = pos_;
-        while (p < src_.size() && (std::isalnum(static_cast<unsigned char>(src_[p])) ||
-                                   src_[p] == '_')) {
+        while (p < src_.size() &&
+               (std::isalnum(static_cast<unsigned char>(src_[p])) || src_[p] == '_')) {
           ++p;
         }
         if (p < src_.size() && static_cast<unsigned char>(src_[p]) >= 0x80) {
@@ -302,8 +303,8 @@ class Lexer {
     }
     size_t p = start + 1;
     if (src_[start] == '0') {
-      while (p < src_.size() && (src_[p] == '0' || (src_[p] == '_' && p + 1 < src_.size() &&
-                                                    src_[p + 1] == '0'))) {
+      while (p < src_.size() &&
+             (src_[p] == '0' || (src_[p] == '_' && p + 1 < src_.size() && src_[p + 1] == '0'))) {
         ++p;
       }
     } else {
@@ -356,17 +357,38 @@ class Lexer {
       const char e = src_[p + 1];
       p += 2;
       switch (e) {
-        case '\n': break;  // line continuation
-        case '\\': value += '\\'; break;
-        case '\'': value += '\''; break;
-        case '"': value += '"'; break;
-        case 'a': value += '\a'; break;
-        case 'b': value += '\b'; break;
-        case 'f': value += '\f'; break;
-        case 'n': value += '\n'; break;
-        case 'r': value += '\r'; break;
-        case 't': value += '\t'; break;
-        case 'v': value += '\v'; break;
+        case '\n':
+          break;  // line continuation
+        case '\\':
+          value += '\\';
+          break;
+        case '\'':
+          value += '\'';
+          break;
+        case '"':
+          value += '"';
+          break;
+        case 'a':
+          value += '\a';
+          break;
+        case 'b':
+          value += '\b';
+          break;
+        case 'f':
+          value += '\f';
+          break;
+        case 'n':
+          value += '\n';
+          break;
+        case 'r':
+          value += '\r';
+          break;
+        case 't':
+          value += '\t';
+          break;
+        case 'v':
+          value += '\v';
+          break;
         case 'x':
         case 'u':
         case 'U': {
@@ -378,8 +400,10 @@ class Lexer {
             cp = (cp << (4 * std::min(4, count - k))) | part;
           }
           if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
-            Fail(where_, line, fmt::format("unsupported construct: escape \\{} of U+{:X} (a "
-                                           "surrogate or beyond U+10FFFF)", e, cp));
+            Fail(where_, line,
+                 fmt::format("unsupported construct: escape \\{} of U+{:X} (a "
+                             "surrogate or beyond U+10FFFF)",
+                             e, cp));
           }
           AppendUtf8(value, static_cast<char32_t>(cp));
           p += count;

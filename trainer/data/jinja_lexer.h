@@ -6,7 +6,8 @@
 // What the lexer does exactly as jinja2/lexer.py:
 //   - newlines: "\r\n" and "\r" become "\n" everywhere; one trailing "\n" of the source is dropped;
 //   - text between tags is one kData token; "{{-", "{%-", "{#-" strip all whitespace before the
-//     tag, "-}}", "-%}", "-#}" all whitespace after it (Python's str.isspace set, Unicode included);
+//     tag, "-}}", "-%}", "-#}" all whitespace after it (Python's str.isspace set, Unicode
+//     included);
 //   - trim_blocks: the first "\n" right after "%}" or "#}" is dropped ("+%}" keeps it);
 //   - lstrip_blocks: spaces and tabs (any whitespace) from the start of a line up to "{%" or "{#"
 //     are dropped ("{%+" keeps them; "{{" never strips);

@@ -18,36 +18,32 @@ struct Arity {
   int min_args;
   int max_args;
 };
-constexpr Arity kFilters[] = {{"trim", 0, 1},  {"length", 0, 0},  {"count", 0, 0},
-                              {"upper", 0, 0}, {"lower", 0, 0},   {"default", 0, 2},
-                              {"d", 0, 2},     {"first", 0, 0},   {"last", 0, 0},
-                              {"join", 0, 1},  {"replace", 2, 3}, {"string", 0, 0},
-                              {"tojson", 0, 0}};
-constexpr Arity kTests[] = {{"defined", 0, 0}, {"undefined", 0, 0}, {"none", 0, 0},
-                            {"string", 0, 0},  {"number", 0, 0},    {"integer", 0, 0},
-                            {"boolean", 0, 0}, {"true", 0, 0},      {"false", 0, 0},
-                            {"mapping", 0, 0}, {"sequence", 0, 0},  {"iterable", 0, 0},
-                            {"even", 0, 0},    {"odd", 0, 0},       {"divisibleby", 1, 1},
-                            {"eq", 1, 1},      {"equalto", 1, 1},   {"ne", 1, 1},
-                            {"in", 1, 1}};
+constexpr Arity kFilters[] = {
+    {"trim", 0, 1},    {"length", 0, 0}, {"count", 0, 0}, {"upper", 0, 0}, {"lower", 0, 0},
+    {"default", 0, 2}, {"d", 0, 2},      {"first", 0, 0}, {"last", 0, 0},  {"join", 0, 1},
+    {"replace", 2, 3}, {"string", 0, 0}, {"tojson", 0, 0}};
+constexpr Arity kTests[] = {
+    {"defined", 0, 0}, {"undefined", 0, 0}, {"none", 0, 0},        {"string", 0, 0},
+    {"number", 0, 0},  {"integer", 0, 0},   {"boolean", 0, 0},     {"true", 0, 0},
+    {"false", 0, 0},   {"mapping", 0, 0},   {"sequence", 0, 0},    {"iterable", 0, 0},
+    {"even", 0, 0},    {"odd", 0, 0},       {"divisibleby", 1, 1}, {"eq", 1, 1},
+    {"equalto", 1, 1}, {"ne", 1, 1},        {"in", 1, 1}};
 // Methods of str (and dict.get) that templates call.
-constexpr Arity kMethods[] = {{"strip", 0, 1},      {"lstrip", 0, 1},   {"rstrip", 0, 1},
-                              {"upper", 0, 0},      {"lower", 0, 0},    {"startswith", 1, 1},
-                              {"endswith", 1, 1},   {"replace", 2, 3},  {"split", 0, 2},
-                              {"get", 1, 2}};
-constexpr const char* kLoopAttributes[] = {"index", "index0", "revindex", "revindex0", "first",
-                                           "last",  "length", "previtem", "nextitem", "depth",
-                                           "depth0"};
+constexpr Arity kMethods[] = {
+    {"strip", 0, 1},      {"lstrip", 0, 1},   {"rstrip", 0, 1},  {"upper", 0, 0}, {"lower", 0, 0},
+    {"startswith", 1, 1}, {"endswith", 1, 1}, {"replace", 2, 3}, {"split", 0, 2}, {"get", 1, 2}};
+constexpr const char* kLoopAttributes[] = {"index",    "index0", "revindex", "revindex0",
+                                           "first",    "last",   "length",   "previtem",
+                                           "nextitem", "depth",  "depth0"};
 // Names Hugging Face's apply_chat_template defines that cemoe does not provide: a template that
 // reads them would render differently, so it is refused.
-constexpr const char* kUnprovidedNames[] = {"unk_token", "sep_token", "pad_token",
-                                            "cls_token", "mask_token", "strftime_now",
-                                            "dict",      "lipsum",    "cycler",
-                                            "joiner"};
+constexpr const char* kUnprovidedNames[] = {"unk_token",  "sep_token",    "pad_token", "cls_token",
+                                            "mask_token", "strftime_now", "dict",      "lipsum",
+                                            "cycler",     "joiner"};
 // Jinja tags outside the subset (for a clearer message than "unknown tag").
-constexpr const char* kUnsupportedTags[] = {"macro",  "call", "include",    "import", "from",
-                                            "extends", "block", "filter",   "with",   "autoescape",
-                                            "print",  "do",    "trans",      "pluralize"};
+constexpr const char* kUnsupportedTags[] = {"macro",   "call",  "include", "import",   "from",
+                                            "extends", "block", "filter",  "with",     "autoescape",
+                                            "print",   "do",    "trans",   "pluralize"};
 
 const Arity* FindArity(const Arity* begin, const Arity* end, const std::string& name) {
   const Arity* it = std::find_if(begin, end, [&](const Arity& a) { return name == a.name; });
@@ -56,8 +52,7 @@ const Arity* FindArity(const Arity* begin, const Arity* end, const std::string& 
 
 template <typename Array>
 bool Contains(const Array& array, const std::string& name) {
-  return std::any_of(std::begin(array), std::end(array),
-                     [&](const char* s) { return name == s; });
+  return std::any_of(std::begin(array), std::end(array), [&](const char* s) { return name == s; });
 }
 
 template <typename Array>
@@ -127,16 +122,26 @@ class Parser {
 
   static std::string Describe(const Token& t) {
     switch (t.kind) {
-      case TokenKind::kData: return "template data";
-      case TokenKind::kVarBegin: return "'{{'";
-      case TokenKind::kVarEnd: return "end of print statement '}}'";
-      case TokenKind::kBlockBegin: return "'{%'";
-      case TokenKind::kBlockEnd: return "end of statement block '%}'";
-      case TokenKind::kString: return "string literal";
-      case TokenKind::kInteger: return "integer";
-      case TokenKind::kFloat: return "float";
-      case TokenKind::kEnd: return "end of template";
-      default: return "'" + Excerpt(t.text, 40) + "'";
+      case TokenKind::kData:
+        return "template data";
+      case TokenKind::kVarBegin:
+        return "'{{'";
+      case TokenKind::kVarEnd:
+        return "end of print statement '}}'";
+      case TokenKind::kBlockBegin:
+        return "'{%'";
+      case TokenKind::kBlockEnd:
+        return "end of statement block '%}'";
+      case TokenKind::kString:
+        return "string literal";
+      case TokenKind::kInteger:
+        return "integer";
+      case TokenKind::kFloat:
+        return "float";
+      case TokenKind::kEnd:
+        return "end of template";
+      default:
+        return "'" + Excerpt(t.text, 40) + "'";
     }
   }
 
@@ -220,8 +225,8 @@ class Parser {
     if (Cur().kind == TokenKind::kEnd) {
       std::string names;
       for (const auto& n : end_names) names += (names.empty() ? "'" : " or '") + n + "'";
-      FailAt(open_line, fmt::format("unexpected end of template: the {} opened here has no {}",
-                                    what, names));
+      FailAt(open_line,
+             fmt::format("unexpected end of template: the {} opened here has no {}", what, names));
     }
     if (drop_needle) Next();
     return body;
@@ -251,8 +256,8 @@ class Parser {
       const int line = Next().line;
       const int saved_loops = loop_depth_;
       loop_depth_ = 0;
-      Body body = ParseStatements({"endgeneration"}, /*drop_needle=*/true, line,
-                                  "'{% generation %}'");
+      Body body =
+          ParseStatements({"endgeneration"}, /*drop_needle=*/true, line, "'{% generation %}'");
       loop_depth_ = saved_loops;
       auto s = std::make_unique<Stmt>();
       s->kind = Stmt::Kind::kScope;
@@ -331,8 +336,8 @@ class Parser {
     if (t.kind != TokenKind::kName) {
       FailAt(t.line, fmt::format("expected a name after '{}', got {}", what, Describe(t)));
     }
-    static const std::set<std::string> kConstants = {"true",  "false", "none",
-                                                     "True",  "False", "None"};
+    static const std::set<std::string> kConstants = {"true", "false", "none",
+                                                     "True", "False", "None"};
     if (kConstants.count(t.text)) FailAt(t.line, fmt::format("can't assign to '{}'", t.text));
     assigned_.insert(t.text);
     return Next().text;
@@ -692,8 +697,8 @@ class Parser {
 
   void CheckArity(const Arity& a, size_t n, int line, const char* what) {
     if (static_cast<int>(n) < a.min_args || static_cast<int>(n) > a.max_args) {
-      FailAt(line, fmt::format("{} '{}' takes {} to {} arguments, got {}", what, a.name,
-                               a.min_args, a.max_args, n));
+      FailAt(line, fmt::format("{} '{}' takes {} to {} arguments, got {}", what, a.name, a.min_args,
+                               a.max_args, n));
     }
   }
 
@@ -760,7 +765,8 @@ class Parser {
     CallArgs call;
     if (IsOp("(")) call = ParseCallArgs();
     if (!call.kwargs.empty()) {
-      FailAt(line, fmt::format("unsupported construct: keyword arguments to the filter '{}'", name));
+      FailAt(line,
+             fmt::format("unsupported construct: keyword arguments to the filter '{}'", name));
     }
     CheckArity(*a, call.args.size(), line, "filter");
     auto e = Make(Expr::Kind::kFilter, line);

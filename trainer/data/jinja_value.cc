@@ -72,15 +72,24 @@ Value Value::Loop(std::shared_ptr<const List> items, size_t index0) {
 
 std::string Value::TypeName() const {
   switch (kind_) {
-    case Kind::kUndefined: return "Undefined";
-    case Kind::kNone: return "NoneType";
-    case Kind::kBool: return "bool";
-    case Kind::kInt: return "int";
-    case Kind::kString: return "str";
-    case Kind::kList: return "list";
-    case Kind::kDict: return "dict";
-    case Kind::kNamespace: return "Namespace";
-    case Kind::kLoop: return "LoopContext";
+    case Kind::kUndefined:
+      return "Undefined";
+    case Kind::kNone:
+      return "NoneType";
+    case Kind::kBool:
+      return "bool";
+    case Kind::kInt:
+      return "int";
+    case Kind::kString:
+      return "str";
+    case Kind::kList:
+      return "list";
+    case Kind::kDict:
+      return "dict";
+    case Kind::kNamespace:
+      return "Namespace";
+    case Kind::kLoop:
+      return "LoopContext";
   }
   return "?";
 }
@@ -97,7 +106,7 @@ namespace {
 
 [[noreturn]] void ThrowUndefined(const Value& v) {
   throw ValueError(v.undefined_description().empty() ? "a value is undefined"
-                                                      : v.undefined_description());
+                                                     : v.undefined_description());
 }
 
 [[noreturn]] void ThrowOperands(const std::string& op, const Value& a, const Value& b) {
@@ -135,13 +144,27 @@ void AppendJsonString(const std::string& s, std::string& out) {
   out += '"';
   for (char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
       default:
         if (static_cast<unsigned char>(c) < 0x20) {
           out += fmt::format("\\u{:04x}", static_cast<unsigned char>(c));
@@ -155,10 +178,18 @@ void AppendJsonString(const std::string& s, std::string& out) {
 
 void AppendJson(const Value& v, std::string& out) {
   switch (v.kind()) {
-    case Value::Kind::kNone: out += "null"; return;
-    case Value::Kind::kBool: out += v.boolean() ? "true" : "false"; return;
-    case Value::Kind::kInt: out += std::to_string(v.integer()); return;
-    case Value::Kind::kString: AppendJsonString(v.str(), out); return;
+    case Value::Kind::kNone:
+      out += "null";
+      return;
+    case Value::Kind::kBool:
+      out += v.boolean() ? "true" : "false";
+      return;
+    case Value::Kind::kInt:
+      out += std::to_string(v.integer());
+      return;
+    case Value::Kind::kString:
+      AppendJsonString(v.str(), out);
+      return;
     case Value::Kind::kList: {
       out += '[';
       for (size_t k = 0; k < v.list().size(); ++k) {
@@ -191,28 +222,39 @@ void AppendJson(const Value& v, std::string& out) {
 bool Truthy(const Value& v) {
   switch (v.kind()) {
     case Value::Kind::kUndefined:
-    case Value::Kind::kNone: return false;
+    case Value::Kind::kNone:
+      return false;
     case Value::Kind::kBool:
-    case Value::Kind::kInt: return v.integer() != 0;
-    case Value::Kind::kString: return !v.str().empty();
-    case Value::Kind::kList: return !v.list().empty();
-    case Value::Kind::kDict: return !v.dict().empty();
+    case Value::Kind::kInt:
+      return v.integer() != 0;
+    case Value::Kind::kString:
+      return !v.str().empty();
+    case Value::Kind::kList:
+      return !v.list().empty();
+    case Value::Kind::kDict:
+      return !v.dict().empty();
     case Value::Kind::kNamespace:
-    case Value::Kind::kLoop: return true;
+    case Value::Kind::kLoop:
+      return true;
   }
   return false;
 }
 
 std::string Str(const Value& v) {
   switch (v.kind()) {
-    case Value::Kind::kUndefined: return "";
-    case Value::Kind::kNone: return "None";
-    case Value::Kind::kBool: return v.boolean() ? "True" : "False";
-    case Value::Kind::kInt: return std::to_string(v.integer());
-    case Value::Kind::kString: return v.str();
+    case Value::Kind::kUndefined:
+      return "";
+    case Value::Kind::kNone:
+      return "None";
+    case Value::Kind::kBool:
+      return v.boolean() ? "True" : "False";
+    case Value::Kind::kInt:
+      return std::to_string(v.integer());
+    case Value::Kind::kString:
+      return v.str();
     default:
-      throw ValueError(fmt::format("printing a {} is not supported (use the tojson filter)",
-                                   v.TypeName()));
+      throw ValueError(
+          fmt::format("printing a {} is not supported (use the tojson filter)", v.TypeName()));
   }
 }
 
@@ -222,8 +264,10 @@ bool Equal(const Value& a, const Value& b) {
   if (a.is_int_like() && b.is_int_like()) return a.integer() == b.integer();
   if (a.kind() != b.kind()) return false;
   switch (a.kind()) {
-    case K::kNone: return true;
-    case K::kString: return a.str() == b.str();
+    case K::kNone:
+      return true;
+    case K::kString:
+      return a.str() == b.str();
     case K::kList: {
       if (a.list().size() != b.list().size()) return false;
       for (size_t k = 0; k < a.list().size(); ++k) {
@@ -239,9 +283,12 @@ bool Equal(const Value& a, const Value& b) {
       }
       return true;
     }
-    case K::kNamespace: return &a.ns() == &b.ns();
-    case K::kLoop: return &a.loop() == &b.loop();
-    default: return false;
+    case K::kNamespace:
+      return &a.ns() == &b.ns();
+    case K::kLoop:
+      return &a.loop() == &b.loop();
+    default:
+      return false;
   }
 }
 
@@ -267,11 +314,12 @@ bool Less(const Value& a, const Value& b, const std::string& op) {
 
 bool Contains(const Value& container, const Value& item) {
   switch (container.kind()) {
-    case Value::Kind::kUndefined: return false;
+    case Value::Kind::kUndefined:
+      return false;
     case Value::Kind::kString:
       if (!item.is_string()) {
-        throw ValueError(fmt::format("'in <string>' requires string as left operand, not {}",
-                                     item.TypeName()));
+        throw ValueError(
+            fmt::format("'in <string>' requires string as left operand, not {}", item.TypeName()));
       }
       return container.str().find(item.str()) != std::string::npos;
     case Value::Kind::kList:
@@ -285,8 +333,7 @@ bool Contains(const Value& container, const Value& item) {
       }
       return item.is_string() && container.Find(item.str()) != nullptr;
     default:
-      throw ValueError(
-          fmt::format("argument of type '{}' is not iterable", container.TypeName()));
+      throw ValueError(fmt::format("argument of type '{}' is not iterable", container.TypeName()));
   }
 }
 

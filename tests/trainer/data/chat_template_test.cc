@@ -169,7 +169,8 @@ class ChatTemplateFolderTest : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = fs::temp_directory_path() /
-           ("cemoe_chat_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
+           ("cemoe_chat_" +
+            std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
     fs::remove_all(dir_);
     fs::create_directories(dir_);
   }
@@ -182,8 +183,9 @@ class ChatTemplateFolderTest : public ::testing::Test {
 };
 
 TEST_F(ChatTemplateFolderTest, ConfigStringAndTokenForms) {
-  Write("tokenizer_config.json",
-        R"({"chat_template": "{{ bos_token }}{% for m in messages %}{{ m.content }}{% endfor %}{{ eos_token }}",
+  Write(
+      "tokenizer_config.json",
+      R"({"chat_template": "{{ bos_token }}{% for m in messages %}{{ m.content }}{% endfor %}{{ eos_token }}",
             "bos_token": {"__type": "AddedToken", "content": "<B>"}, "eos_token": "<E>"})");
   const auto t = ChatTemplate::FromModelFolder(dir_.string());
   EXPECT_EQ(t.Render({{"user", "x"}}, false), "<B>x<E>");

@@ -13,8 +13,7 @@
 namespace cemoe {
 namespace {
 
-const std::vector<ChatMessage> kMsgs = {
-    {"system", "  sys  "}, {"user", "Hi"}, {"assistant", "Yo"}};
+const std::vector<ChatMessage> kMsgs = {{"system", "  sys  "}, {"user", "Hi"}, {"assistant", "Yo"}};
 
 std::string R(const std::string& source, const std::vector<ChatMessage>& msgs = kMsgs,
               bool gen = false) {
@@ -122,16 +121,19 @@ TEST(JinjaTest, ComparisonsAndMembership) {
             "TrueTrueTrue");
   EXPECT_EQ(R("{{ 7 // 2 }} {{ -7 // 2 }} {{ -7 % 3 }} {{ 2 ** 3 ** 2 }} {{ 2 * 'ab' }}"),
             "3 -4 2 64 abab");
-  EXPECT_EQ(R("{{ '' or 'fallback' }}|{{ 0 and 'x' }}|{{ 'A' if false else 'B' }}|{{ 'C' if false }}|"),
-            "fallback|0|B||");
+  EXPECT_EQ(
+      R("{{ '' or 'fallback' }}|{{ 0 and 'x' }}|{{ 'A' if false else 'B' }}|{{ 'C' if false }}|"),
+      "fallback|0|B||");
 }
 
 TEST(JinjaTest, Filters) {
-  EXPECT_EQ(R("[{{ messages[0].content|trim }}]{{ 'héllo'|length }}{{ 'Ab'|upper }}{{ 'Ab'|lower }}"),
-            "[sys]5ABab");
+  EXPECT_EQ(
+      R("[{{ messages[0].content|trim }}]{{ 'héllo'|length }}{{ 'Ab'|upper }}{{ 'Ab'|lower }}"),
+      "[sys]5ABab");
   EXPECT_EQ(R("{{ missing|default('d') }}{{ ''|default('e') }}{{ ''|default('f', true) }}"), "df");
-  EXPECT_EQ(R("{{ [1, 2]|join(', ') }}|{{ 'abc'|first }}{{ 'abc'|last }}|{{ 'a-b'|replace('-', '+') }}"),
-            "1, 2|ac|a+b");
+  EXPECT_EQ(
+      R("{{ [1, 2]|join(', ') }}|{{ 'abc'|first }}{{ 'abc'|last }}|{{ 'a-b'|replace('-', '+') }}"),
+      "1, 2|ac|a+b");
   EXPECT_EQ(R("{{ {'k': ['v', 1, none, true], 'q': 'a\"\\n'}|tojson }}"),
             R"({"k": ["v", 1, null, true], "q": "a\"\n"})");
 }
@@ -142,8 +144,9 @@ TEST(JinjaTest, TestsAndUndefined) {
               "{{ messages[0].tool_calls is not defined }}"),
             "FalseTrueTrueTrueTrueTrueTrueTrue");
   // Undefined prints nothing, has length 0, equals only Undefined; tools / documents are none.
-  EXPECT_EQ(R("[{{ x }}][{{ x|length }}][{{ x == y }}][{{ x == none }}][{{ tools }}][{{ messages[9] }}]"),
-            "[][0][True][False][None][]");
+  EXPECT_EQ(
+      R("[{{ x }}][{{ x|length }}][{{ x == y }}][{{ x == none }}][{{ tools }}][{{ messages[9] }}]"),
+      "[][0][True][False][None][]");
 }
 
 TEST(JinjaTest, SlicesAndMethods) {
@@ -156,9 +159,9 @@ TEST(JinjaTest, SlicesAndMethods) {
 }
 
 TEST(JinjaTest, RaiseExceptionNamesTemplateAndMessage) {
-  const std::string e =
-      RenderError("{% for m in messages %}\n{% if m.role == 'assistant' %}\n"
-                  "{{ raise_exception('No assistant: ' + m.content) }}{% endif %}{% endfor %}");
+  const std::string e = RenderError(
+      "{% for m in messages %}\n{% if m.role == 'assistant' %}\n"
+      "{{ raise_exception('No assistant: ' + m.content) }}{% endif %}{% endfor %}");
   EXPECT_CONTAINS(e, "chat template test: line 3: raise_exception: No assistant: Yo");
 }
 
