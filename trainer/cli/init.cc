@@ -10,6 +10,7 @@
 #include "model/hf_checkpoint.h"
 #include "trainer/cli/checks.h"
 #include "trainer/cli/commands.h"
+#include "trainer/tokenizer/char_tokenizer.h"
 
 namespace cemoe {
 
@@ -45,6 +46,10 @@ void AddInitCommand(CLI::App& app) {
     config.dtype = opt->dtype;
     const uint64_t max_shard_bytes = ParseByteSize(opt->max_shard_size, "--max-shard-size");
     WriteRandomHfCheckpoint(config, opt->seed, opt->out, max_shard_bytes);
+    // CPU-sized presets get a character tokenizer and a chat template, so they train as they are.
+    if (config.vocab_size >= kCharTokenizerVocab && (opt->preset == "tiny" || opt->preset == "small")) {
+      WriteCharTokenizer(opt->out);
+    }
     std::cout << fmt::format("init: {} {} (seed {}) -> {}\n", opt->arch, opt->preset, opt->seed,
                              opt->out);
   });
