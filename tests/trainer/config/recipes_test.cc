@@ -132,8 +132,8 @@ TEST_F(RecipesTest, FullSizeRecipesUseThePaperSettings) {
     const bool tulu = c.data.train[0].path.find("tulu3") != std::string::npos;
     EXPECT_EQ(c.data.first_turn_only, tulu);
     EXPECT_EQ(c.data.train[0].format, tulu ? "messages" : "instruction");
-    EXPECT_EQ(c.model.path, family == "olmoe" ? "models/OLMoE-1B-7B-0924"
-                                              : "models/Phi-3.5-MoE-instruct");
+    EXPECT_EQ(c.model.path,
+              family == "olmoe" ? "models/OLMoE-1B-7B-0924" : "models/Phi-3.5-MoE-instruct");
     EXPECT_EQ(c.name.rfind(family + "-top" + std::to_string(c.model.top_k) + "-sft-", 0), 0u)
         << c.name;
 
@@ -158,9 +158,9 @@ TEST_F(RecipesTest, TinyRecipesNameTheirInitCommand) {
     const RunConfig c = LoadRecipe(path, {}, "", options);
     EXPECT_EQ(c.train.device, "cpu");
     const std::string arch = c.model.path == "runs/tiny-phimoe" ? "phimoe" : "olmoe";
-    EXPECT_NE(ReadText(path).find("cemoe init --arch " + arch + " --preset tiny --out " +
-                                  c.model.path),
-              std::string::npos);
+    EXPECT_NE(
+        ReadText(path).find("cemoe init --arch " + arch + " --preset tiny --out " + c.model.path),
+        std::string::npos);
   }
 }
 
