@@ -42,7 +42,8 @@ std::vector<PathStep> ParsePath(const std::string& path, const std::string& cont
   size_t pos = 0;
   while (true) {
     const size_t dot = path.find('.', pos);
-    const std::string part = path.substr(pos, dot == std::string::npos ? std::string::npos : dot - pos);
+    const std::string part =
+        path.substr(pos, dot == std::string::npos ? std::string::npos : dot - pos);
     PathStep step;
     const size_t open = part.find('[');
     step.name = part.substr(0, open);
@@ -99,10 +100,9 @@ void SetValue(Message* message, const FieldDescriptor* field, int index, const s
     case FieldDescriptor::CPPTYPE_INT32:
     case FieldDescriptor::CPPTYPE_INT64: {
       const bool is32 = field->cpp_type() == FieldDescriptor::CPPTYPE_INT32;
-      const auto v = ParseInt(text, is32 ? std::numeric_limits<int32_t>::min()
-                                         : std::numeric_limits<int64_t>::min(),
-                              is32 ? std::numeric_limits<int32_t>::max()
-                                   : std::numeric_limits<int64_t>::max());
+      const auto v = ParseInt(
+          text, is32 ? std::numeric_limits<int32_t>::min() : std::numeric_limits<int64_t>::min(),
+          is32 ? std::numeric_limits<int32_t>::max() : std::numeric_limits<int64_t>::max());
       if (!v) bad(is32 ? "a 32-bit integer" : "an integer");
       if (is32) {
         const auto v32 = static_cast<int32_t>(*v);
@@ -119,9 +119,9 @@ void SetValue(Message* message, const FieldDescriptor* field, int index, const s
     case FieldDescriptor::CPPTYPE_UINT32:
     case FieldDescriptor::CPPTYPE_UINT64: {
       const bool is32 = field->cpp_type() == FieldDescriptor::CPPTYPE_UINT32;
-      const auto v = ParseInt(text, 0,
-                              is32 ? std::numeric_limits<uint32_t>::max()
-                                   : std::numeric_limits<int64_t>::max());
+      const auto v = ParseInt(
+          text, 0,
+          is32 ? std::numeric_limits<uint32_t>::max() : std::numeric_limits<int64_t>::max());
       if (!v) bad("a non-negative integer");
       if (is32) {
         const auto u = static_cast<uint32_t>(*v);
@@ -196,8 +196,8 @@ void SetValue(Message* message, const FieldDescriptor* field, int index, const s
 int CheckIndex(const PathStep& step, int size, const std::string& context,
                const std::string& path) {
   CEMOE_CHECK(*step.index <= static_cast<size_t>(size),
-              "{}: {} has {} entries; index {} is past the end (the next new one is [{}])",
-              context, path, size, *step.index, size);
+              "{}: {} has {} entries; index {} is past the end (the next new one is [{}])", context,
+              path, size, *step.index, size);
   return static_cast<int>(*step.index);
 }
 
@@ -223,8 +223,8 @@ void ApplyOverride(Message* message, const std::string& assignment) {
     path += (path.empty() ? "" : ".") + step.name;
     const Reflection* r = current->GetReflection();
     const bool last = i + 1 == steps.size();
-    CEMOE_CHECK(!step.index || field->is_repeated(), "{}: {} is not a list; drop the [{}]",
-                context, path, *step.index);
+    CEMOE_CHECK(!step.index || field->is_repeated(), "{}: {} is not a list; drop the [{}]", context,
+                path, *step.index);
 
     if (!last) {
       CEMOE_CHECK(field->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE,

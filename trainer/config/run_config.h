@@ -5,7 +5,9 @@
 // (trainer/config/recipe_loader.h); what comes out is this struct. model/, parallel/ and the
 // trainer's libraries take these values (or the ParallelOptions built from them) and never see
 // protobuf. Every field's meaning and default is documented in docs/recipes.md; the defaults
-// written here are the ones a recipe gets when it leaves a field out.
+// written here are the ones a recipe gets when it leaves a field out. Sections and fields match
+// recipe.proto's one to one, by name (trainer/config/recipe_proto.cc converts; a test checks every
+// proto field survives the round trip); `RunConfig::source` alone is not a recipe field.
 // Thread-safety: plain values.
 #pragma once
 
@@ -82,7 +84,7 @@ struct TrainSection {
 };
 
 struct ParallelSection {
-  int ep = 1;
+  int ep = 1;  // expert-parallel size: ranks sharing one copy of the experts
   int dp = 0;  // 0 = world / ep
   std::string placement = "contiguous";  // "contiguous" | "round_robin" | "balanced"
   std::string backend = "auto";          // "auto" | "mpi" | "nccl"
@@ -104,8 +106,8 @@ struct LoggingSection {
 };
 
 struct RunConfig {
-  std::string name;       // names the run folder
-  std::string run_dir;    // default runs/<name> under the working directory
+  std::string name;       // names the run folder; default: the recipe file's stem
+  std::string run_dir;    // default runs/<name> under the working directory; --run-dir wins
   int64_t seed = 0;
   ModelSection model;
   DataSection data;
@@ -115,7 +117,7 @@ struct RunConfig {
   ParallelSection parallel;
   CheckpointSection checkpoint;
   LoggingSection logging;
-  std::string source;     // the recipe file, for messages
+  std::string source;     // the recipe file, for messages (set by the loader; not a recipe field)
 };
 
 }  // namespace cemoe

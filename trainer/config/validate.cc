@@ -162,7 +162,8 @@ void Validate(const RunConfig& c, const ValidateOptions& options) {
       NotEmpty(p, at + ".completion_field", s.completion_field);
     }
   }
-  OneOf(p, "data.chat_template", c.data.chat_template, {"model", "tulu", "phi3", "chatml", "plain"});
+  OneOf(p, "data.chat_template", c.data.chat_template,
+        {"model", "tulu", "phi3", "chatml", "plain"});
   AtLeast(p, "data.max_length", c.data.max_length, int64_t{2});
   OneOf(p, "data.bad_lines", c.data.bad_lines, {"error", "skip"});
 
@@ -186,9 +187,9 @@ void Validate(const RunConfig& c, const ValidateOptions& options) {
   AtLeast(p, "train.micro_batch_size", c.train.micro_batch_size, int64_t{1});
   if (c.train.global_batch_size >= 1 && c.train.micro_batch_size >= 1 &&
       c.train.global_batch_size % c.train.micro_batch_size != 0) {
-    p.Add("train.global_batch_size", c.train.global_batch_size,
-          fmt::format("must be a multiple of train.micro_batch_size ({})",
-                      c.train.micro_batch_size));
+    p.Add(
+        "train.global_batch_size", c.train.global_batch_size,
+        fmt::format("must be a multiple of train.micro_batch_size ({})", c.train.micro_batch_size));
   }
   AtLeast(p, "train.max_steps", c.train.max_steps, int64_t{0});
   Positive(p, "train.epochs", c.train.epochs);

@@ -34,8 +34,8 @@ void ValidateForWorld(const RunConfig& config, int world_size);
 
 // What the rules need to know about the model, from its config.json (ReadModelFacts).
 struct ModelFacts {
-  std::string model_type;         // "olmoe" | "phimoe" | ...
-  int64_t num_experts = 0;        // olmoe: num_experts; phimoe: num_local_experts
+  std::string model_type;   // "olmoe" | "phimoe" | ...
+  int64_t num_experts = 0;  // olmoe: num_experts; phimoe: num_local_experts
   int64_t num_experts_per_tok = 0;
 };
 

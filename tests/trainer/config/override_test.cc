@@ -30,8 +30,9 @@ std::string ErrorOf(const std::string& assignment) {
   return ErrorOf(&r, assignment);
 }
 
-#define EXPECT_HAS(text, part) \
-  EXPECT_NE(std::string(text).find(part), std::string::npos) << "missing [" << (part) << "] in: " << (text)
+#define EXPECT_HAS(text, part)                               \
+  EXPECT_NE(std::string(text).find(part), std::string::npos) \
+      << "missing [" << (part) << "] in: " << (text)
 
 TEST(Override, Scalars) {
   const recipe::Recipe r =
@@ -52,8 +53,8 @@ TEST(Override, Scalars) {
 }
 
 TEST(Override, LaterOverrideWinsAndValueMayHoldEquals) {
-  const recipe::Recipe r = Apply({"optim.lr=1", "optim.lr=3", "data.train[0].path=a=b.jsonl",
-                                  "data.cache_dir="});
+  const recipe::Recipe r =
+      Apply({"optim.lr=1", "optim.lr=3", "data.train[0].path=a=b.jsonl", "data.cache_dir="});
   EXPECT_EQ(r.optim().lr(), 3.0);
   EXPECT_EQ(r.data().train(0).path(), "a=b.jsonl");
   EXPECT_TRUE(r.data().has_cache_dir());
@@ -65,7 +66,7 @@ TEST(Override, ListsReplaceWholeOrByIndex) {
   ASSERT_EQ(r.train().freeze_size(), 2);
   EXPECT_EQ(r.train().freeze(0), "router");
   EXPECT_EQ(r.train().freeze(1), "experts");
-  ApplyOverride(&r, "train.freeze[1]=norms");  // replace
+  ApplyOverride(&r, "train.freeze[1]=norms");      // replace
   ApplyOverride(&r, "train.freeze[2]=attention");  // append
   ASSERT_EQ(r.train().freeze_size(), 3);
   EXPECT_EQ(r.train().freeze(1), "norms");
@@ -118,7 +119,8 @@ TEST(Override, PathShapeErrors) {
   EXPECT_HAS(ErrorOf("optim=1"), "optim is a section; set one of its fields (lr, weight_decay");
   EXPECT_HAS(ErrorOf("seed.x=1"), "seed is a value, not a section");
   EXPECT_HAS(ErrorOf("optim.lr[0]=1"), "optim.lr is not a list; drop the [0]");
-  EXPECT_HAS(ErrorOf("data.train.path=x"), "data.train is a list; give an index, e.g. data.train[0].path");
+  EXPECT_HAS(ErrorOf("data.train.path=x"),
+             "data.train is a list; give an index, e.g. data.train[0].path");
   EXPECT_HAS(ErrorOf("data.train[2].path=x"),
              "data.train has 0 entries; index 2 is past the end (the next new one is [0])");
   EXPECT_HAS(ErrorOf("data.train[x].path=a"), "bad index in \"train[x]\"");

@@ -7,11 +7,11 @@
 #include <google/protobuf/text_format.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
-#include <map>
-#include <algorithm>
 #include <functional>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -99,13 +99,16 @@ TEST(RecipeDocs, DefaultsMatchRunConfig) {
   defaults.data.train.emplace_back();
   const recipe::Recipe resolved = RecipeFromRunConfig(defaults);
   // Defaults that depend on other values or are required: the docs say so in words.
-  const std::set<std::string> in_words = {"name", "run_dir", "model.path", "data.train[].path",
+  const std::set<std::string> in_words = {"name",
+                                          "run_dir",
+                                          "model.path",
+                                          "data.train[].path",
                                           "data.train[].prompt_field",
                                           "data.train[].completion_field"};
   google::protobuf::TextFormat::Printer printer;
   int compared = 0;
   std::function<void(const Message&, const std::string&)> walk = [&](const Message& m,
-                                                                      const std::string& prefix) {
+                                                                     const std::string& prefix) {
     const Descriptor* d = m.GetDescriptor();
     for (int i = 0; i < d->field_count(); ++i) {
       const FieldDescriptor* f = d->field(i);
@@ -120,8 +123,8 @@ TEST(RecipeDocs, DefaultsMatchRunConfig) {
       // The docs' value: the cell's first token without backticks (a list up to its "]").
       std::string cell = rows.at(path);
       cell.erase(std::remove(cell.begin(), cell.end(), '`'), cell.end());
-      const std::string doc =
-          cell.rfind('[', 0) == 0 ? cell.substr(0, cell.find(']') + 1) : cell.substr(0, cell.find(' '));
+      const std::string doc = cell.rfind('[', 0) == 0 ? cell.substr(0, cell.find(']') + 1)
+                                                      : cell.substr(0, cell.find(' '));
       std::string want;
       if (f->is_repeated()) {
         for (int j = 0; j < m.GetReflection()->FieldSize(m, f); ++j) {

@@ -41,8 +41,8 @@ class RecipeLoaderTest : public ::testing::Test {
   // A minimal valid recipe body; `data` is added inside the data section (a section may be
   // written only once).
   std::string Minimal(const std::string& data = "") const {
-    return "model { path: \"" + (root_ / "model").string() + "\" }\n" +
-           "data { train { path: \"" + (root_ / "a.jsonl").string() + "\" }\n" + data + "}\n";
+    return "model { path: \"" + (root_ / "model").string() + "\" }\n" + "data { train { path: \"" +
+           (root_ / "a.jsonl").string() + "\" }\n" + data + "}\n";
   }
   static std::string ErrorOf(const std::function<void()>& f) {
     try {
@@ -66,8 +66,9 @@ std::string WithoutComments(const std::string& text) {
   return out;
 }
 
-#define EXPECT_HAS(text, part) \
-  EXPECT_NE(std::string(text).find(part), std::string::npos) << "missing [" << (part) << "] in: " << (text)
+#define EXPECT_HAS(text, part)                               \
+  EXPECT_NE(std::string(text).find(part), std::string::npos) \
+      << "missing [" << (part) << "] in: " << (text)
 
 TEST_F(RecipeLoaderTest, MissingFileIsNamed) {
   const std::string path = (root_ / "nope.textproto").string();
@@ -98,11 +99,10 @@ TEST_F(RecipeLoaderTest, NameAndRunDirDefaults) {
 
 TEST_F(RecipeLoaderTest, FieldDefaultsByFormat) {
   const std::string path =
-      Write("f.textproto",
-            Minimal("  train { path: \"" + (root_ / "b.jsonl").string() +
-                    "\" format: \"instruction\" completion_field: \"response\" }\n" +
-                    "  train { path: \"" + (root_ / "b.jsonl").string() +
-                    "\" format: \"prompt_completion\" }\n"));
+      Write("f.textproto", Minimal("  train { path: \"" + (root_ / "b.jsonl").string() +
+                                   "\" format: \"instruction\" completion_field: \"response\" }\n" +
+                                   "  train { path: \"" + (root_ / "b.jsonl").string() +
+                                   "\" format: \"prompt_completion\" }\n"));
   const RunConfig c = LoadRecipe(path, {}, "");
   ASSERT_EQ(c.data.train.size(), 3u);
   EXPECT_EQ(c.data.train[0].format, "messages");
@@ -118,8 +118,7 @@ TEST_F(RecipeLoaderTest, OverridesApplyBeforeValidation) {
   const RunConfig c = LoadRecipe(path, {"optim.lr=1e-4", "parallel.ep=4"}, "");
   EXPECT_EQ(c.optim.lr, 1e-4);
   EXPECT_EQ(c.parallel.ep, 4);
-  EXPECT_HAS(ErrorOf([&] { LoadRecipe(path, {"optim.lr=-1"}, ""); }),
-             "optim.lr = -1: must be > 0");
+  EXPECT_HAS(ErrorOf([&] { LoadRecipe(path, {"optim.lr=-1"}, ""); }), "optim.lr = -1: must be > 0");
   // An override can repair a recipe that alone would fail.
   const std::string broken = Write("broken.textproto", Minimal() + "train { device: \"tpu\" }\n");
   EXPECT_HAS(ErrorOf([&] { LoadRecipe(broken, {}, ""); }), "train.device = \"tpu\"");
@@ -129,22 +128,22 @@ TEST_F(RecipeLoaderTest, OverridesApplyBeforeValidation) {
 }
 
 TEST_F(RecipeLoaderTest, MissingDataFileIsNamed) {
-  const std::string path =
-      Write("d.textproto", Minimal("  train { path: \"no/such.jsonl\" }\n"));
+  const std::string path = Write("d.textproto", Minimal("  train { path: \"no/such.jsonl\" }\n"));
   EXPECT_HAS(ErrorOf([&] { LoadRecipe(path, {}, ""); }),
              "data.train[1].path = \"no/such.jsonl\": no such file");
 }
 
 // The resolved recipe writes every field; loaded again it gives the same configuration.
 TEST_F(RecipeLoaderTest, ResolvedRecipeRoundTrip) {
-  const std::string path = Write(
-      "rt.textproto",
-      Minimal("chat_template: \"tulu\" first_turn_only: true cache_dir: \"c\\\"q\"\n") +
-          "optim { lr: 3e-5 beta2: 0.95 }\n"
-          "train { freeze: [\"router\"] epochs: 2.5 device_memory_gib: 79.5 }\n");
+  const std::string path =
+      Write("rt.textproto",
+            Minimal("chat_template: \"tulu\" first_turn_only: true cache_dir: \"c\\\"q\"\n") +
+                "optim { lr: 3e-5 beta2: 0.95 }\n"
+                "train { freeze: [\"router\"] epochs: 2.5 device_memory_gib: 79.5 }\n");
   const RunConfig c = LoadRecipe(
-      path, {"parallel.placement=balanced", "data.train[1].path=" + (root_ / "b.jsonl").string(),
-             "data.train[1].format=instruction", "seed=42", "optim.eps=1.2345678901234567e-9"},
+      path,
+      {"parallel.placement=balanced", "data.train[1].path=" + (root_ / "b.jsonl").string(),
+       "data.train[1].format=instruction", "seed=42", "optim.eps=1.2345678901234567e-9"},
       (root_ / "run").string());
   const std::string text = ResolvedRecipeText(c);
   // Every field is written, defaults and empty lists included.

@@ -80,12 +80,12 @@ TEST(RecipeProto, AbsentFieldsTakeTheDefaults) {
 
 // A field written as 0, false or "" is a value, not an absent field (proto3 `optional`).
 TEST(RecipeProto, ExplicitZeroIsNotTheDefault) {
-  const RunConfig c = RunConfigFromRecipe(ParseRecipeText(
-      "data { packing: false max_length: 0 chat_template: \"\" }\n"
-      "parallel { ep: 0 placement_sample_batches: 0 }\n"
-      "checkpoint { keep_last: 0 resume: false }\n"
-      "optim { beta1: 0 no_decay: [\"ln\"] }\n",
-      "zero.textproto"));
+  const RunConfig c = RunConfigFromRecipe(
+      ParseRecipeText("data { packing: false max_length: 0 chat_template: \"\" }\n"
+                      "parallel { ep: 0 placement_sample_batches: 0 }\n"
+                      "checkpoint { keep_last: 0 resume: false }\n"
+                      "optim { beta1: 0 no_decay: [\"ln\"] }\n",
+                      "zero.textproto"));
   EXPECT_FALSE(c.data.packing);
   EXPECT_EQ(c.data.max_length, 0);
   EXPECT_EQ(c.data.chat_template, "");

@@ -83,13 +83,13 @@ TEST_F(ValidateTest, EachRuleNamesPathAndValue) {
        [](RunConfig& c, auto&) { c.data.train.clear(); }},
       {"data.train[0].path = \"\": must name a JSONL file",
        [](RunConfig& c, auto&) { c.data.train[0].path = ""; }},
-      {"data.train[1].path = \"", [](RunConfig& c, auto& root) {
+      {"data.train[1].path = \"",
+       [](RunConfig& c, auto& root) {
          c.data.train.push_back(c.data.train[0]);
          c.data.train[1].path = (root / "missing.jsonl").string();
        }},
-      {"/missing.jsonl\": no such file", [](RunConfig& c, auto& root) {
-         c.data.train[0].path = (root / "missing.jsonl").string();
-       }},
+      {"/missing.jsonl\": no such file",
+       [](RunConfig& c, auto& root) { c.data.train[0].path = (root / "missing.jsonl").string(); }},
       {"/model\": not a regular file",
        [](RunConfig& c, auto& root) { c.data.train[0].path = (root / "model").string(); }},
       {"data.train[0].format = \"csv\": must be one of \"messages\", \"prompt_completion\", "
@@ -99,11 +99,13 @@ TEST_F(ValidateTest, EachRuleNamesPathAndValue) {
        [](RunConfig& c, auto&) { c.data.train[0].messages_field = ""; }},
       {"data.train[0].system_field = \"sys\": only for formats",
        [](RunConfig& c, auto&) { c.data.train[0].system_field = "sys"; }},
-      {"data.train[0].prompt_field = \"\": must not be empty", [](RunConfig& c, auto&) {
+      {"data.train[0].prompt_field = \"\": must not be empty",
+       [](RunConfig& c, auto&) {
          c.data.train[0].format = "instruction";
          c.data.train[0].completion_field = "output";
        }},
-      {"data.train[0].completion_field = \"\": must not be empty", [](RunConfig& c, auto&) {
+      {"data.train[0].completion_field = \"\": must not be empty",
+       [](RunConfig& c, auto&) {
          c.data.train[0].format = "prompt_completion";
          c.data.train[0].prompt_field = "prompt";
        }},
@@ -123,9 +125,13 @@ TEST_F(ValidateTest, EachRuleNamesPathAndValue) {
       {"optim.beta2 = -0.5: must be in [0, 1)", [](RunConfig& c, auto&) { c.optim.beta2 = -0.5; }},
       {"optim.eps = 0: must be > 0", [](RunConfig& c, auto&) { c.optim.eps = 0; }},
       {"optim.no_decay[1] = \"\": must not be empty",
-       [](RunConfig& c, auto&) { c.optim.no_decay = {"norm", ""}; }},
+       [](RunConfig& c, auto&) {
+         c.optim.no_decay = {"norm", ""};
+       }},
       {"optim.no_decay[2] = \"norm\": listed twice",
-       [](RunConfig& c, auto&) { c.optim.no_decay = {"norm", "bias", "norm"}; }},
+       [](RunConfig& c, auto&) {
+         c.optim.no_decay = {"norm", "bias", "norm"};
+       }},
       {"optim.max_grad_norm = inf: must be a finite number",
        [inf](RunConfig& c, auto&) { c.optim.max_grad_norm = inf; }},
       {"schedule.kind = \"step\": must be one of \"cosine\", \"linear\", \"constant\"",
@@ -154,7 +160,9 @@ TEST_F(ValidateTest, EachRuleNamesPathAndValue) {
       {"train.freeze[0] = \"\": must not be empty",
        [](RunConfig& c, auto&) { c.train.freeze = {""}; }},
       {"train.freeze[1] = \"router\": listed twice",
-       [](RunConfig& c, auto&) { c.train.freeze = {"router", "router"}; }},
+       [](RunConfig& c, auto&) {
+         c.train.freeze = {"router", "router"};
+       }},
       {"train.precision = \"fp16\": must be one of \"fp32\", \"bf16\"",
        [](RunConfig& c, auto&) { c.train.precision = "fp16"; }},
       {"train.device = \"tpu\": must be one of \"cpu\", \"cuda\"",
@@ -192,7 +200,8 @@ TEST_F(ValidateTest, EachRuleNamesPathAndValue) {
     one.breaks(config, root_);
     const std::string message = Problems(config);
     EXPECT_NE(message.find(one.expected), std::string::npos)
-        << "expected [" << one.expected << "] in:\n" << message;
+        << "expected [" << one.expected << "] in:\n"
+        << message;
     EXPECT_NE(message.find(": 1 problem:"), std::string::npos) << message;
   }
 }

@@ -1,0 +1,168 @@
+// recipes_test.cc: every shipped recipe (recipes/**/*.textproto) loads and passes every rule at its
+// own layout, so none rots when the schema or the rules change. Data files and model folders that
+// are downloaded (not shipped) are not checked for existence; the tiny recipes' data is shipped
+// and is. The full-size recipes are also checked against the paper's settings and for the header
+// comment each must carry (the table row, the download and JSONL commands, the "# GPUs:" line).
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "model/check.h"
+#include "trainer/config/recipe_loader.h"
+#include "trainer/config/recipe_proto.h"
+#include "trainer/config/validate.h"
+
+namespace cemoe {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string ReadText(const fs::path& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// The expert counts of the models the recipes name: the published configs (OLMoE-1B-7B-0924,
+// Phi-3.5-MoE-instruct) and cemoe init's tiny presets (model/presets.cc).
+ModelFacts FactsFor(const std::string& model_path) {
+  const std::map<std::string, ModelFacts> known = {
+      {"models/OLMoE-1B-7B-0924", {"olmoe", 64, 8}},
+      {"models/Phi-3.5-MoE-instruct", {"phimoe", 16, 2}},
+      {"runs/tiny-olmoe", {"olmoe", 8, 4}},
+      {"runs/tiny-phimoe", {"phimoe", 4, 2}},
+  };
+  const auto it = known.find(model_path);
+  if (it == known.end()) {
+    ADD_FAILURE() << "model.path " << model_path << " is none of the known models";
+    return {"olmoe", 1, 1};
+  }
+  return it->second;
+}
+
+class RecipesTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const char* root = std::getenv("CEMOE_SOURCE_DIR");
+    ASSERT_NE(root, nullptr) << "CEMOE_SOURCE_DIR is not set (run through ctest)";
+    old_cwd_ = fs::current_path();
+    fs::current_path(root);  // recipe paths are relative to the repository root
+  }
+  void TearDown() override { fs::current_path(old_cwd_); }
+
+  // Every recipe, as a path relative to the repository root, sorted.
+  static std::vector<std::string> Recipes() {
+    std::vector<std::string> out;
+    for (const auto& entry : fs::recursive_directory_iterator("recipes")) {
+      if (entry.is_regular_file() && entry.path().extension() == ".textproto") {
+        out.push_back(entry.path().string());
+      }
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
+  fs::path old_cwd_;
+};
+
+TEST_F(RecipesTest, EveryRecipeLoadsAndPassesEveryRule) {
+  const std::vector<std::string> recipes = Recipes();
+  std::map<std::string, int> per_family;
+  std::set<std::string> names;
+  for (const std::string& path : recipes) {
+    SCOPED_TRACE(path);
+    const std::string family = fs::path(path).parent_path().filename().string();
+    ++per_family[family];
+    ValidateOptions options;
+    options.check_model_folder = false;           // downloaded or made by cemoe init
+    options.check_data_files = family == "tiny";  // shipped only for the tiny recipes
+    try {
+      const RunConfig c = LoadRecipe(path, {}, "", options);
+      const int world = c.parallel.ep * (c.parallel.dp > 0 ? c.parallel.dp : 1);
+      ValidateForWorld(c, world);
+      ValidateForModel(c, FactsFor(c.model.path));
+      EXPECT_TRUE(names.insert(c.name).second) << "two recipes share the run name " << c.name;
+      // The resolved recipe of each reads back the same.
+      const RunConfig back = ResolveRecipeText(ResolvedRecipeText(c), path, {}, "");
+      EXPECT_EQ(ResolvedRecipeText(back), ResolvedRecipeText(c));
+    } catch (const Error& e) {
+      ADD_FAILURE() << e.what();
+    }
+  }
+  EXPECT_EQ(per_family["olmoe"], 8);
+  EXPECT_EQ(per_family["phimoe"], 6);
+  EXPECT_GE(per_family["tiny"], 4);
+}
+
+// The paper's settings (AdamW, cosine, warm-up ratio 0.03, 2 epochs, lr 2e-5 OLMoE / 1e-5 Phi-MoE,
+// 4096 tokens, global batch 128, packing, bf16, activation checkpointing, first turn only on
+// Tulu 3) and the header every full-size recipe carries.
+TEST_F(RecipesTest, FullSizeRecipesUseThePaperSettings) {
+  int checked = 0;
+  for (const std::string& path : Recipes()) {
+    const std::string family = fs::path(path).parent_path().filename().string();
+    if (family != "olmoe" && family != "phimoe") continue;
+    SCOPED_TRACE(path);
+    ValidateOptions options;
+    options.check_model_folder = false;
+    options.check_data_files = false;
+    const RunConfig c = LoadRecipe(path, {}, "", options);
+    EXPECT_EQ(c.optim.lr, family == "olmoe" ? 2e-5 : 1e-5);
+    EXPECT_EQ(c.schedule.kind, "cosine");
+    EXPECT_EQ(c.schedule.warmup_ratio, 0.03);
+    EXPECT_EQ(c.schedule.warmup_steps, 0);
+    EXPECT_EQ(c.train.epochs, 2.0);
+    EXPECT_EQ(c.train.max_steps, 0);
+    EXPECT_EQ(c.data.max_length, 4096);
+    EXPECT_EQ(c.train.global_batch_size, 128);
+    EXPECT_TRUE(c.data.packing);
+    EXPECT_EQ(c.train.precision, "bf16");
+    EXPECT_TRUE(c.train.activation_checkpointing);
+    EXPECT_EQ(c.train.device, "cuda");
+    EXPECT_EQ(c.train.aux_loss_coef, 0.0);  // the paper: plain cross-entropy during SFT
+    EXPECT_TRUE(c.train.freeze.empty());    // nothing frozen
+    ASSERT_EQ(c.data.train.size(), 1u);
+    const bool tulu = c.data.train[0].path.find("tulu3") != std::string::npos;
+    EXPECT_EQ(c.data.first_turn_only, tulu);
+    EXPECT_EQ(c.data.train[0].format, tulu ? "messages" : "instruction");
+    EXPECT_EQ(c.model.path,
+              family == "olmoe" ? "models/OLMoE-1B-7B-0924" : "models/Phi-3.5-MoE-instruct");
+    EXPECT_EQ(c.name.rfind(family + "-top" + std::to_string(c.model.top_k) + "-sft-", 0), 0u)
+        << c.name;
+
+    const std::string text = ReadText(path);
+    EXPECT_NE(text.find("\n# Reproduces: "), std::string::npos);
+    EXPECT_NE(text.find("\n# Model: huggingface-cli download "), std::string::npos);
+    EXPECT_NE(text.find("python3 -c \"from datasets import load_dataset; "), std::string::npos);
+    EXPECT_NE(text.find(".to_json('" + c.data.train[0].path + "')"), std::string::npos);
+    EXPECT_NE(text.find("\n# GPUs: "), std::string::npos);
+    ++checked;
+  }
+  EXPECT_EQ(checked, 14);
+}
+
+// Each tiny recipe says how to make its model folder.
+TEST_F(RecipesTest, TinyRecipesNameTheirInitCommand) {
+  for (const std::string& path : Recipes()) {
+    if (fs::path(path).parent_path().filename() != "tiny") continue;
+    SCOPED_TRACE(path);
+    ValidateOptions options;
+    options.check_model_folder = false;
+    const RunConfig c = LoadRecipe(path, {}, "", options);
+    EXPECT_EQ(c.train.device, "cpu");
+    const std::string arch = c.model.path == "runs/tiny-phimoe" ? "phimoe" : "olmoe";
+    EXPECT_NE(
+        ReadText(path).find("cemoe init --arch " + arch + " --preset tiny --out " + c.model.path),
+        std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace cemoe
