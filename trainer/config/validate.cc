@@ -240,13 +240,14 @@ void ValidateForWorld(const RunConfig& c, int world_size) {
                       "ranks), or set parallel.dp = 0 for world / ep",
                       dp, ep, int64_t{dp} * ep, world_size));
   }
-  const int64_t data_parallel = dp > 0 ? dp : (ep >= 1 ? world_size / ep : 0);
-  const int64_t rows = c.train.micro_batch_size * data_parallel;
+  // Every world rank reads its own rows (dense gradients are reduced over the world, expert
+  // gradients over the ranks holding the same experts), so a step splits over all ranks.
+  const int64_t rows = c.train.micro_batch_size * world_size;
   if (rows > 0 && c.train.global_batch_size % rows != 0) {
     p.Add("train.global_batch_size", c.train.global_batch_size,
-          fmt::format("must be a multiple of train.micro_batch_size x data-parallel size "
-                      "({} x {} = {})",
-                      c.train.micro_batch_size, data_parallel, rows));
+          fmt::format("must be a multiple of train.micro_batch_size x ranks ({} x {} = {}): every "
+                      "rank reads its own rows",
+                      c.train.micro_batch_size, world_size, rows));
   }
   p.Throw();
 }

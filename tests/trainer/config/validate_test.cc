@@ -243,7 +243,7 @@ TEST(ValidateForWorld, Rules) {
   c.train.global_batch_size = 8;
   c.train.micro_batch_size = 2;
   c.parallel.ep = 2;
-  EXPECT_EQ(WorldProblems(c, 8), "");  // dp = 4, 2 x 4 = 8 rows per step
+  EXPECT_EQ(WorldProblems(c, 4), "");  // 2 rows x 4 ranks = 8 rows per step
   EXPECT_EQ(WorldProblems(c, 2), "");  // dp = 1
   EXPECT_NE(WorldProblems(c, 3).find("parallel.ep = 2: must divide the world size (3 ranks)"),
             std::string::npos)
@@ -260,12 +260,12 @@ TEST(ValidateForWorld, Rules) {
 
   RunConfig batch = c;
   batch.train.global_batch_size = 12;
+  // Every rank reads its own rows: micro-batch 2 x 8 ranks = 16 rows do not divide 12.
   EXPECT_NE(WorldProblems(batch, 8).find("train.global_batch_size = 12: must be a multiple of "
-                                         "train.micro_batch_size x data-parallel size "
-                                         "(2 x 4 = 8)"),
+                                         "train.micro_batch_size x ranks (2 x 8 = 16)"),
             std::string::npos)
       << WorldProblems(batch, 8);
-  EXPECT_EQ(WorldProblems(batch, 6), "");  // dp = 3: 2 x 3 = 6 divides 12
+  EXPECT_EQ(WorldProblems(batch, 6), "");  // 2 x 6 = 12
 }
 
 std::string ModelProblems(const RunConfig& config, const ModelFacts& facts) {
