@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <csignal>
 #include <filesystem>
 #include <map>
@@ -17,6 +18,7 @@
 #include "model/check.h"
 #include "model/config.h"
 #include "model/json_file.h"
+#include "model/safetensors.h"
 #include "parallel/all_or_nothing.h"
 #include "parallel/process_groups.h"
 #include "trainer/config/recipe_loader.h"
@@ -138,6 +140,23 @@ int64_t DeviceMemoryLimit(const TrainSection& train, const at::Device& device) {
   }
 #endif
   return 0;
+}
+
+// DIR/step-00003-rank-001.safetensors: "<m>.tokens", "<m>.targets", "<m>.position_ids",
+// "<m>.segment_ids" for micro-batch m of this rank's share of the step.
+void DumpBatches(const char* dir, int64_t step, int rank,
+                 const std::vector<MicroBatchTensors>& batches) {
+  NamedTensors tensors;
+  for (size_t m = 0; m < batches.size(); ++m) {
+    tensors.emplace_back(fmt::format("{}.tokens", m), batches[m].tokens_BS);
+    tensors.emplace_back(fmt::format("{}.targets", m), batches[m].targets_BS);
+    tensors.emplace_back(fmt::format("{}.position_ids", m), batches[m].position_ids_BS);
+    tensors.emplace_back(fmt::format("{}.segment_ids", m), batches[m].segment_ids_BS);
+  }
+  fs::create_directories(dir);
+  SaveSafetensors((fs::path(dir) / fmt::format("step-{:05d}-rank-{:03d}.safetensors", step, rank))
+                      .string(),
+                  tensors);
 }
 
 }  // namespace
@@ -330,10 +349,13 @@ SftOutcome RunSft(const RunConfig& config, MpiSession& session, std::ostream& lo
   outcome.start_step = progress.step;
   outcome.total_steps = total_steps;
   StopSignals signals;
+  // Tests (tests/oracle/sft_oracle.py) replay the exact micro-batches of every rank.
+  const char* dump_dir = std::getenv("CEMOE_TEST_DUMP_BATCHES");
   int64_t saved_at = latest ? progress.step : -1;
   while (progress.step < total_steps) {
     const double started = Now();
     const std::vector<MicroBatchTensors> batches = feed.Step(progress.step);
+    if (dump_dir) DumpBatches(dump_dir, progress.step, groups.world_rank(), batches);
     const double lr = LearningRate(config.schedule, config.optim.lr, progress.step, total_steps);
     const StepResult r = ComputeGradients(model, batches, trainable, groups, settings);
     if (r.finite) {
