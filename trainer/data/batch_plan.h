@@ -27,12 +27,12 @@ namespace cemoe {
 using Row = std::vector<int64_t>;
 
 struct BatchPlanOptions {
-  int64_t max_length = 4096;   // data.max_length
-  bool packing = true;         // data.packing
-  uint64_t seed = 0;           // RunConfig::seed
-  int64_t global_batch = 8;    // train.global_batch_size (rows per step, all ranks)
-  int64_t micro_batch = 1;     // train.micro_batch_size (rows per forward/backward)
-  int64_t dp = 1;              // data-parallel ranks
+  int64_t max_length = 4096;  // data.max_length
+  bool packing = true;        // data.packing
+  uint64_t seed = 0;          // RunConfig::seed
+  int64_t global_batch = 8;   // train.global_batch_size (rows per step, all ranks)
+  int64_t micro_batch = 1;    // train.micro_batch_size (rows per forward/backward)
+  int64_t dp = 1;             // data-parallel ranks
 };
 
 // Throws naming the settings when global_batch is not a multiple of micro_batch * dp, or a value

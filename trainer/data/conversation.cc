@@ -14,8 +14,9 @@ std::string CheckConversation(const std::vector<ChatMessage>& messages) {
   bool has_assistant = false;
   for (size_t i = 0; i < messages.size(); ++i) {
     if (!IsKnownRole(messages[i].role)) {
-      return fmt::format("message {} has role \"{}\"; expected \"system\", \"user\" or \"assistant\"",
-                         i, Excerpt(messages[i].role, 40));
+      return fmt::format(
+          "message {} has role \"{}\"; expected \"system\", \"user\" or \"assistant\"", i,
+          Excerpt(messages[i].role, 40));
     }
     has_assistant = has_assistant || messages[i].role == "assistant";
   }

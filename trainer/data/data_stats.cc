@@ -50,8 +50,7 @@ std::string FormatDataStats(const DataStats& stats) {
       "data total: {} examples, {} tokens ({} loss), {} truncated, {} dropped, {} skipped; "
       "epoch 0: {} rows ({:.1f}% full), {} steps, {} rows dropped by the partial last step\n",
       t.examples, t.tokens, t.loss_tokens, t.truncated, t.dropped, t.skipped_lines,
-      stats.epoch0.rows, 100.0 * stats.epoch0.fill, stats.epoch0.steps,
-      stats.epoch0.dropped_rows);
+      stats.epoch0.rows, 100.0 * stats.epoch0.fill, stats.epoch0.steps, stats.epoch0.dropped_rows);
   return out;
 }
 

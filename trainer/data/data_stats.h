@@ -17,9 +17,9 @@ namespace cemoe {
 struct SourceStats {
   std::string data_path;
   std::string cache_path;
-  bool built = false;        // tokenized in this run (false: read from the cache)
-  std::string rebuild_why;   // why an existing cache file was rebuilt ("" when none)
-  std::string first_skip;    // first skipped bad line's error (when built now)
+  bool built = false;       // tokenized in this run (false: read from the cache)
+  std::string rebuild_why;  // why an existing cache file was rebuilt ("" when none)
+  std::string first_skip;   // first skipped bad line's error (when built now)
   double seconds = 0;
   TokenCacheCounts counts;
 };

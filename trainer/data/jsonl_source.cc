@@ -57,8 +57,9 @@ std::vector<ChatMessage> MessagesOf(const json& obj, const SourceFields& f,
                 "{}: {}.content must be a string, got {}", where, name,
                 JsonExcerpt(content == m.end() ? m : *content, kExcerptChars));
     const std::string& r = role->get_ref<const std::string&>();
-    CEMOE_CHECK(IsKnownRole(r), "{}: {}.role is \"{}\"; expected \"system\", \"user\" or \"assistant\"",
-                where, name, Excerpt(r, 40));
+    CEMOE_CHECK(IsKnownRole(r),
+                "{}: {}.role is \"{}\"; expected \"system\", \"user\" or \"assistant\"", where,
+                name, Excerpt(r, 40));
     out.push_back({r, content->get<std::string>()});
   }
   return out;
@@ -76,7 +77,8 @@ std::vector<ChatMessage> PairOf(const json& obj, const SourceFields& f, const st
       }
     }
   }
-  out.push_back({"user", StringField(obj, f.prompt_field, f.recipe_field + ".prompt_field", where)});
+  out.push_back(
+      {"user", StringField(obj, f.prompt_field, f.recipe_field + ".prompt_field", where)});
   out.push_back({"assistant", StringField(obj, f.completion_field,
                                           f.recipe_field + ".completion_field", where)});
   return out;
@@ -114,14 +116,12 @@ std::vector<ChatMessage> ParseConversationLine(std::string_view line, const Sour
   const json obj = ParseJsonText(line, where);
   CEMOE_CHECK(obj.is_object(), "{}: expected a JSON object per line, got {}", where,
               JsonExcerpt(obj, kExcerptChars));
-  std::vector<ChatMessage> messages = fields.format == "messages"
-                                          ? MessagesOf(obj, fields, where)
-                                          : PairOf(obj, fields, where);
+  std::vector<ChatMessage> messages =
+      fields.format == "messages" ? MessagesOf(obj, fields, where) : PairOf(obj, fields, where);
   if (first_turn_only) messages = FirstTurnOnly(messages);
   const std::string problem = CheckConversation(messages);
   CEMOE_CHECK(problem.empty(), "{}: {}{}: {}", where, problem,
-              first_turn_only ? " (after data.first_turn_only)" : "",
-              Excerpt(line, kExcerptChars));
+              first_turn_only ? " (after data.first_turn_only)" : "", Excerpt(line, kExcerptChars));
   return messages;
 }
 

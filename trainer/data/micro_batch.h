@@ -26,14 +26,14 @@ namespace cemoe {
 inline constexpr int64_t kIgnoreTarget = -100;
 
 struct MicroBatch {
-  int64_t rows = 0;   // R
-  int64_t width = 0;  // S
+  int64_t rows = 0;                   // R
+  int64_t width = 0;                  // S
   std::vector<int64_t> tokens;        // [R*S]
   std::vector<int64_t> targets;       // [R*S]
   std::vector<int64_t> position_ids;  // [R*S]
   std::vector<int64_t> segment_ids;   // [R*S]
-  int64_t num_loss_tokens = 0;  // targets != -100
-  int64_t num_real_tokens = 0;  // segment_ids != 0
+  int64_t num_loss_tokens = 0;        // targets != -100
+  int64_t num_real_tokens = 0;        // segment_ids != 0
 };
 
 // `example` gives example i's view (TokenizedDataset::example in training; tests pass their own).

@@ -51,12 +51,12 @@ Hash128 TokenCacheKey(const TokenCacheKeyParts& parts);
 std::string TokenCacheFileName(const std::string& data_path, const Hash128& key);
 
 struct TokenCacheResult {
-  std::string path;          // the cache file
-  bool built = false;        // tokenized now (false: reused)
-  std::string rebuild_why;   // why an existing file was not reused ("" when none existed or reused)
-  TokenCacheHeader header;   // its key and counts
-  std::string first_skip;    // the first skipped bad line's error (only when built)
-  double seconds = 0;        // time spent, hashing included
+  std::string path;         // the cache file
+  bool built = false;       // tokenized now (false: reused)
+  std::string rebuild_why;  // why an existing file was not reused ("" when none existed or reused)
+  TokenCacheHeader header;  // its key and counts
+  std::string first_skip;   // the first skipped bad line's error (only when built)
+  double seconds = 0;       // time spent, hashing included
 };
 
 // `source_index` names the source in errors (data.train[i]). tokenizer.source() must be the

@@ -32,7 +32,7 @@ std::string EncodeTokenCacheHeader(const TokenCacheHeader& h) {
   Put<uint64_t>(out, 16, h.key.hi);
   Put<uint64_t>(out, 24, h.key.lo);
   const TokenCacheCounts& c = h.counts;
-  const int64_t fields[] = {c.examples, c.tokens, c.loss_tokens, c.truncated,
+  const int64_t fields[] = {c.examples, c.tokens, c.loss_tokens,   c.truncated,
                             c.dropped,  c.lines,  c.skipped_lines, h.max_length};
   for (size_t i = 0; i < 8; ++i) Put<int64_t>(out, 32 + 8 * i, fields[i]);
   return out;
@@ -63,7 +63,7 @@ std::string CheckTokenCacheBytes(const unsigned char* data, size_t size, TokenCa
   h.key.hi = Get<uint64_t>(data, 16);
   h.key.lo = Get<uint64_t>(data, 24);
   TokenCacheCounts& c = h.counts;
-  int64_t* fields[] = {&c.examples, &c.tokens, &c.loss_tokens, &c.truncated,
+  int64_t* fields[] = {&c.examples, &c.tokens, &c.loss_tokens,   &c.truncated,
                        &c.dropped,  &c.lines,  &c.skipped_lines, &h.max_length};
   for (size_t i = 0; i < 8; ++i) *fields[i] = Get<int64_t>(data, 32 + 8 * i);
   for (size_t i = 0; i < 8; ++i) {

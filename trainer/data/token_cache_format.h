@@ -29,12 +29,12 @@ inline constexpr size_t kTokenCacheHeaderBytes = 128;
 
 // What a cache file says about its source (also the start-up summary's numbers).
 struct TokenCacheCounts {
-  int64_t examples = 0;     // examples kept
-  int64_t tokens = 0;       // their tokens
-  int64_t loss_tokens = 0;  // their loss-mask ones
-  int64_t truncated = 0;    // kept examples cut to max_length
-  int64_t dropped = 0;      // examples with no loss token left (not stored)
-  int64_t lines = 0;        // non-empty lines of the JSONL file
+  int64_t examples = 0;       // examples kept
+  int64_t tokens = 0;         // their tokens
+  int64_t loss_tokens = 0;    // their loss-mask ones
+  int64_t truncated = 0;      // kept examples cut to max_length
+  int64_t dropped = 0;        // examples with no loss token left (not stored)
+  int64_t lines = 0;          // non-empty lines of the JSONL file
   int64_t skipped_lines = 0;  // bad lines skipped (data.bad_lines: "skip")
 };
 

@@ -82,9 +82,9 @@ int64_t TokenizedDataset::num_tokens() const {
 ExampleView TokenizedDataset::example(int64_t i) const {
   CEMOE_CHECK(i >= 0 && i < size(), "example {} is outside the dataset's {} examples", i, size());
   // The file holding i: the last with first_example_[f] <= i.
-  const size_t f = static_cast<size_t>(
-      std::upper_bound(first_example_.begin(), first_example_.end(), i) - first_example_.begin() -
-      1);
+  const size_t f =
+      static_cast<size_t>(std::upper_bound(first_example_.begin(), first_example_.end(), i) -
+                          first_example_.begin() - 1);
   const MappedFile& m = *files_[f];
   const int64_t local = i - first_example_[f];
   ExampleView v;

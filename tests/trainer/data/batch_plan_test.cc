@@ -52,14 +52,16 @@ TEST(BatchPlan, EpochInvariants) {
     o.packing = packing;
     for (int64_t epoch = 0; epoch < 3; ++epoch) {
       const EpochPlan plan(lengths, o, epoch);
-      std::vector<int64_t> seen, order;
+      std::vector<int64_t> seen;
       for (size_t r = 0; r < plan.rows().size(); ++r) {
         const Row& row = plan.rows()[r];
         ASSERT_FALSE(row.empty());
         int64_t used = 0;
         for (int64_t i : row) used += lengths[i];
         EXPECT_LE(used, o.max_length);
-        if (!packing) EXPECT_EQ(row.size(), 1u);
+        if (!packing) {
+          EXPECT_EQ(row.size(), 1u);
+        }
         // Next-fit: the next row's first example did not fit this row.
         if (packing && r + 1 < plan.rows().size()) {
           EXPECT_GT(used + lengths[plan.rows()[r + 1][0]], o.max_length);
@@ -115,8 +117,8 @@ TEST(BatchPlan, DataParallelSplitCoversEachStepOnce) {
         std::vector<Row> want;
         for (const auto& mb : one) want.insert(want.end(), mb.begin(), mb.end());
         EXPECT_EQ(all, want) << "dp " << dp << " micro " << micro << " step " << s;
-        EXPECT_EQ(want, std::vector<Row>(ref.rows().begin() + s * 12,
-                                         ref.rows().begin() + (s + 1) * 12));
+        EXPECT_EQ(want,
+                  std::vector<Row>(ref.rows().begin() + s * 12, ref.rows().begin() + (s + 1) * 12));
       }
     }
   }

@@ -63,11 +63,12 @@ TEST(JsonlSource, MessagesFormatAsTulu3) {
   TempDir dir;
   const std::string path = dir / "tulu.jsonl";
   // Tulu 3 lines carry "id" and "source" beside "messages"; messages may carry extra keys.
-  WriteFile(path,
-            R"({"id": "a", "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}], "source": "x"})"
-            "\n"
-            R"({"id": "b", "messages": [{"role": "system", "content": "be nice"}, {"role": "user", "content": "q1", "extra": 1}, {"role": "assistant", "content": "a1"}, {"role": "user", "content": "q2"}, {"role": "assistant", "content": "a2"}]})"
-            "\n");
+  WriteFile(
+      path,
+      R"({"id": "a", "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}], "source": "x"})"
+      "\n"
+      R"({"id": "b", "messages": [{"role": "system", "content": "be nice"}, {"role": "user", "content": "q1", "extra": 1}, {"role": "assistant", "content": "a1"}, {"role": "user", "content": "q2"}, {"role": "assistant", "content": "a2"}]})"
+      "\n");
   const ReadResult r = Read(Source(path, "messages"));
   ASSERT_EQ(r.conversations.size(), 2u);
   EXPECT_EQ(r.conversations[0], (Conversation{{"user", "hi"}, {"assistant", "yo"}}));
@@ -83,7 +84,9 @@ TEST(JsonlSource, MessagesFormatAsTulu3) {
 
   // A renamed field through messages_field.
   const std::string conv = dir / "conv.jsonl";
-  WriteFile(conv, R"({"conversation": [{"role": "user", "content": "u"}, {"role": "assistant", "content": "v"}]})");
+  WriteFile(
+      conv,
+      R"({"conversation": [{"role": "user", "content": "u"}, {"role": "assistant", "content": "v"}]})");
   DataSource s = Source(conv, "messages");
   s.messages_field = "conversation";
   EXPECT_EQ(Read(s).conversations.at(0), (Conversation{{"user", "u"}, {"assistant", "v"}}));
@@ -94,19 +97,24 @@ TEST(JsonlSource, MessagesFormatAsTulu3) {
 TEST(JsonlSource, PromptCompletionAndInstructionDefaultsAndMappings) {
   TempDir dir;
   const std::string pc = dir / "pc.jsonl";
-  WriteFile(pc, R"({"prompt": "2+2?", "completion": "4"})" "\n");
+  WriteFile(pc, R"({"prompt": "2+2?", "completion": "4"})"
+                "\n");
   EXPECT_EQ(Read(Source(pc, "prompt_completion")).conversations.at(0),
             (Conversation{{"user", "2+2?"}, {"assistant", "4"}}));
 
   // MathInstruct: instruction / output (the instruction format's defaults), plus "source".
   const std::string math = dir / "math.jsonl";
-  WriteFile(math, R"({"source": "data/CoT/gsm_rft.json", "output": "It is 4.", "instruction": "What is 2+2?"})" "\n");
+  WriteFile(
+      math,
+      R"({"source": "data/CoT/gsm_rft.json", "output": "It is 4.", "instruction": "What is 2+2?"})"
+      "\n");
   EXPECT_EQ(Read(Source(math, "instruction")).conversations.at(0),
             (Conversation{{"user", "What is 2+2?"}, {"assistant", "It is 4."}}));
 
   // Magicoder-Evol-Instruct: instruction / response through completion_field.
   const std::string magic = dir / "magic.jsonl";
-  WriteFile(magic, R"({"instruction": "Write f", "response": "def f(): pass"})" "\n");
+  WriteFile(magic, R"({"instruction": "Write f", "response": "def f(): pass"})"
+                   "\n");
   DataSource m = Source(magic, "instruction");
   EXPECT_THAT(ReadError(m), HasSubstr("magic.jsonl:1: missing field \"output\" "
                                       "(data.train[0].completion_field)"));
@@ -116,10 +124,14 @@ TEST(JsonlSource, PromptCompletionAndInstructionDefaultsAndMappings) {
 
   // system_field: present -> a leading system message; missing, null or "" -> none.
   const std::string sys = dir / "sys.jsonl";
-  WriteFile(sys, R"({"q": "a", "r": "b", "sys": "S"})" "\n"
-                 R"({"q": "c", "r": "d"})" "\n"
-                 R"({"q": "e", "r": "f", "sys": null})" "\n"
-                 R"({"q": "g", "r": "h", "sys": ""})" "\n");
+  WriteFile(sys, R"({"q": "a", "r": "b", "sys": "S"})"
+                 "\n"
+                 R"({"q": "c", "r": "d"})"
+                 "\n"
+                 R"({"q": "e", "r": "f", "sys": null})"
+                 "\n"
+                 R"({"q": "g", "r": "h", "sys": ""})"
+                 "\n");
   DataSource s = Source(sys, "prompt_completion");
   s.prompt_field = "q";
   s.completion_field = "r";
@@ -130,7 +142,8 @@ TEST(JsonlSource, PromptCompletionAndInstructionDefaultsAndMappings) {
   EXPECT_EQ(r.conversations[1], (Conversation{{"user", "c"}, {"assistant", "d"}}));
   EXPECT_EQ(r.conversations[2].size(), 2u);
   EXPECT_EQ(r.conversations[3].size(), 2u);
-  WriteFile(sys, R"({"q": "a", "r": "b", "sys": 5})" "\n");
+  WriteFile(sys, R"({"q": "a", "r": "b", "sys": 5})"
+                 "\n");
   EXPECT_THAT(ReadError(s), HasSubstr("sys.jsonl:1: field \"sys\" (data.train[0].system_field) "
                                       "must be a string, got 5"));
 }
@@ -158,10 +171,10 @@ TEST(JsonlSource, ResolveSourceFieldsDefaultsAndBadFormat) {
 TEST(JsonlSource, FirstTurnOnlyKeepsLeadingSystemFirstUserAndFirstAssistantAfterIt) {
   // Hand-worked: [assistant a0, system s, user u1, user u2, assistant a1, user u3, assistant a2]
   // -> [system s, user u1, assistant a1]: a0 comes before any user, u2 is not the first user.
-  const Conversation in = {{"assistant", "a0"}, {"system", "s"},    {"user", "u1"},
-                           {"user", "u2"},      {"assistant", "a1"}, {"user", "u3"},
-                           {"assistant", "a2"}};
-  EXPECT_EQ(FirstTurnOnly(in), (Conversation{{"system", "s"}, {"user", "u1"}, {"assistant", "a1"}}));
+  const Conversation in = {{"assistant", "a0"}, {"system", "s"}, {"user", "u1"},     {"user", "u2"},
+                           {"assistant", "a1"}, {"user", "u3"},  {"assistant", "a2"}};
+  EXPECT_EQ(FirstTurnOnly(in),
+            (Conversation{{"system", "s"}, {"user", "u1"}, {"assistant", "a1"}}));
   // A system message after the first user message is not leading: dropped.
   EXPECT_EQ(FirstTurnOnly({{"user", "u"}, {"system", "s"}, {"assistant", "a"}}),
             (Conversation{{"user", "u"}, {"assistant", "a"}}));
@@ -171,11 +184,12 @@ TEST(JsonlSource, FirstTurnOnlyKeepsLeadingSystemFirstUserAndFirstAssistantAfter
 
   TempDir dir;
   const std::string path = dir / "multi.jsonl";
-  WriteFile(path,
-            R"({"messages": [{"role": "user", "content": "q1"}, {"role": "assistant", "content": "a1"}, {"role": "user", "content": "q2"}, {"role": "assistant", "content": "a2"}]})"
-            "\n"
-            R"({"messages": [{"role": "assistant", "content": "hello"}, {"role": "user", "content": "q"}]})"
-            "\n");
+  WriteFile(
+      path,
+      R"({"messages": [{"role": "user", "content": "q1"}, {"role": "assistant", "content": "a1"}, {"role": "user", "content": "q2"}, {"role": "assistant", "content": "a2"}]})"
+      "\n"
+      R"({"messages": [{"role": "assistant", "content": "hello"}, {"role": "user", "content": "q"}]})"
+      "\n");
   EXPECT_EQ(Read(Source(path, "messages"), true, true).conversations,
             (std::vector<Conversation>{{{"user", "q1"}, {"assistant", "a1"}}}));
   EXPECT_THAT(ReadError(Source(path, "messages"), true),
@@ -207,13 +221,15 @@ TEST(JsonlSource, BadLinesNameFileLineAndField) {
                                 "or \"assistant\""));
   EXPECT_THAT(error_of(R"({"messages": [{"role": "user", "content": 7}]})"),
               HasSubstr(where + "\"messages\"[0].content must be a string, got 7"));
-  EXPECT_THAT(error_of(R"({"messages": [{"role": "user"}]})"),
-              HasSubstr(where + "\"messages\"[0].content must be a string, got {\"role\": \"user\"}"));
+  EXPECT_THAT(
+      error_of(R"({"messages": [{"role": "user"}]})"),
+      HasSubstr(where + "\"messages\"[0].content must be a string, got {\"role\": \"user\"}"));
   EXPECT_THAT(error_of(R"({"messages": [3]})"),
               HasSubstr(where + "\"messages\"[0] must be an object {role, content}, got 3"));
   EXPECT_THAT(error_of(R"({"messages": [{"role": "user", "content": "only a question"}]})"),
               HasSubstr(where + "the conversation has no assistant message to train on"));
-  EXPECT_THAT(error_of(R"({"messages": []})"), HasSubstr(where + "the conversation has no messages"));
+  EXPECT_THAT(error_of(R"({"messages": []})"),
+              HasSubstr(where + "the conversation has no messages"));
   EXPECT_THAT(error_of(R"({"prompt": "p", "completion": ["c"]})", "prompt_completion"),
               HasSubstr(where + "field \"completion\" (data.train[0].completion_field) must be a "
                                 "string, got [\"c\"]"));
@@ -227,12 +243,15 @@ TEST(JsonlSource, BadLinesNameFileLineAndField) {
 TEST(JsonlSource, SkipModeCountsBadLinesPerFile) {
   TempDir dir;
   const std::string path = dir / "mixed.jsonl";
-  WriteFile(path, R"({"prompt": "a", "completion": "b"})" "\n"
+  WriteFile(path, R"({"prompt": "a", "completion": "b"})"
+                  "\n"
                   "{oops\n"
-                  R"({"prompt": "c"})" "\n"
+                  R"({"prompt": "c"})"
+                  "\n"
                   "\n"
                   "   \r\n"
-                  R"({"prompt": "e", "completion": "f"})" "\r\n");
+                  R"({"prompt": "e", "completion": "f"})"
+                  "\r\n");
   const ReadResult r = Read(Source(path, "prompt_completion"), false, /*skip=*/true);
   EXPECT_EQ(r.stats.lines, 4);  // two empty lines ignored
   EXPECT_EQ(r.stats.conversations, 2);
@@ -247,7 +266,10 @@ TEST(JsonlSource, SkipModeCountsBadLinesPerFile) {
 TEST(JsonlSource, SinkRejectionIsABadLine) {
   TempDir dir;
   const std::string path = dir / "two.jsonl";
-  WriteFile(path, R"({"prompt": "a", "completion": "b"})" "\n" R"({"prompt": "c", "completion": "d"})" "\n");
+  WriteFile(path, R"({"prompt": "a", "completion": "b"})"
+                  "\n"
+                  R"({"prompt": "c", "completion": "d"})"
+                  "\n");
   const SourceFields f = ResolveSourceFields(Source(path, "prompt_completion"), 0);
   auto reject_second = [](const Conversation& c, int64_t line) {
     return line == 2 ? std::string("template refused it") : std::string();

@@ -19,7 +19,9 @@ TEST(MicroBatch, PackedAndPaddedRowsByHand) {
   //   9: 30 31       / 0 1
   // Rows {7, 8} (7 tokens) and {9} (2 tokens): S = 7, pad id 0.
   const std::map<int64_t, std::pair<std::vector<int32_t>, std::vector<uint8_t>>> ex = {
-      {7, {{10, 11, 12, 13}, {0, 0, 1, 1}}}, {8, {{20, 21, 22}, {0, 1, 1}}}, {9, {{30, 31}, {0, 1}}}};
+      {7, {{10, 11, 12, 13}, {0, 0, 1, 1}}},
+      {8, {{20, 21, 22}, {0, 1, 1}}},
+      {9, {{30, 31}, {0, 1}}}};
   auto view = [&](int64_t i) {
     const auto& e = ex.at(i);
     return ExampleView{e.first.data(), e.second.data(), static_cast<int64_t>(e.first.size())};

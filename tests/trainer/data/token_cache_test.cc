@@ -70,12 +70,17 @@ class TokenCacheTest : public ::testing::Test {
     data_path_ = dir_ / "train.jsonl";
     // 5 lines: a normal pair; a long one (truncated at max_length 16); one whose assistant turn
     // is cut off entirely at 16 (dropped); a bad line; a two-turn chat.
-    WriteFile(data_path_,
-              R"({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]})" "\n"
-              R"({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "abcdefghijklmnop"}]})" "\n"
-              R"({"messages": [{"role": "user", "content": "a long question"}, {"role": "assistant", "content": "x"}]})" "\n"
-              "not json\n"
-              R"({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "r"}, {"role": "user", "content": "s"}, {"role": "assistant", "content": "t"}]})" "\n");
+    WriteFile(
+        data_path_,
+        R"({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]})"
+        "\n"
+        R"({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "abcdefghijklmnop"}]})"
+        "\n"
+        R"({"messages": [{"role": "user", "content": "a long question"}, {"role": "assistant", "content": "x"}]})"
+        "\n"
+        "not json\n"
+        R"({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "r"}, {"role": "user", "content": "s"}, {"role": "assistant", "content": "t"}]})"
+        "\n");
     data_.train.push_back(DataSource{});
     data_.train[0].path = data_path_;
     data_.max_length = 16;
@@ -161,19 +166,24 @@ TEST_F(TokenCacheTest, EveryKeyPartChangesTheFile) {
     EXPECT_EQ(back.path, base.path) << what;
   };
   const std::string data_text = test::ReadFileBytes(data_path_);
-  expect_rebuild("data bytes", [&] { WriteFile(data_path_, data_text + "\n\n"); },
-                 [&] { WriteFile(data_path_, data_text); });
+  expect_rebuild(
+      "data bytes", [&] { WriteFile(data_path_, data_text + "\n\n"); },
+      [&] { WriteFile(data_path_, data_text); });
   const std::string tok_text = test::ReadFileBytes(tok_path_);
-  expect_rebuild("tokenizer.json bytes", [&] { WriteFile(tok_path_, tok_text + " "); },
-                 [&] { WriteFile(tok_path_, tok_text); });
+  expect_rebuild(
+      "tokenizer.json bytes", [&] { WriteFile(tok_path_, tok_text + " "); },
+      [&] { WriteFile(tok_path_, tok_text); });
   const test::TestRenderer plain;
-  expect_rebuild("renderer key", [&] { renderer_ = test::TestRenderer("v2"); },
-                 [&] { renderer_ = plain; });
-  expect_rebuild("max_length", [&] { data_.max_length = 17; }, [&] { data_.max_length = 16; });
-  expect_rebuild("train_on_prompt", [&] { data_.train_on_prompt = true; },
-                 [&] { data_.train_on_prompt = false; });
-  expect_rebuild("first_turn_only", [&] { data_.first_turn_only = true; },
-                 [&] { data_.first_turn_only = false; });
+  expect_rebuild(
+      "renderer key", [&] { renderer_ = test::TestRenderer("v2"); }, [&] { renderer_ = plain; });
+  expect_rebuild(
+      "max_length", [&] { data_.max_length = 17; }, [&] { data_.max_length = 16; });
+  expect_rebuild(
+      "train_on_prompt", [&] { data_.train_on_prompt = true; },
+      [&] { data_.train_on_prompt = false; });
+  expect_rebuild(
+      "first_turn_only", [&] { data_.first_turn_only = true; },
+      [&] { data_.first_turn_only = false; });
   // bad_lines "error" stops at line 4 here, so check the key directly for it.
   TokenCacheKeyParts parts;
   parts.fields = ResolveSourceFields(data_.train[0], 0);
@@ -181,9 +191,9 @@ TEST_F(TokenCacheTest, EveryKeyPartChangesTheFile) {
   parts.skip_bad_lines = true;
   EXPECT_NE(TokenCacheKey(parts), k0);
   parts.skip_bad_lines = false;
-  for (auto* field : {&parts.fields.format, &parts.fields.messages_field,
-                      &parts.fields.prompt_field, &parts.fields.completion_field,
-                      &parts.fields.system_field}) {
+  for (auto* field :
+       {&parts.fields.format, &parts.fields.messages_field, &parts.fields.prompt_field,
+        &parts.fields.completion_field, &parts.fields.system_field}) {
     const std::string old = *field;
     *field += "x";
     EXPECT_NE(TokenCacheKey(parts), k0) << old;
@@ -194,8 +204,9 @@ TEST_F(TokenCacheTest, EveryKeyPartChangesTheFile) {
   parts.fields.path = "elsewhere.jsonl";
   parts.fields.recipe_field = "data.train[7]";
   EXPECT_EQ(TokenCacheKey(parts), k0);
-  expect_rebuild("messages_field", [&] { data_.train[0].messages_field = "messages "; },
-                 [&] { data_.train[0].messages_field = "messages"; });
+  expect_rebuild(
+      "messages_field", [&] { data_.train[0].messages_field = "messages "; },
+      [&] { data_.train[0].messages_field = "messages"; });
 }
 
 TEST_F(TokenCacheTest, CorruptOrTruncatedFilesAreRebuiltNeverTrusted) {
@@ -204,7 +215,7 @@ TEST_F(TokenCacheTest, CorruptOrTruncatedFilesAreRebuiltNeverTrusted) {
   struct Case {
     std::string name;
     std::function<std::string(std::string)> corrupt;
-    std::string why;  // expected substring of rebuild_why
+    std::string why;         // expected substring of rebuild_why
     bool structural = true;  // false: the file is sound but for another key
   };
   const size_t offsets_at = kTokenCacheHeaderBytes;
@@ -213,24 +224,44 @@ TEST_F(TokenCacheTest, CorruptOrTruncatedFilesAreRebuiltNeverTrusted) {
       {"header only", [](std::string s) { return s.substr(0, 128); }, "need"},
       {"one byte short", [](std::string s) { return s.substr(0, s.size() - 1); }, "need"},
       {"one byte more", [](std::string s) { return s + "x"; }, "need"},
-      {"magic", [](std::string s) { s[0] = 'X'; return s; }, "bad magic"},
-      {"version", [](std::string s) { s[8] = 9; return s; }, "format version 9"},
-      {"key", [](std::string s) { s[20] ^= 1; return s; }, "another key", false},
+      {"magic",
+       [](std::string s) {
+         s.at(0) = 'X';
+         return s;
+       },
+       "bad magic"},
+      {"version",
+       [](std::string s) {
+         s.at(8) = 9;
+         return s;
+       },
+       "format version 9"},
+      {"key",
+       [](std::string s) {
+         s.replace(20, 1, 1, static_cast<char>(s.at(20) ^ 1));
+         return s;
+       },
+       "another key", false},
       {"offset order",
        [&](std::string s) {
          int64_t v = 5;  // offsets 0, 11, 27, 43 -> 0, 11, 5, 43: decreasing
-         std::memcpy(&s[offsets_at + 16], &v, 8);
+         s.replace(offsets_at + 16, 8, reinterpret_cast<const char*>(&v), 8);
          return s;
        },
        "offsets[2]"},
-      {"example too long",
+      {"empty example",
        [&](std::string s) {
          int64_t v = 0;  // offsets[1] = 0: an empty example
-         std::memcpy(&s[offsets_at + 8], &v, 8);
+         s.replace(offsets_at + 8, 8, reinterpret_cast<const char*>(&v), 8);
          return s;
        },
        "offsets[1] = 0"},
-      {"counts", [](std::string s) { s[40] += 1; return s; }, "need"},  // tokens + 1
+      {"counts",
+       [](std::string s) {
+         s.replace(40, 1, 1, static_cast<char>(s.at(40) + 1));
+         return s;
+       },
+       "need"},  // tokens + 1
   };
   for (const Case& c : cases) {
     WriteFile(base.path, c.corrupt(good));
@@ -276,7 +307,8 @@ TEST_F(TokenCacheTest, ErrorModeAndMissingFiles) {
 
 TEST_F(TokenCacheTest, LoadTrainDataMapsSourcesInOrder) {
   const std::string second = dir_ / "pairs.jsonl";
-  WriteFile(second, R"({"instruction": "i", "output": "o"})" "\n");
+  WriteFile(second, R"({"instruction": "i", "output": "o"})"
+                    "\n");
   DataSource s;
   s.path = second;
   s.format = "instruction";

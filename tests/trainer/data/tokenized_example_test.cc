@@ -41,12 +41,13 @@ TEST_F(TokenizedExampleTest, MasksAssistantTokensOnly) {
   const std::vector<ChatMessage> conv2 = {
       {"system", "s"}, {"user", "a"}, {"assistant", "b"}, {"user", "c"}, {"assistant", "d"}};
   const TokenizedExample ex2 = TokenizeConversation(conv2, renderer_, tok_, {4096, false});
-  EXPECT_EQ(Widen(ex2.tokens),
-            (std::vector<int64_t>{kSystemId, nl, Id('s'), nl, kUserId, nl, Id('a'), nl,
-                                  kAssistantId, nl, Id('b'), kEndId, nl, kUserId, nl, Id('c'), nl,
-                                  kAssistantId, nl, Id('d'), kEndId, nl}));
-  EXPECT_EQ(Mask(ex2.loss_mask), (std::vector<int>{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0,
-                                                   0, 0, 0, 0, 1, 1, 0}));
+  EXPECT_EQ(
+      Widen(ex2.tokens),
+      (std::vector<int64_t>{kSystemId, nl,      Id('s'), nl, kUserId, nl, Id('a'), nl, kAssistantId,
+                            nl,        Id('b'), kEndId,  nl, kUserId, nl, Id('c'), nl, kAssistantId,
+                            nl,        Id('d'), kEndId,  nl}));
+  EXPECT_EQ(Mask(ex2.loss_mask),
+            (std::vector<int>{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0}));
 }
 
 TEST_F(TokenizedExampleTest, TrainOnPromptMasksEverythingButTheFirstToken) {
