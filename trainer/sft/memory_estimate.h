@@ -22,6 +22,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace cemoe {
 
@@ -44,6 +45,23 @@ struct MemoryInputs {
 };
 
 MemoryEstimate EstimateTrainingMemory(const ModelConfig& config, const MemoryInputs& inputs);
+
+// Parameter counts of a config by group, without building the model (a 42 B model is counted
+// on a laptop): what `cemoe train --estimate` uses.
+struct ParameterCounts {
+  int64_t embeddings = 0;  // embed_tokens + lm_head (when untied)
+  int64_t attention = 0;   // projections, their biases, q/k norms
+  int64_t norms = 0;       // the decoder layers' and the final norms
+  int64_t routers = 0;
+  int64_t experts = 0;     // all E experts of all layers
+  int64_t dense() const { return embeddings + attention + norms + routers; }
+  int64_t total() const { return dense() + experts; }
+};
+ParameterCounts CountParameters(const ModelConfig& config);
+// This rank's MemoryInputs at expert-parallel size ep with the freeze groups of the recipe
+// (train.freeze entries that are not group names are not counted as frozen).
+MemoryInputs LayoutMemoryInputs(const ModelConfig& config, int ep,
+                                const std::vector<std::string>& freeze);
 // "parameters 1.2 GiB, gradients ..., total 9.8 GiB"
 std::string DescribeMemory(const MemoryEstimate& estimate);
 std::string FormatBytes(int64_t bytes);
