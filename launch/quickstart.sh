@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # launch/quickstart.sh: the pipeline on the embedded tiny model, on CPU in seconds.
-# Today: write a random tiny OLMoE and Phi-MoE (Hugging Face layout) and compute their logits,
-# then the OLMoE logits again on 2 MPI ranks that split its experts (expert parallelism).
+# Writes a random tiny OLMoE and Phi-MoE (Hugging Face layout, with a character tokenizer) and
+# computes their logits, then the OLMoE logits again on 2 MPI ranks that split its experts (expert
+# parallelism), then fine-tunes the tiny OLMoE at top-2 on 2 ranks and exports it.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -18,4 +19,10 @@ MPIEXEC=(mpiexec --oversubscribe -n 2)
 if [ "$(id -u)" = 0 ]; then MPIEXEC+=(--allow-run-as-root); fi
 "${MPIEXEC[@]}" build/cemoe logits --model "$OUT/olmoe-tiny" --tokens "$OUT/tokens.json" \
   --out "$OUT/olmoe-logits-ep2.safetensors" --ep 2 --placement balanced
+# Supervised fine-tuning of the tiny OLMoE (top-2 of its 4) on the shipped chat data, experts
+# split over 2 ranks, then a Hugging Face export of the result.
+"${MPIEXEC[@]}" build/cemoe train recipes/tiny/olmoe_chat_ep2.textproto \
+  --set model.path="$OUT/olmoe-tiny" --set model.top_k=2 --set checkpoint.resume=false \
+  --run-dir "$OUT/sft"
+build/cemoe export --from "$OUT/sft" --out "$OUT/sft-hf"
 echo "quickstart: done, outputs in $OUT"

@@ -342,7 +342,10 @@ SftOutcome RunSft(const RunConfig& config, MpiSession& session, std::ostream& lo
     content.keep_last = config.checkpoint.keep_last;
     content.max_shard_bytes = static_cast<uint64_t>(config.checkpoint.max_shard_bytes);
     const std::string where = SaveTrainCheckpoint(run_dir.string(), content, groups);
-    if (root) log << fmt::format("checkpoint: step {} -> {}\n", progress.step, where) << std::flush;
+    if (root) {
+      reporter->Finish();  // a terminal's progress bar ends its line first
+      log << fmt::format("checkpoint: step {} -> {}\n", progress.step, where) << std::flush;
+    }
   };
 
   SftOutcome outcome;
