@@ -22,6 +22,10 @@ from step 12 (steps 13..15). z_loss holds the phase (1, 2, 3) that wrote each st
                       expert_load/layer_<l>/{max,min} exactly, /cv within 2e-7 relative since the
                       population standard deviation is summed in another order here); no warning
                       or error logged by TensorBoard.
+    tensorboard_server `tensorboard --logdir RUN_DIR --load_fast=true` itself (the Rust data server),
+                      on 127.0.0.1 with a port the system picks: its HTTP API lists the one run ".",
+                      the same tags, and for each tag steps 1..15 with values equal as float32 to
+                      what EventAccumulator read. Polled for at most 90 s; the server is stopped.
 """
 import argparse
 import json
@@ -30,6 +34,10 @@ import math
 import os
 import shutil
 import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
 
 import numpy as np
 from google.protobuf import unknown_fields
@@ -211,6 +219,69 @@ def case_event_accumulator(report, run_dir, rows):
     return n_values
 
 
+def case_tensorboard_server(report, run_dir, rows):
+    want = expected_scalars(rows)
+    tb = os.path.join(os.path.dirname(sys.executable), "tensorboard")
+    log_path = os.path.join(os.path.dirname(run_dir), "tensorboard_server.log")
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([tb, "--logdir", run_dir, "--host", "127.0.0.1", "--port", "0",
+                                 "--load_fast=true"], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 90
+        base = None
+        got = {}
+        while time.time() < deadline:
+            time.sleep(0.5)
+            if proc.poll() is not None:
+                oc.fail(f"tensorboard exited {proc.returncode}: {open(log_path).read()[-2000:]}")
+            if base is None:
+                text = open(log_path).read()
+                marker = "http://127.0.0.1:"
+                if marker not in text:
+                    continue
+                port = text.split(marker, 1)[1].split("/", 1)[0]
+                base = f"http://127.0.0.1:{port}"
+
+            def get(path):
+                with urllib.request.urlopen(base + path, timeout=10) as r:
+                    return json.loads(r.read().decode())
+            try:
+                runs = get("/data/runs")
+                tags = get("/data/plugin/scalars/tags").get(".", {})
+                if runs != ["."] or sorted(tags) != sorted(want):
+                    continue
+                for tag in want:
+                    q = urllib.parse.urlencode({"run": ".", "tag": tag})
+                    got[tag] = get(f"/data/plugin/scalars/scalars?{q}")
+            except OSError:
+                continue
+            if all(len(got.get(t, [])) == len(STEPS) for t in want):
+                break
+        else:
+            oc.fail(f"tensorboard did not serve every tag with {len(STEPS)} steps within 90 s "
+                    f"(got {({t: len(v) for t, v in got.items()})}); log: {open(log_path).read()[-1000:]}")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    n = 0
+    for tag in sorted(want):
+        bad = []
+        steps = [step for _, step, _ in got[tag]]
+        for (_, step, value), (s, w) in zip(got[tag], want[tag]):
+            v = float(value)  # the API writes "NaN", "Infinity" as strings
+            good = (abs(v - w) <= 2e-7 * max(abs(w), 1e-30) or v == w) if tag.endswith("/cv") else same_f32(v, w)
+            if not good:
+                bad.append((s, value, w))
+            n += 1
+        ok = steps == STEPS and not bad
+        report.add(f"tensorboard_server/{tag}", ok, steps=len(steps), **({"bad": str(bad[:3])} if bad else {}))
+    return n
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--metrics-write", required=True)
@@ -241,6 +312,9 @@ def main():
         ("jsonl", jsonl),
         ("record_reader", lambda: report.add("record_reader", True, records=case_record_reader(report, run_dir))),
         ("event_accumulator", accumulator),
+        ("tensorboard_server", lambda: report.add(
+            "tensorboard_server", True,
+            values=case_tensorboard_server(report, run_dir, state.get("rows") or read_jsonl(run_dir)))),
     ]
     oc.run_cases(report, cases, args.only)
     return report.finish()
