@@ -1,6 +1,7 @@
 #include "trainer/metrics/metrics_log.h"
 
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -31,6 +32,16 @@ size_t ForEachCompleteLine(const std::string& path,
 }
 
 int64_t StepOfLine(const std::string& line, const std::string& source) {
+  // Fast path for the lines MetricsLog writes ({"step":N,...}): a resume reads every line of a
+  // log that grows by about 20 KB per step with a 16 x 64 expert load; the full parse of each
+  // line is left to lines of any other shape.
+  static constexpr std::string_view kPrefix = "{\"step\":";
+  if (line.size() > kPrefix.size() && line.compare(0, kPrefix.size(), kPrefix) == 0 && line.back() == '}') {
+    int64_t step = 0;
+    const char* first = line.data() + kPrefix.size();
+    const auto [end, ec] = std::from_chars(first, line.data() + line.size(), step);
+    if (ec == std::errc() && end != first && *end == ',') return step;
+  }
   const nlohmann::json j = ParseJsonText(line, source);
   CEMOE_CHECK(j.is_object() && j.contains("step"),
               "{}: not a metrics object with a \"step\" (fix or delete the line): {}", source,

@@ -125,6 +125,18 @@ TEST(MetricsLog, TornLastLineIsDropped) {
   }
 }
 
+TEST(MetricsLog, LinesInAnotherJsonStyleAreReadToo) {
+  // A log rewritten by another tool (Python's json.dumps puts spaces after ':' and ','; key order
+  // may change): the step is found by a full parse.
+  const std::string dir = MakeTempDir();
+  WriteFile(dir + "/metrics.jsonl", "{\"loss\": 1.0, \"step\": 4}\n{\"step\": 9, \"loss\": 2.0}\n");
+  MetricsLog log(dir, 8);
+  EXPECT_EQ(log.resume_report().kept_lines, 1);
+  EXPECT_EQ(log.resume_report().dropped_lines, 1);
+  EXPECT_EQ(log.resume_report().last_step, 4);
+  EXPECT_EQ(ReadFile(dir + "/metrics.jsonl"), "{\"loss\": 1.0, \"step\": 4}\n");
+}
+
 TEST(MetricsLog, DamagedLineIsAnErrorNamingIt) {
   const std::string dir = MakeTempDir();
   WriteFile(dir + "/metrics.jsonl", StepMetricsToJsonLine(At(1)) + "\n{\"step\": 2, \"lo\n" +
