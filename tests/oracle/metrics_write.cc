@@ -11,14 +11,13 @@
 //   phase 3: resumed from the checkpoint of step 12: steps 13..15.
 // z_loss carries the phase number, so the oracle can tell which writing of a step it reads.
 // Prints one JSON line per phase with what opening found (the resume reports).
-#include <nlohmann/json.hpp>
-
 #include <cmath>
 #include <cstdio>
 #include <exception>
 #include <fstream>
 #include <iostream>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "trainer/metrics/event_file.h"
@@ -69,15 +68,20 @@ void Phase(const std::string& run_dir, int phase, int64_t resume_step, int64_t l
   }
   const auto& lr = log.resume_report();
   const auto& er = events.resume_report();
-  nlohmann::json report = {
-      {"phase", phase},
-      {"resume_step", resume_step},
-      {"metrics", {{"kept_lines", lr.kept_lines}, {"dropped_lines", lr.dropped_lines},
-                   {"torn_bytes", lr.torn_bytes}, {"rewritten", lr.rewritten}}},
-      {"events", {{"files_kept", er.files_kept}, {"files_rewritten", er.files_rewritten},
-                  {"files_removed", er.files_removed}, {"events_dropped", er.events_dropped},
-                  {"problems", er.problems}}},
-      {"event_file", events.path()}};
+  nlohmann::json report = {{"phase", phase},
+                           {"resume_step", resume_step},
+                           {"metrics",
+                            {{"kept_lines", lr.kept_lines},
+                             {"dropped_lines", lr.dropped_lines},
+                             {"torn_bytes", lr.torn_bytes},
+                             {"rewritten", lr.rewritten}}},
+                           {"events",
+                            {{"files_kept", er.files_kept},
+                             {"files_rewritten", er.files_rewritten},
+                             {"files_removed", er.files_removed},
+                             {"events_dropped", er.events_dropped},
+                             {"problems", er.problems}}},
+                           {"event_file", events.path()}};
   std::cout << report.dump() << std::endl;
   if (phase == 1) {  // the crash: torn writes at the end of both files
     std::ofstream(log.path(), std::ios::binary | std::ios::app)
