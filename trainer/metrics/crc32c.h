@@ -2,7 +2,8 @@
 // 0xFFFFFFFF), the checksum of TensorFlow's record framing, and its "masked" form.
 //
 //   Crc32c("123456789") == 0xE3069283           (the standard check value)
-//   MaskedCrc32c(data) == MaskCrc(Crc32c(data))   where MaskCrc(c) = ((c >> 15) | (c << 17)) + 0xa282ead8
+//   MaskedCrc32c(data) == MaskCrc(Crc32c(data))   where MaskCrc(c) = ((c >> 15) | (c << 17)) +
+//   0xa282ead8
 //
 // The mask is TensorFlow's (tensorflow/core/lib/hash/crc32c.h, kMaskDelta): a record that itself
 // contains CRCs would otherwise checksum badly. Table-driven, one byte at a time (a few hundred
@@ -16,7 +17,8 @@
 
 namespace cemoe {
 
-// Continues a CRC-32C: Crc32cExtend(Crc32c(a), b) == Crc32c(a + b). Crc32c(x) == Crc32cExtend(0, x).
+// Continues a CRC-32C: Crc32cExtend(Crc32c(a), b) == Crc32c(a + b). Crc32c(x) == Crc32cExtend(0,
+// x).
 uint32_t Crc32cExtend(uint32_t crc, const void* data, size_t size);
 inline uint32_t Crc32c(const void* data, size_t size) { return Crc32cExtend(0, data, size); }
 inline uint32_t Crc32c(std::string_view data) { return Crc32c(data.data(), data.size()); }

@@ -27,8 +27,8 @@ double UnixSeconds() {
 }
 
 std::string EventFileName(double unix_seconds, const std::string& host, int64_t pid, int64_t n) {
-  return fmt::format("{}{}.{}.{}.{}", kEventFilePrefix, static_cast<int64_t>(std::floor(unix_seconds)),
-                     host, pid, n);
+  return fmt::format("{}{}.{}.{}.{}", kEventFilePrefix,
+                     static_cast<int64_t>(std::floor(unix_seconds)), host, pid, n);
 }
 
 namespace {
@@ -63,7 +63,8 @@ EventFilesResumeReport TruncateEventFiles(const std::string& run_dir, int64_t re
   std::vector<std::string> paths;
   for (const auto& entry : fs::directory_iterator(run_dir)) {
     const std::string name = entry.path().filename().string();
-    if (name.rfind(kEventFilePrefix, 0) == 0 && entry.is_regular_file()) paths.push_back(entry.path().string());
+    if (name.rfind(kEventFilePrefix, 0) == 0 && entry.is_regular_file())
+      paths.push_back(entry.path().string());
   }
   std::sort(paths.begin(), paths.end());
   for (const std::string& path : paths) {
@@ -108,7 +109,8 @@ EventFilesResumeReport TruncateEventFiles(const std::string& run_dir, int64_t re
   return report;
 }
 
-EventFileWriter::EventFileWriter(const std::string& run_dir, int64_t resume_step, double wall_time) {
+EventFileWriter::EventFileWriter(const std::string& run_dir, int64_t resume_step,
+                                 double wall_time) {
   std::error_code ec;
   fs::create_directories(run_dir, ec);
   CEMOE_CHECK(!ec, "{}: cannot create the run folder: {}", run_dir, ec.message());
@@ -118,8 +120,8 @@ EventFileWriter::EventFileWriter(const std::string& run_dir, int64_t resume_step
   for (int attempt = 0; fd_ < 0; ++attempt) {
     path_ = (fs::path(run_dir) / EventFileName(wall_time, host, pid, g_file_counter++)).string();
     fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    CEMOE_CHECK(fd_ >= 0 || (errno == EEXIST && attempt < 1000), "{}: cannot create the event file: {}",
-                path_, std::strerror(errno));
+    CEMOE_CHECK(fd_ >= 0 || (errno == EEXIST && attempt < 1000),
+                "{}: cannot create the event file: {}", path_, std::strerror(errno));
   }
   tensorboard::Event event;
   event.set_wall_time(wall_time);
@@ -131,7 +133,8 @@ EventFileWriter::~EventFileWriter() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-void EventFileWriter::WriteScalars(int64_t step, const std::vector<Scalar>& scalars, double wall_time) {
+void EventFileWriter::WriteScalars(int64_t step, const std::vector<Scalar>& scalars,
+                                   double wall_time) {
   tensorboard::Event event;
   event.set_wall_time(wall_time);
   event.set_step(step);

@@ -39,11 +39,12 @@ std::string EventFileName(double unix_seconds, const std::string& host, int64_t 
 
 // What cutting back the earlier event files did.
 struct EventFilesResumeReport {
-  int files_kept = 0;       // unchanged
-  int files_rewritten = 0;  // some events dropped
-  int files_removed = 0;    // no step <= N left
+  int files_kept = 0;          // unchanged
+  int files_rewritten = 0;     // some events dropped
+  int files_removed = 0;       // no step <= N left
   int64_t events_dropped = 0;  // step events with step > N
-  std::vector<std::string> problems;  // "<file>: record at byte ...: data CRC mismatch" per damaged file
+  std::vector<std::string>
+      problems;  // "<file>: record at byte ...: data CRC mismatch" per damaged file
 };
 
 // The resume step above, on every events.out.tfevents.* regular file of run_dir.
@@ -53,13 +54,15 @@ class EventFileWriter {
  public:
   // Creates run_dir when missing, TruncateEventFiles(run_dir, resume_step), then a new event file
   // holding the file_version event (stamped `wall_time`, which also names the file).
-  EventFileWriter(const std::string& run_dir, int64_t resume_step, double wall_time = UnixSeconds());
+  EventFileWriter(const std::string& run_dir, int64_t resume_step,
+                  double wall_time = UnixSeconds());
   ~EventFileWriter();
   EventFileWriter(const EventFileWriter&) = delete;
   EventFileWriter& operator=(const EventFileWriter&) = delete;
 
   // One event at `step` whose summary holds `scalars` in order.
-  void WriteScalars(int64_t step, const std::vector<Scalar>& scalars, double wall_time = UnixSeconds());
+  void WriteScalars(int64_t step, const std::vector<Scalar>& scalars,
+                    double wall_time = UnixSeconds());
   // WriteScalars(m.step, TensorBoardScalars(m), wall_time).
   void WriteStep(const StepMetrics& m, double wall_time = UnixSeconds());
 

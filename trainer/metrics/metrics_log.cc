@@ -1,6 +1,7 @@
 #include "trainer/metrics/metrics_log.h"
 
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -31,6 +32,17 @@ size_t ForEachCompleteLine(const std::string& path,
 }
 
 int64_t StepOfLine(const std::string& line, const std::string& source) {
+  // Fast path for the lines MetricsLog writes ({"step":N,...}): a resume reads every line of a
+  // log that grows by about 20 KB per step with a 16 x 64 expert load; the full parse of each
+  // line is left to lines of any other shape.
+  static constexpr std::string_view kPrefix = "{\"step\":";
+  if (line.size() > kPrefix.size() && line.compare(0, kPrefix.size(), kPrefix) == 0 &&
+      line.back() == '}') {
+    int64_t step = 0;
+    const char* first = line.data() + kPrefix.size();
+    const auto [end, ec] = std::from_chars(first, line.data() + line.size(), step);
+    if (ec == std::errc() && end != first && *end == ',') return step;
+  }
   const nlohmann::json j = ParseJsonText(line, source);
   CEMOE_CHECK(j.is_object() && j.contains("step"),
               "{}: not a metrics object with a \"step\" (fix or delete the line): {}", source,
@@ -62,7 +74,8 @@ MetricsResumeReport TruncateMetricsFile(const std::string& path, int64_t resume_
   // Pass 2: rewrite with those lines (the file is not changed in between: one writer per run).
   WriteFileAtomically(path, [&](const ByteSink& sink) {
     ForEachCompleteLine(path, [&](const std::string& line, int64_t number) {
-      if (line.empty() || StepOfLine(line, fmt::format("{}:{}", path, number)) > resume_step) return;
+      if (line.empty() || StepOfLine(line, fmt::format("{}:{}", path, number)) > resume_step)
+        return;
       sink(line.data(), line.size());
       sink("\n", 1);
     });
@@ -90,8 +103,8 @@ void MetricsLog::Append(const StepMetrics& m) {
   CEMOE_CHECK(m.step > last_step_, "{}: step {} must be above the last logged step {}", path_,
               m.step, last_step_);
   const std::string line = StepMetricsToJsonLine(m) + "\n";
-  const bool ok = std::fwrite(line.data(), 1, line.size(), file_) == line.size() &&
-                  std::fflush(file_) == 0;
+  const bool ok =
+      std::fwrite(line.data(), 1, line.size(), file_) == line.size() && std::fflush(file_) == 0;
   CEMOE_CHECK(ok, "{}: cannot write step {}: {}", path_, m.step, std::strerror(errno));
   last_step_ = m.step;
 }

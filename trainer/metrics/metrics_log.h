@@ -8,8 +8,10 @@
 // lines with step > N are dropped (all lines for a fresh run, N = 0), and so is a torn last line
 // (a crash mid-write leaves a last line without its newline). When anything is dropped the file is
 // rewritten atomically (model/atomic_folder.h WriteFileAtomically: a crash during the rewrite
-// leaves the old file whole); then lines are appended. A complete line that is not a JSON object
-// with an integer "step" is an error naming the file and line (the log was edited or damaged).
+// leaves the old file whole); then lines are appended. A line is known by its step: read straight
+// from the start of the lines MetricsLog writes ({"step":N,...}), else by parsing the line; a
+// complete line that is not a JSON object with an integer "step" is an error naming the file and
+// line (the log was edited or damaged). The rest of a line is not checked.
 // Each Append writes one whole line and flushes it to the operating system (no fsync: a power cut
 // may lose the last lines, which a resume redoes anyway). Steps must increase.
 // One writer per run folder (rank 0). Thread-safety: none; a single-owner object, not copyable.

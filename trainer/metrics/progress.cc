@@ -30,13 +30,15 @@ std::string Tail(const StepMetrics& m, double eta_s) {
 }  // namespace
 
 std::string FormatPlainProgress(const StepMetrics& m, int64_t total_steps, double eta_s) {
-  return fmt::format("step {}/{} loss {:.4f} lr {:.2g} grad_norm {:.3g}", m.step, total_steps, m.loss,
-                     m.lr, m.grad_norm) +
+  return fmt::format("step {}/{} loss {:.4f} lr {:.2g} grad_norm {:.3g}", m.step, total_steps,
+                     m.loss, m.lr, m.grad_norm) +
          Tail(m, eta_s);
 }
 
-std::string FormatBarProgress(const StepMetrics& m, int64_t total_steps, double eta_s, int bar_width) {
-  const double done = total_steps > 0 ? std::clamp(static_cast<double>(m.step) / total_steps, 0.0, 1.0) : 0.0;
+std::string FormatBarProgress(const StepMetrics& m, int64_t total_steps, double eta_s,
+                              int bar_width) {
+  const double done =
+      total_steps > 0 ? std::clamp(static_cast<double>(m.step) / total_steps, 0.0, 1.0) : 0.0;
   const int filled = static_cast<int>(done * bar_width);
   const int digits = static_cast<int>(fmt::format("{}", total_steps).size());
   return fmt::format("[{}{}] {:>{}}/{} loss {:.4f}", std::string(filled, '#'),

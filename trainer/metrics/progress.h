@@ -30,7 +30,8 @@ std::string FormatDuration(double seconds);
 // The plain line (no newline) and the terminal line's text (no "\r", no erase); eta_s as
 // FormatDuration takes it. `bar_width` characters between the brackets.
 std::string FormatPlainProgress(const StepMetrics& m, int64_t total_steps, double eta_s);
-std::string FormatBarProgress(const StepMetrics& m, int64_t total_steps, double eta_s, int bar_width);
+std::string FormatBarProgress(const StepMetrics& m, int64_t total_steps, double eta_s,
+                              int bar_width);
 
 class ProgressReporter {
  public:

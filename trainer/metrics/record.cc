@@ -43,18 +43,21 @@ RecordScan ScanRecords(std::string_view bytes) {
     const uint64_t length = ReadLe(bytes, at, 8);
     const uint32_t length_crc = static_cast<uint32_t>(ReadLe(bytes, at + 8, 4));
     if (length_crc != MaskedCrc32c(bytes.substr(at, 8))) {
-      scan.problem = fmt::format("record at byte {}: length CRC mismatch (length field {})", at, length);
+      scan.problem =
+          fmt::format("record at byte {}: length CRC mismatch (length field {})", at, length);
       break;
     }
     if (length > left - 12 || left - 12 - length < 4) {
-      scan.problem = fmt::format("record at byte {}: length {} but only {} bytes follow the header (torn)",
-                                 at, length, left - 12);
+      scan.problem =
+          fmt::format("record at byte {}: length {} but only {} bytes follow the header (torn)", at,
+                      length, left - 12);
       break;
     }
     const std::string_view data = bytes.substr(at + 12, length);
     const uint32_t data_crc = static_cast<uint32_t>(ReadLe(bytes, at + 12 + length, 4));
     if (data_crc != MaskedCrc32c(data)) {
-      scan.problem = fmt::format("record at byte {}: data CRC mismatch ({} data bytes)", at, length);
+      scan.problem =
+          fmt::format("record at byte {}: data CRC mismatch ({} data bytes)", at, length);
       break;
     }
     scan.records.push_back(data);

@@ -24,7 +24,7 @@ std::string FrameRecord(std::string_view data);
 // The records of a file's bytes, up to the first one that is cut short or fails a CRC.
 struct RecordScan {
   std::vector<std::string_view> records;  // data of each intact record (views into the input)
-  size_t valid_bytes = 0;  // length of the prefix made of intact records
+  size_t valid_bytes = 0;                 // length of the prefix made of intact records
   // "" when the whole input is intact records; else what ended the scan, naming the byte offset
   // ("record at byte 40: 8 of 16 header bytes (torn)", "... length CRC mismatch", ...).
   std::string problem;

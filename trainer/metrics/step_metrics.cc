@@ -59,8 +59,12 @@ const nlohmann::json& Field(const nlohmann::json& j, const char* key, const std:
 
 StepMetrics StepMetricsFromJson(const nlohmann::json& j, const std::string& source) {
   CEMOE_CHECK(j.is_object(), "{}: expected a JSON object, got {}", source, JsonExcerpt(j));
-  auto num = [&](const char* key) { return DoubleFromJson(Field(j, key, source), source + ": " + key); };
-  auto integer = [&](const char* key) { return JsonInt64(Field(j, key, source), source + ": " + key); };
+  auto num = [&](const char* key) {
+    return DoubleFromJson(Field(j, key, source), source + ": " + key);
+  };
+  auto integer = [&](const char* key) {
+    return JsonInt64(Field(j, key, source), source + ": " + key);
+  };
   StepMetrics m;
   m.step = integer("step");
   m.loss = num("loss");
@@ -72,7 +76,8 @@ StepMetrics StepMetricsFromJson(const nlohmann::json& j, const std::string& sour
   m.tokens_per_s = num("tokens_per_s");
   m.skipped = integer("skipped");
   const auto& load = Field(j, "expert_load", source);
-  CEMOE_CHECK(load.is_array(), "{}: expert_load: expected an array, got {}", source, JsonExcerpt(load));
+  CEMOE_CHECK(load.is_array(), "{}: expert_load: expected an array, got {}", source,
+              JsonExcerpt(load));
   for (size_t l = 0; l < load.size(); ++l) {
     const auto& row = load[l];
     CEMOE_CHECK(row.is_array(), "{}: expert_load[{}]: expected an array, got {}", source, l,
@@ -80,7 +85,8 @@ StepMetrics StepMetricsFromJson(const nlohmann::json& j, const std::string& sour
     std::vector<double> fractions;
     fractions.reserve(row.size());
     for (size_t e = 0; e < row.size(); ++e)
-      fractions.push_back(DoubleFromJson(row[e], fmt::format("{}: expert_load[{}][{}]", source, l, e)));
+      fractions.push_back(
+          DoubleFromJson(row[e], fmt::format("{}: expert_load[{}][{}]", source, l, e)));
     m.expert_load.push_back(std::move(fractions));
   }
   return m;

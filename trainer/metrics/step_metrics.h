@@ -11,24 +11,23 @@
 // Torch-free (cemoe_metrics). Thread-safety: stateless.
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 namespace cemoe {
 
 struct StepMetrics {
-  int64_t step = 0;            // optimiser steps done, this one included (the first step is 1)
-  double loss = 0;             // mean cross-entropy per loss token of this step (nats)
-  double aux_loss = 0;         // load-balancing loss, before its coefficient (mean over MoE layers)
-  double z_loss = 0;           // router z-loss, before its coefficient (mean over MoE layers)
-  double lr = 0;               // learning rate this step's update used
-  double grad_norm = 0;        // global L2 norm of the gradient before clipping
-  int64_t tokens = 0;          // tokens (non-padding positions) of this step, all ranks together
-  double tokens_per_s = 0;     // tokens / this step's wall-clock seconds
-  int64_t skipped = 0;         // 1 when this step's update was skipped (non-finite loss or gradient)
+  int64_t step = 0;         // optimiser steps done, this one included (the first step is 1)
+  double loss = 0;          // mean cross-entropy per loss token of this step (nats)
+  double aux_loss = 0;      // load-balancing loss, before its coefficient (mean over MoE layers)
+  double z_loss = 0;        // router z-loss, before its coefficient (mean over MoE layers)
+  double lr = 0;            // learning rate this step's update used
+  double grad_norm = 0;     // global L2 norm of the gradient before clipping
+  int64_t tokens = 0;       // tokens (non-padding positions) of this step, all ranks together
+  double tokens_per_s = 0;  // tokens / this step's wall-clock seconds
+  int64_t skipped = 0;      // 1 when this step's update was skipped (non-finite loss or gradient)
   // [layer][expert]: fraction of this step's routed slots (token x top-k choice) that went to each
   // expert of each MoE layer; each layer's row sums to 1 (empty when not measured).
   std::vector<std::vector<double>> expert_load;

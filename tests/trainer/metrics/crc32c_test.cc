@@ -40,7 +40,8 @@ TEST(Crc32c, MaskMatchesTensorBoard) {
   EXPECT_EQ(MaskedCrc32c("a"), 0x28E46E78u);
   EXPECT_EQ(MaskedCrc32c(std::string(32, '\0')), 0x0FD7FFFAu);
   EXPECT_EQ(MaskedCrc32c(Bytes(32, [](int i) { return i; })), 0x951F7892u);
-  for (uint32_t c : {0u, 1u, 0xE3069283u, 0xFFFFFFFFu, 0x80000000u}) EXPECT_EQ(UnmaskCrc(MaskCrc(c)), c);
+  for (uint32_t c : {0u, 1u, 0xE3069283u, 0xFFFFFFFFu, 0x80000000u})
+    EXPECT_EQ(UnmaskCrc(MaskCrc(c)), c);
 }
 
 }  // namespace

@@ -27,12 +27,12 @@ namespace fs = std::filesystem;
 // w.write(Event(wall_time=2.0, step=3, summary=Summary(value=[Summary.Value(tag="train/loss",
 //         simple_value=2.5)])).SerializeToString())
 const unsigned char kTensorBoardBytes[] = {
-    0x18, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xa3, 0x7f, 0x4b, 0x22, 0x09, 0x00, 0x00, 0x00, 0x00,
-    0x00, 0x00, 0xf8, 0x3f, 0x1a, 0x0d, 0x62, 0x72, 0x61, 0x69, 0x6e, 0x2e, 0x45, 0x76, 0x65, 0x6e, 0x74,
-    0x3a, 0x32, 0x2a, 0x28, 0x64, 0x6c, 0x20, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x29, 0xed, 0xa9,
-    0x50, 0x09, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x40, 0x10, 0x03, 0x2a, 0x13, 0x0a, 0x11, 0x0a,
-    0x0a, 0x74, 0x72, 0x61, 0x69, 0x6e, 0x2f, 0x6c, 0x6f, 0x73, 0x73, 0x15, 0x00, 0x00, 0x20, 0x40, 0x88,
-    0x66, 0xe6, 0x6f};
+    0x18, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xa3, 0x7f, 0x4b, 0x22, 0x09, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0xf8, 0x3f, 0x1a, 0x0d, 0x62, 0x72, 0x61, 0x69, 0x6e, 0x2e, 0x45,
+    0x76, 0x65, 0x6e, 0x74, 0x3a, 0x32, 0x2a, 0x28, 0x64, 0x6c, 0x20, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x29, 0xed, 0xa9, 0x50, 0x09, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x40, 0x10, 0x03, 0x2a, 0x13, 0x0a, 0x11, 0x0a, 0x0a, 0x74, 0x72, 0x61, 0x69, 0x6e, 0x2f,
+    0x6c, 0x6f, 0x73, 0x73, 0x15, 0x00, 0x00, 0x20, 0x40, 0x88, 0x66, 0xe6, 0x6f};
 
 std::string MakeTempDir() {
   std::string tmpl = ::testing::TempDir() + "/cemoe_event_file_XXXXXX";
@@ -87,21 +87,23 @@ TEST(EventFile, BytesEqualTensorBoardsWriter) {
     EventFileWriter w(dir, 0, /*wall_time=*/1.5);
     w.WriteScalars(3, {{"train/loss", 2.5f}}, /*wall_time=*/2.0);
     // Written through at once: the file holds both records while the writer is still open.
-    EXPECT_EQ(ReadFile(w.path()),
-              std::string(reinterpret_cast<const char*>(kTensorBoardBytes), sizeof(kTensorBoardBytes)));
+    EXPECT_EQ(ReadFile(w.path()), std::string(reinterpret_cast<const char*>(kTensorBoardBytes),
+                                              sizeof(kTensorBoardBytes)));
   }
   ASSERT_EQ(EventFiles(dir).size(), 1u);
   EXPECT_EQ(StepsOf(EventFiles(dir)[0]), std::vector<int64_t>{3});
 }
 
 TEST(EventFile, NameLikeTensorFlows) {
-  EXPECT_EQ(EventFileName(1700000000.9, "node7", 4242, 3), "events.out.tfevents.1700000000.node7.4242.3");
+  EXPECT_EQ(EventFileName(1700000000.9, "node7", 4242, 3),
+            "events.out.tfevents.1700000000.node7.4242.3");
   const std::string dir = MakeTempDir();
   EventFileWriter a(dir, 0, 1234.5);
   EventFileWriter b(dir, 0, 1234.5);  // same second, same process: the counter tells them apart
   const std::regex pattern(R"(events\.out\.tfevents\.1234\.[^./]+\.(\d+)\.(\d+))");
   std::smatch ma, mb;
-  const std::string na = fs::path(a.path()).filename().string(), nb = fs::path(b.path()).filename().string();
+  const std::string na = fs::path(a.path()).filename().string(),
+                    nb = fs::path(b.path()).filename().string();
   ASSERT_TRUE(std::regex_match(na, ma, pattern)) << na;
   ASSERT_TRUE(std::regex_match(nb, mb, pattern)) << nb;
   EXPECT_EQ(ma[1].str(), std::to_string(getpid()));
@@ -140,7 +142,8 @@ TEST(EventFile, ResumeCutsEarlierFilesBack) {
   std::string first;
   {
     EventFileWriter w(dir, 0, 100.0);
-    for (int s = 1; s <= 6; ++s) w.WriteScalars(s, {{"train/loss", static_cast<float>(s)}}, 100.0 + s);
+    for (int s = 1; s <= 6; ++s)
+      w.WriteScalars(s, {{"train/loss", static_cast<float>(s)}}, 100.0 + s);
     first = w.path();
   }
   std::string second;
@@ -149,7 +152,8 @@ TEST(EventFile, ResumeCutsEarlierFilesBack) {
     EXPECT_EQ(w.resume_report().files_rewritten, 1);
     EXPECT_EQ(w.resume_report().events_dropped, 2);
     EXPECT_TRUE(w.resume_report().problems.empty());
-    for (int s = 5; s <= 7; ++s) w.WriteScalars(s, {{"train/loss", static_cast<float>(s)}}, 200.0 + s);
+    for (int s = 5; s <= 7; ++s)
+      w.WriteScalars(s, {{"train/loss", static_cast<float>(s)}}, 200.0 + s);
     second = w.path();
   }
   EXPECT_EQ(StepsOf(first), (std::vector<int64_t>{1, 2, 3, 4}));

@@ -93,7 +93,8 @@ TEST(MetricsLog, ResumeDropsLaterStepsThenAppends) {
 
 TEST(MetricsLog, FreshRunEmptiesAnOldLog) {
   const std::string dir = MakeTempDir();
-  WriteFile(dir + "/metrics.jsonl", StepMetricsToJsonLine(At(1)) + "\n" + StepMetricsToJsonLine(At(2)) + "\n");
+  WriteFile(dir + "/metrics.jsonl",
+            StepMetricsToJsonLine(At(1)) + "\n" + StepMetricsToJsonLine(At(2)) + "\n");
   MetricsLog log(dir, 0);
   EXPECT_EQ(log.resume_report().dropped_lines, 2);
   EXPECT_EQ(ReadFile(dir + "/metrics.jsonl"), "");
@@ -101,7 +102,8 @@ TEST(MetricsLog, FreshRunEmptiesAnOldLog) {
 
 TEST(MetricsLog, NothingToDropLeavesTheFileAlone) {
   const std::string dir = MakeTempDir();
-  const std::string text = StepMetricsToJsonLine(At(1)) + "\n" + StepMetricsToJsonLine(At(2)) + "\n";
+  const std::string text =
+      StepMetricsToJsonLine(At(1)) + "\n" + StepMetricsToJsonLine(At(2)) + "\n";
   WriteFile(dir + "/metrics.jsonl", text);
   MetricsLog log(dir, 2);
   EXPECT_FALSE(log.resume_report().rewritten);
@@ -112,9 +114,11 @@ TEST(MetricsLog, NothingToDropLeavesTheFileAlone) {
 
 TEST(MetricsLog, TornLastLineIsDropped) {
   const std::string dir = MakeTempDir();
-  const std::string whole = StepMetricsToJsonLine(At(1)) + "\n" + StepMetricsToJsonLine(At(2)) + "\n";
+  const std::string whole =
+      StepMetricsToJsonLine(At(1)) + "\n" + StepMetricsToJsonLine(At(2)) + "\n";
   const std::string third = StepMetricsToJsonLine(At(3));
-  for (size_t cut : {size_t{1}, third.size() / 2, third.size()}) {  // even a whole object without "\n"
+  for (size_t cut :
+       {size_t{1}, third.size() / 2, third.size()}) {  // even a whole object without "\n"
     WriteFile(dir + "/metrics.jsonl", whole + third.substr(0, cut));
     MetricsLog log(dir, 10);
     EXPECT_EQ(log.resume_report().torn_bytes, cut);
@@ -125,6 +129,18 @@ TEST(MetricsLog, TornLastLineIsDropped) {
   }
 }
 
+TEST(MetricsLog, LinesInAnotherJsonStyleAreReadToo) {
+  // A log rewritten by another tool (Python's json.dumps puts spaces after ':' and ','; key order
+  // may change): the step is found by a full parse.
+  const std::string dir = MakeTempDir();
+  WriteFile(dir + "/metrics.jsonl", "{\"loss\": 1.0, \"step\": 4}\n{\"step\": 9, \"loss\": 2.0}\n");
+  MetricsLog log(dir, 8);
+  EXPECT_EQ(log.resume_report().kept_lines, 1);
+  EXPECT_EQ(log.resume_report().dropped_lines, 1);
+  EXPECT_EQ(log.resume_report().last_step, 4);
+  EXPECT_EQ(ReadFile(dir + "/metrics.jsonl"), "{\"loss\": 1.0, \"step\": 4}\n");
+}
+
 TEST(MetricsLog, DamagedLineIsAnErrorNamingIt) {
   const std::string dir = MakeTempDir();
   WriteFile(dir + "/metrics.jsonl", StepMetricsToJsonLine(At(1)) + "\n{\"step\": 2, \"lo\n" +
@@ -133,14 +149,16 @@ TEST(MetricsLog, DamagedLineIsAnErrorNamingIt) {
     MetricsLog log(dir, 1);
     FAIL() << "no error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("metrics.jsonl:2: invalid JSON"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("metrics.jsonl:2: invalid JSON"), std::string::npos)
+        << e.what();
   }
   WriteFile(dir + "/metrics.jsonl", "[1,2]\n");
   try {
     MetricsLog log(dir, 1);
     FAIL() << "no error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("metrics.jsonl:1: not a metrics object"), std::string::npos)
+    EXPECT_NE(std::string(e.what()).find("metrics.jsonl:1: not a metrics object"),
+              std::string::npos)
         << e.what();
   }
   EXPECT_THROW(MetricsLog(dir, -1), Error);

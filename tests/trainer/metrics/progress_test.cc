@@ -46,13 +46,16 @@ TEST(Progress, PlainLine) {
 TEST(Progress, BarLine) {
   EXPECT_EQ(FormatBarProgress(At(36), 100, 192.0, 20),
             "[#######.............]  36/100 loss 2.3456 tokens/s 1234 eta 0:03:12");
-  EXPECT_EQ(FormatBarProgress(At(100), 100, 0.0, 10), "[##########] 100/100 loss 2.3456 tokens/s 1234 eta 0:00:00");
-  EXPECT_EQ(FormatBarProgress(At(0), 5, 1.0, 4), "[....] 0/5 loss 2.3456 tokens/s 1234 eta 0:00:01");
+  EXPECT_EQ(FormatBarProgress(At(100), 100, 0.0, 10),
+            "[##########] 100/100 loss 2.3456 tokens/s 1234 eta 0:00:00");
+  EXPECT_EQ(FormatBarProgress(At(0), 5, 1.0, 4),
+            "[....] 0/5 loss 2.3456 tokens/s 1234 eta 0:00:01");
 }
 
 TEST(Progress, PlainLinesOncePerInterval) {
   std::ostringstream out;
-  ProgressReporter p(out, /*terminal=*/false, /*total=*/7, /*every=*/3, /*start_step=*/0, /*start=*/100.0);
+  ProgressReporter p(out, /*terminal=*/false, /*total=*/7, /*every=*/3, /*start_step=*/0,
+                     /*start=*/100.0);
   for (int s = 1; s <= 7; ++s) p.Update(At(s), 100.0 + 2.0 * s);  // 2 s per step
   p.Finish();
   EXPECT_EQ(out.str(),
@@ -75,8 +78,8 @@ TEST(Progress, TerminalRedrawsOneLine) {
 TEST(Progress, EtaFromMeasuredRate) {
   std::ostringstream out;
   ProgressReporter p(out, false, 1000, 1, 100, 50.0);
-  EXPECT_TRUE(std::isnan(p.EtaSeconds(100, 60.0)));  // no step done yet
-  EXPECT_TRUE(std::isnan(p.EtaSeconds(101, 50.0)));  // no time elapsed
+  EXPECT_TRUE(std::isnan(p.EtaSeconds(100, 60.0)));      // no step done yet
+  EXPECT_TRUE(std::isnan(p.EtaSeconds(101, 50.0)));      // no time elapsed
   EXPECT_DOUBLE_EQ(p.EtaSeconds(110, 70.0), 890 * 2.0);  // 10 steps in 20 s
   EXPECT_DOUBLE_EQ(p.EtaSeconds(1000, 90.0), 0.0);
   EXPECT_THROW(ProgressReporter(out, false, 0, 1, 0, 0.0), Error);

@@ -31,7 +31,8 @@ TEST(Record, FramingByHand) {
 }
 
 TEST(Record, ScanIntact) {
-  const std::string bytes = FrameRecord("first") + FrameRecord("") + FrameRecord(std::string(300, 'x'));
+  const std::string bytes =
+      FrameRecord("first") + FrameRecord("") + FrameRecord(std::string(300, 'x'));
   const RecordScan scan = ScanRecords(bytes);
   EXPECT_EQ(scan.problem, "");
   ASSERT_EQ(scan.records.size(), 3u);

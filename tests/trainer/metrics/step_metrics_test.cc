@@ -35,10 +35,11 @@ uint64_t Bits(double d) {
 }
 
 TEST(StepMetrics, LineText) {
-  EXPECT_EQ(StepMetricsToJsonLine(Example()),
-            R"({"step":12,"loss":2.3456,"aux_loss":0.0123,"z_loss":0.0,"lr":1.2e-05,"grad_norm":0.87,)"
-            R"("tokens":4096,"tokens_per_s":1234.5,"skipped":0,)"
-            R"("expert_load":[[0.25,0.25,0.5,0.0],[0.125,0.375,0.25,0.25]]})");
+  EXPECT_EQ(
+      StepMetricsToJsonLine(Example()),
+      R"({"step":12,"loss":2.3456,"aux_loss":0.0123,"z_loss":0.0,"lr":1.2e-05,"grad_norm":0.87,)"
+      R"("tokens":4096,"tokens_per_s":1234.5,"skipped":0,)"
+      R"("expert_load":[[0.25,0.25,0.5,0.0],[0.125,0.375,0.25,0.25]]})");
 }
 
 TEST(StepMetrics, NonFiniteAsStrings) {
@@ -49,9 +50,10 @@ TEST(StepMetrics, NonFiniteAsStrings) {
   m.skipped = 1;
   m.expert_load = {};
   const std::string line = StepMetricsToJsonLine(m);
-  EXPECT_EQ(line,
-            R"({"step":12,"loss":"NaN","aux_loss":"-Infinity","z_loss":0.0,"lr":1.2e-05,)"
-            R"("grad_norm":"Infinity","tokens":4096,"tokens_per_s":1234.5,"skipped":1,"expert_load":[]})");
+  EXPECT_EQ(
+      line,
+      R"({"step":12,"loss":"NaN","aux_loss":"-Infinity","z_loss":0.0,"lr":1.2e-05,)"
+      R"("grad_norm":"Infinity","tokens":4096,"tokens_per_s":1234.5,"skipped":1,"expert_load":[]})");
   const StepMetrics back = StepMetricsFromJson(nlohmann::json::parse(line), "t");
   EXPECT_TRUE(std::isnan(back.loss));
   EXPECT_EQ(back.grad_norm, std::numeric_limits<double>::infinity());
@@ -60,22 +62,33 @@ TEST(StepMetrics, NonFiniteAsStrings) {
 }
 
 TEST(StepMetrics, DoublesRoundTripBitExactly) {
-  const double awkward[] = {0.1, 1.0 / 3.0, 2.0 / 3.0, 1e-300, 4.9406564584124654e-324 /* denormal min */,
-                            std::numeric_limits<double>::max(), -0.0, 123456789.123456789,
-                            0.30000000000000004, 1e16, 6.02214076e23, -2.5e-8};
+  const double awkward[] = {0.1,
+                            1.0 / 3.0,
+                            2.0 / 3.0,
+                            1e-300,
+                            4.9406564584124654e-324 /* denormal min */,
+                            std::numeric_limits<double>::max(),
+                            -0.0,
+                            123456789.123456789,
+                            0.30000000000000004,
+                            1e16,
+                            6.02214076e23,
+                            -2.5e-8};
   for (double v : awkward) {
     StepMetrics m = Example();
     m.loss = v;
     m.lr = -v;
     m.expert_load = {{v}};
     m.tokens = std::numeric_limits<int64_t>::max();
-    const StepMetrics back = StepMetricsFromJson(nlohmann::json::parse(StepMetricsToJsonLine(m)), "t");
+    const StepMetrics back =
+        StepMetricsFromJson(nlohmann::json::parse(StepMetricsToJsonLine(m)), "t");
     EXPECT_EQ(Bits(back.loss), Bits(v)) << v;
     EXPECT_EQ(Bits(back.lr), Bits(-v)) << v;
     EXPECT_EQ(Bits(back.expert_load.at(0).at(0)), Bits(v)) << v;
     EXPECT_EQ(back.tokens, std::numeric_limits<int64_t>::max());
   }
-  const StepMetrics back = StepMetricsFromJson(nlohmann::json::parse(StepMetricsToJsonLine(Example())), "t");
+  const StepMetrics back =
+      StepMetricsFromJson(nlohmann::json::parse(StepMetricsToJsonLine(Example())), "t");
   EXPECT_EQ(back.step, 12);
   EXPECT_EQ(back.tokens_per_s, 1234.5);
   EXPECT_EQ(back.expert_load, Example().expert_load);
@@ -88,7 +101,8 @@ TEST(StepMetrics, ErrorsNameLineAndKey) {
     StepMetricsFromJson(j, "run/metrics.jsonl:7");
     FAIL() << "no error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("run/metrics.jsonl:7: missing key \"grad_norm\""), std::string::npos)
+    EXPECT_NE(std::string(e.what()).find("run/metrics.jsonl:7: missing key \"grad_norm\""),
+              std::string::npos)
         << e.what();
   }
   j = nlohmann::json::parse(StepMetricsToJsonLine(Example()));
@@ -100,7 +114,8 @@ TEST(StepMetrics, ErrorsNameLineAndKey) {
     StepMetricsFromJson(j, "m:3");
     FAIL() << "no error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("m:3: expert_load[1][2]: expected a number"), std::string::npos)
+    EXPECT_NE(std::string(e.what()).find("m:3: expert_load[1][2]: expected a number"),
+              std::string::npos)
         << e.what();
   }
 }

@@ -27,8 +27,9 @@ TEST(TensorBoardScalars, TrainTagsAndExpertLoad) {
   for (int l = 1; l < 11; ++l) m.expert_load.push_back({0.5, 0.5});
   const std::vector<Scalar> s = TensorBoardScalars(m);
   ASSERT_EQ(s.size(), 8u + 3u * 11u);
-  const char* train[] = {"train/loss", "train/aux_loss", "train/z_loss", "train/lr", "train/grad_norm",
-                         "train/tokens", "train/tokens_per_s", "train/skipped"};
+  const char* train[] = {"train/loss",         "train/aux_loss",  "train/z_loss",
+                         "train/lr",           "train/grad_norm", "train/tokens",
+                         "train/tokens_per_s", "train/skipped"};
   for (int i = 0; i < 8; ++i) EXPECT_EQ(s[i].tag, train[i]);
   EXPECT_EQ(s[0].value, 2.3456f);
   EXPECT_EQ(s[3].value, 1e-5f);
