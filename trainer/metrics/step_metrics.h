@@ -21,8 +21,8 @@ namespace cemoe {
 struct StepMetrics {
   int64_t step = 0;         // optimiser steps done, this one included (the first step is 1)
   double loss = 0;          // mean cross-entropy per loss token of this step (nats)
-  double aux_loss = 0;      // load-balancing loss, before its coefficient (mean over MoE layers)
-  double z_loss = 0;        // router z-loss, before its coefficient (mean over MoE layers)
+  double aux_loss = 0;      // load-balancing loss before its coefficient (all MoE layers pooled, mean over micro-batches)
+  double z_loss = 0;        // router z-loss before its coefficient (summed over MoE layers, mean over micro-batches)
   double lr = 0;            // learning rate this step's update used
   double grad_norm = 0;     // global L2 norm of the gradient before clipping
   int64_t tokens = 0;       // tokens (non-padding positions) of this step, all ranks together
