@@ -33,7 +33,10 @@ void AddInitCommand(CLI::App& app) {
       ->check(CLI::IsMember({"tiny", "small", "olmoe-1b-7b", "phi-3.5-moe"}))
       ->capture_default_str();
   cmd->add_option("--seed", opt->seed, "Random seed of the initial weights")->capture_default_str();
-  cmd->add_option("--out", opt->out, "Output folder (created)")->required();
+  cmd->add_option("--out", opt->out,
+                  "Output folder (created; tiny and small presets also get a character tokenizer.json "
+                  "and tokenizer_config.json unless the folder has its own)")
+      ->required();
   cmd->add_option("--dtype", opt->dtype, "Storage dtype of the weights: float32 or bfloat16")
       ->check(CLI::IsMember({"float32", "bfloat16"}))
       ->capture_default_str();

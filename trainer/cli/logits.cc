@@ -54,7 +54,7 @@ void RunExpertParallel(const LogitsOptions& opt) {
   std::string log;
   const at::Tensor all_tokens = ReadTokenBatch(opt.tokens);
   at::Tensor logits =
-      ComputeLogitsExpertParallel(request, all_tokens, groups, session.local_rank(), &log);
+      ComputeLogitsExpertParallel(request, all_tokens, opt.tokens, groups, session.local_rank(), &log);
   if (groups.world_rank() == 0) {
     std::cout << log << std::flush;
     SaveSafetensors(opt.out, {{"logits", logits}}, {{"format", "pt"}});

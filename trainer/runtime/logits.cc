@@ -42,11 +42,12 @@ at::Tensor ComputeLogits(const std::string& model_dir, const at::Tensor& tokens_
 }
 
 at::Tensor ComputeLogitsExpertParallel(const ModelRequest& request_in, const at::Tensor& tokens_BS,
-                                       ProcessGroups& groups, int local_rank, std::string* log) {
+                                       const std::string& tokens_source, ProcessGroups& groups,
+                                       int local_rank, std::string* log) {
   const int64_t vocab = LoadModelConfig(request_in.dir).vocab_size;
   const int64_t lo = tokens_BS.min().item<int64_t>(), hi = tokens_BS.max().item<int64_t>();
-  CEMOE_CHECK(lo >= 0 && hi < vocab, "token id {} outside the vocabulary [0, {}) of {}",
-              lo < 0 ? lo : hi, vocab, request_in.dir);
+  CEMOE_CHECK(lo >= 0 && hi < vocab, "{}: token id {} outside the vocabulary [0, {}) of {}",
+              tokens_source, lo < 0 ? lo : hi, vocab, request_in.dir);
   const int P = groups.world_size();
   const auto [begin, end] = RowsOfRank(tokens_BS.size(0), groups.world_rank(), P);
   const at::Tensor tokens = tokens_BS.slice(0, begin, end);

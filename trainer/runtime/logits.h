@@ -24,7 +24,9 @@ at::Tensor ComputeLogits(const std::string& model_dir, const at::Tensor& tokens_
 // rank before it is split, so a bad id fails everywhere at once), computes its rows and world
 // rank 0 returns all of them (other ranks: an empty tensor). `log` receives the start-up lines
 // (layout, placement) on rank 0.
+// `tokens_source` names the token file in errors.
 at::Tensor ComputeLogitsExpertParallel(const ModelRequest& request, const at::Tensor& tokens_BS,
-                                       ProcessGroups& groups, int local_rank, std::string* log);
+                                       const std::string& tokens_source, ProcessGroups& groups,
+                                       int local_rank, std::string* log);
 
 }  // namespace cemoe

@@ -79,11 +79,12 @@ std::string CharTokenizerConfigJson() {
 }
 
 void WriteCharTokenizer(const std::string& dir) {
-  std::filesystem::create_directories(dir);
-  WriteTextFileAtomically((std::filesystem::path(dir) / "tokenizer.json").string(),
-                          CharTokenizerJson());
-  WriteTextFileAtomically((std::filesystem::path(dir) / "tokenizer_config.json").string(),
-                          CharTokenizerConfigJson());
+  namespace fs = std::filesystem;
+  fs::create_directories(dir);
+  const fs::path tokenizer = fs::path(dir) / "tokenizer.json";
+  const fs::path config = fs::path(dir) / "tokenizer_config.json";
+  if (!fs::exists(tokenizer)) WriteTextFileAtomically(tokenizer.string(), CharTokenizerJson());
+  if (!fs::exists(config)) WriteTextFileAtomically(config.string(), CharTokenizerConfigJson());
 }
 
 }  // namespace cemoe

@@ -20,7 +20,8 @@ inline constexpr int64_t kCharTokenizerVocab = 102;
 
 std::string CharTokenizerJson();
 std::string CharTokenizerConfigJson();
-// Writes tokenizer.json and tokenizer_config.json into `dir` (atomically, file by file).
+// Writes tokenizer.json and tokenizer_config.json into `dir` (atomically, file by file); a file
+// that is already there is left as it is (a user's tokenizer is never replaced).
 void WriteCharTokenizer(const std::string& dir);
 
 }  // namespace cemoe
