@@ -13,7 +13,7 @@ namespace cemoe {
 
 CausalLMImpl::CausalLMImpl(const ModelConfig& config,
                            const std::vector<std::vector<int64_t>>& held_experts)
-    : config_(config), top_k_(config.num_experts_per_tok) {
+    : config_(config) {
   CEMOE_CHECK(held_experts.empty() ||
                   static_cast<int64_t>(held_experts.size()) == config.num_hidden_layers,
               "held experts are given for {} layers, the model has {}", held_experts.size(),
@@ -92,7 +92,11 @@ at::Tensor CausalLMImpl::forward(const at::Tensor& tokens_BS) { return LmHead(Hi
 
 void CausalLMImpl::set_top_k(int64_t top_k) {
   for (auto& layer : layers) layer->mlp->set_top_k(top_k);
-  top_k_ = top_k;
+}
+
+int64_t CausalLMImpl::top_k() const {
+  // Stored once, in the MoE layers (every layer has one; set_top_k sets them all alike).
+  return layers.empty() ? config_.num_experts_per_tok : layers.front()->mlp->top_k();
 }
 
 void CausalLMImpl::set_norm_topk_prob(bool on) {

@@ -54,7 +54,7 @@ class CausalLMImpl : public torch::nn::Module {
   bool activation_checkpointing() const { return activation_checkpointing_; }
 
   void set_top_k(int64_t top_k);
-  int64_t top_k() const { return top_k_; }
+  int64_t top_k() const;
   // OLMoE's norm_topk_prob for every router (and in config(), so an export records it). Phi-MoE
   // has no such switch: asking for one throws.
   void set_norm_topk_prob(bool on);
@@ -71,7 +71,6 @@ class CausalLMImpl : public torch::nn::Module {
 
  private:
   ModelConfig config_;
-  int64_t top_k_;
   bool activation_checkpointing_ = false;
 };
 TORCH_MODULE(CausalLM);

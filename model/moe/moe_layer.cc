@@ -28,12 +28,7 @@ MoeLayerImpl::MoeLayerImpl(const ModelConfig& config, std::vector<int64_t> exper
 }
 
 void MoeLayerImpl::set_top_k(int64_t top_k) {
-  CEMOE_CHECK(top_k >= 1 && top_k <= config_.num_experts,
-              "top_k ({}) must be between 1 and the number of experts ({})", top_k,
-              config_.num_experts);
-  if (config_.is_phimoe()) {
-    CEMOE_CHECK(top_k <= 2, "Phi-MoE routes 1 or 2 experts per token, top_k is {}", top_k);
-  }
+  CheckTopK(config_, top_k);
   top_k_ = top_k;
 }
 

@@ -48,10 +48,16 @@ RouterOutput SparseMixer(const at::Tensor& logits_TE, int64_t top_k, double jitt
   return {logits_TE, at::cat({e1, e2}, -1), at::cat({w1, w2}, -1)};
 }
 
-RouterOutput RouterImpl::forward(const at::Tensor& x_TD, int64_t top_k) {
-  CEMOE_CHECK(top_k >= 1 && top_k <= config_.num_experts,
+void CheckTopK(const ModelConfig& config, int64_t top_k) {
+  CEMOE_CHECK(top_k >= 1 && top_k <= config.num_experts,
               "top_k ({}) must be between 1 and the number of experts ({})", top_k,
-              config_.num_experts);
+              config.num_experts);
+  CEMOE_CHECK(!config.is_phimoe() || top_k <= 2,
+              "Phi-MoE routes 1 or 2 experts per token, top_k is {}", top_k);
+}
+
+RouterOutput RouterImpl::forward(const at::Tensor& x_TD, int64_t top_k) {
+  CheckTopK(config_, top_k);
   at::Tensor logits_TE = at::linear(x_TD, weight);
   if (config_.is_phimoe()) return SparseMixer(logits_TE, top_k, config_.router_jitter_noise);
   return SoftmaxTopK(logits_TE, top_k, config_.norm_topk_prob, x_TD.scalar_type());

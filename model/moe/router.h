@@ -39,6 +39,10 @@ class RouterImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Router);
 
+// The one rule for a runtime top_k: 1 <= top_k <= E, and at most 2 for Phi-MoE (its sparsemixer
+// makes two choices). Throws naming the value.
+void CheckTopK(const ModelConfig& config, int64_t top_k);
+
 // The routing rules as free functions on logits, so tests can check them on hand-worked values.
 RouterOutput SoftmaxTopK(const at::Tensor& logits_TE, int64_t top_k, bool normalize,
                          at::ScalarType out_dtype);
