@@ -5,7 +5,7 @@
 # cost (CPU numbers measured on the 2-core Debian 12 VM, docs/parallel.md):
 #   launch/mpirun.sh -n 4 -- build/cemoe bench dispatch
 #       0 GPUs, 4 ranks x 2048 tokens x top-8, 10 reps, ~1 minute on 2 cores.
-#   launch/mpirun.sh -n 8 --per-node 8 --hostfile hosts -- build/cemoe run recipes/olmoe/sft.textproto
+#   launch/mpirun.sh -n 8 --per-node 8 --hostfile hosts -- build/cemoe train recipes/olmoe/top4_sft_tulu3.textproto
 #       8 GPUs per node (one per local rank), tokens/steps/time as the recipe states (its header).
 #
 #   usage: launch/mpirun.sh [-n NP] [--hostfile FILE] [--per-node N] [--timeout S]

@@ -11,11 +11,12 @@
 #   4. USR1 (Slurm's warning before the time limit): the job is stopped, the next attempt is
 #      queued once, nothing more is started here, exit 0, within seconds;
 #   5. the last allowed attempt failing twice does not resubmit;
-#   6. without CEMOE_CMD nothing starts: exit 2 with a message, no mpirun, no sbatch;
+#   6. without CEMOE_CMD and RECIPE nothing starts: exit 2 with a message, no mpirun, no sbatch;
 #   7. a job that fails before its first step: one mpirun, no restart, no resubmission, its status;
 #   8. a job that fails after progress, then before its first step: two mpiruns, no resubmission;
 #   9. USR1 while the job has made no progress in this allocation: stopped, nothing queued, exit 1;
 #  10. a new checkpoint folder counts as progress too (fails twice after checkpoints: resubmits).
+#  11. RECIPE without CEMOE_CMD runs `build/cemoe train RECIPE --run-dir RUN_DIR`.
 set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 SBATCH_SCRIPT="${CEMOE_SBATCH_SCRIPT:-$HERE/../../launch/slurm.sbatch}"
@@ -68,7 +69,7 @@ run() {
   local name="$1"
   export RUN_DIR="$WORK/$name" PLAN="$2" ATTEMPT="${3:-1}" MAX_ATTEMPTS="${4:-20}"
   export SHIM_LOG="$WORK/$name" PATH="$WORK/bin:$PATH" SLURM_JOB_ID=4242 SLURM_NTASKS=2
-  export SLURM_NTASKS_PER_NODE=2 SLURM_JOB_NUM_NODES=1 SLURM_SUBMIT_DIR="$WORK" RECIPE=recipes/x.textproto
+  export SLURM_NTASKS_PER_NODE=2 SLURM_JOB_NUM_NODES=1 SLURM_SUBMIT_DIR="$WORK" RECIPE="${RECIPE_OVERRIDE-recipes/x.textproto}"
   export CEMOE_CMD="${CMD_OVERRIDE-$WORK/job.sh}"
   LOG="$WORK/$name.log"
   bash "$SBATCH_SCRIPT" > "$LOG" 2>&1 &
@@ -95,8 +96,12 @@ check 4 "exit 0 ($rc) within 10 s ($dt s), 1 mpirun, 1 sbatch, 'time limit' logg
 run last_attempt "fail fail" 20 20; wait $PID; rc=$?
 check 5 "exit 3 ($rc), 0 sbatch, 'attempts used' logged" $([ $rc = 3 ] && [ "$(count "$WORK/last_attempt.sbatch")" = 0 ] && grep -q "20 attempts used" "$WORK/last_attempt.log"; echo $?)
 
-CMD_OVERRIDE="" run no_cmd "done"; wait $PID; rc=$?
-check 6 "exit 2 ($rc), 0 mpirun, 0 sbatch, 'set CEMOE_CMD' logged" $([ $rc = 2 ] && [ "$(count "$WORK/no_cmd.mpirun")" = 0 ] && [ "$(count "$WORK/no_cmd.sbatch")" = 0 ] && grep -q "set CEMOE_CMD" "$WORK/no_cmd.log"; echo $?)
+CMD_OVERRIDE="" RECIPE_OVERRIDE="" run no_cmd "done"; wait $PID; rc=$?
+check 6 "exit 2 ($rc), 0 mpirun, 0 sbatch, 'set RECIPE' logged" $([ $rc = 2 ] && [ "$(count "$WORK/no_cmd.mpirun")" = 0 ] && [ "$(count "$WORK/no_cmd.sbatch")" = 0 ] && grep -q "set RECIPE" "$WORK/no_cmd.log"; echo $?)
+
+# 11. RECIPE without CEMOE_CMD runs the trainer on it, in the run folder the script watches.
+CMD_OVERRIDE="" run recipe_default "done"; wait $PID; rc=$?
+check 11 "mpirun runs 'build/cemoe train recipes/x.textproto --run-dir RUN_DIR'" $(grep -q "^build/cemoe train recipes/x.textproto --run-dir $WORK/recipe_default\$" "$WORK/recipe_default.mpirun"; echo $?)
 
 run early "early done"; wait $PID; rc=$?
 check 7 "exit 3 ($rc), 1 mpirun, 0 sbatch, 'before its first step' logged" $([ $rc = 3 ] && [ "$(count "$WORK/early.mpirun")" = 1 ] && [ "$(count "$WORK/early.sbatch")" = 0 ] && grep -q "failed before its first step" "$WORK/early.log"; echo $?)
@@ -119,4 +124,4 @@ if [ $failures -gt 0 ]; then
   for f in "$WORK"/*.log; do echo "--- $f"; cat "$f"; done
   exit 1
 fi
-echo "slurm.sbatch: all 10 control-flow checks passed"
+echo "slurm.sbatch: all 11 control-flow checks passed"
