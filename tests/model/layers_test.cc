@@ -52,6 +52,20 @@ TEST(Config, ReadsTransformers5Spelling) {
   EXPECT_FALSE(c.longrope.has_value());
 }
 
+// Phi-MoE: 2 as published, 1 as `cemoe export` writes a top-1 fine-tune; nothing else.
+TEST(Config, PhiMoeExpertsPerTokenIsOneOrTwo) {
+  nlohmann::json j = ModelConfigToJson(PresetConfig("phimoe", "tiny"));
+  for (int k : {1, 2}) {
+    j["num_experts_per_tok"] = k;
+    EXPECT_EQ(ParseModelConfig(j, "cfg.json").num_experts_per_tok, k);
+  }
+  j["num_experts_per_tok"] = 3;
+  EXPECT_NE(ErrorOf(j).find("cfg.json: Phi-MoE's sparsemixer routes 1 or 2 experts, "
+                            "num_experts_per_tok is 3"),
+            std::string::npos)
+      << ErrorOf(j);
+}
+
 TEST(Config, ErrorsNameFileFieldAndValue) {
   json j = OlmoeJson();
   j["model_type"] = "mixtral";
