@@ -1,7 +1,8 @@
 """SFT oracle: several steps of `cemoe train` against the same steps replayed with torch + transformers.
 
 usage: sft_oracle.py --family olmoe|phimoe --cemoe BUILD/cemoe --mpiexec MPIEXEC --work DIR
-                     [--only RUN[,RUN]]      (RUN: n1_ep1, n2_ep2, n4_ep2, export)
+                     [--only RUN[,RUN]]      (RUN: n1_ep1, n2_ep2, n4_ep2, export; export needs n1_ep1)
+                     [--init-seed N]         (another `cemoe init` seed, for choosing FAMILIES' seeds)
 
 cemoe's side. `cemoe init --arch FAMILY --preset tiny --seed SEED` writes a random tiny model (with
 its character tokenizer); a recipe (written here) trains it on recipes/tiny/data/chat.jsonl, ChatML,
@@ -31,13 +32,21 @@ then torch.nn.utils.clip_grad_norm_(MAX_NORM), torch.optim.AdamW with two parame
 decay WD, and 0 for names containing "norm" or "bias"), and LambdaLR from transformers'
 get_cosine_with_min_lr_schedule_with_warmup.
 
-Compared, for every run (TOLERANCES below, derived there; docs/oracle.md section 6):
+Compared, for every run (tolerances below, derived there; docs/oracle.md section 6):
     per step: loss, aux_loss, z_loss, grad_norm (before clipping) relative to the reference; lr
     (both in double); tokens (exact); expert_load (the fraction of routed slots per layer and
-    expert: exact, so every token was routed to the same experts on both sides);
-    after the last step: every parameter of the final checkpoint against the replayed model.
+    expert: exact, so every token was routed to the same experts on both sides); every step's
+    norm above MAX_NORM;
+    after the last step: AdamW's exp_avg / exp_avg_sq / step of every parameter (the checkpoint's
+    optimizer-rank-*.safetensors, per-expert names mapped onto transformers' fused tensors), and
+    every parameter of the final checkpoint (from_pretrained) against the replayed model.
+Once (1-process run): packed_mask_selfcheck, the reference's own packing (4D mask + restarting
+position_ids) against each example of the first micro-batch run alone.
 Export (the 1-process run): `cemoe export` -> from_pretrained (clean loading, num_experts_per_tok
-= top_k) -> logits on token rows against `cemoe logits --model EXPORT`.
+= top_k, the checkpoint's weights) -> logits on token rows against `cemoe logits --model EXPORT`.
+Init seeds: every expert must get a token at every step (else cemoe skips that expert's AdamW update
+while transformers' fused experts decay it: a convention, docs/oracle.md section 6), and routing
+is checked by the exact expert_load comparison; the smallest routing margin is printed.
 """
 import argparse
 import contextlib
