@@ -3,21 +3,26 @@
 //   mpiexec -n N train_step MODEL BATCH OUT EP TOP_K LR WEIGHT_DECAY EPS MAX_NORM
 // MODEL is a Hugging Face folder (float32), BATCH a safetensors file with int64 "tokens" [B, S]
 // and "targets" [B, S] (-100 = no loss). World rank w takes rows [B*w/N, B*(w+1)/N) (a rank may
-// get none) and loads only its experts (round_robin placement at expert-parallel size EP; the
-// rest of the world is data parallel). One optimiser step, as the trainer will take it:
-//   loss   = sum of the rank's token cross-entropies / global number of loss tokens
-//   grads  = backward, then ReduceGradients (dense over world, experts over edp)
-//   clip   = ClipGradNormGlobal(MAX_NORM)
-//   update = AdamW(LR, betas (0.9, 0.999), EPS, WEIGHT_DECAY) (LibTorch's, decoupled decay)
+// get none: it still joins every collective with an empty micro-batch) and loads only its experts
+// (round_robin placement at expert-parallel size EP; the rest of the world is data parallel).
+// One optimiser step through the trainer's own code (cemoe train takes it the same way,
+// trainer/sft/sft_trainer.cc), in train mode:
+//   trainable = SelectTrainable(model, no freeze, the recipe default no_decay {"norm", "bias"})
+//   grads     = ComputeGradients (trainer/sft/train_step.h) on one micro-batch (the rank's rows):
+//               loss = sum of the rank's token cross-entropies / global number of loss tokens,
+//               backward, ReduceGradients (dense over world, experts over edp), global norm,
+//               clipped to MAX_NORM (no auxiliary losses: coefficients 0)
+//   update    = cemoe::AdamW (trainer/sft/adamw.h), betas (0.9, 0.999), EPS, WEIGHT_DECAY except
+//               for the no_decay parameters, at learning rate LR
 // It writes, through the expert-parallel checkpoint writer (Hugging Face names, experts by
 // global id, float32):
-//   OUT/grads/  the reduced gradients before clipping, in place of the weights
+//   OUT/grads/  the reduced gradients AFTER clipping (what AdamW sees), in place of the weights
 //   OUT/after/  the weights after the step
-//   OUT/result.json (rank 0)  {"loss", "grad_norm", "loss_tokens", "world", "ep", "dp"}
+//   OUT/result.json (rank 0)  {"loss", "grad_norm" (before clipping), "loss_tokens", "world", "ep",
+//                              "dp"}
 // transformers (eval mode, gradients on) with torch.optim.AdamW must give the same numbers.
 // TOP_K 0 keeps the checkpoint's. Exit 0 on success; on error one line on stderr and exit 1.
 #include <ATen/ATen.h>
-#include <torch/optim/adamw.h>
 #include <torch/types.h>
 
 #include <cstdlib>
@@ -31,10 +36,13 @@
 
 #include "model/causal_lm.h"
 #include "model/safetensors.h"
-#include "parallel/grad_sync.h"
 #include "parallel/model_sharding.h"
 #include "parallel/process_groups.h"
 #include "parallel/sharded_checkpoint.h"
+#include "trainer/config/run_config.h"
+#include "trainer/sft/adamw.h"
+#include "trainer/sft/train_step.h"
+#include "trainer/sft/trainable.h"
 
 namespace {
 
@@ -77,24 +85,15 @@ int Run(int argc, char** argv) {
       model_dir, groups, cemoe::PlacementPolicy::kRoundRobin, at::Tensor(), 0);
   cemoe::CausalLM model = cemoe::LoadExpertParallelModel(model_dir, groups, placement);
   if (top_k > 0) model->set_top_k(top_k);
-  const cemoe::ParameterSplit split = cemoe::SplitParameters(*model);
+  model->train();
+  const cemoe::TrainableParameters trainable =
+      cemoe::SelectTrainable(*model, {}, cemoe::OptimSection{}.no_decay);
 
-  const double count = cemoe::GlobalCount(groups.world(), (targets != -100).sum().item<double>());
-  at::Tensor loss;
-  if (end > begin) {
-    at::Tensor logits = model->forward(tokens);
-    loss = at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}), targets.reshape({-1}), {},
-                                  at::Reduction::Sum, -100) /
-           count;
-  } else {
-    // No rows here: the rank still joins every collective of the forward and backward passes
-    // (the all-to-alls), with an empty batch.
-    at::Tensor logits = model->forward(tokens_BS.slice(0, 0, 0));
-    loss = logits.sum();
-  }
-  loss.backward();
-  cemoe::ReduceGradients(groups, split);
-  const double global_loss = cemoe::GlobalCount(groups.world(), loss.item<double>());
+  cemoe::StepSettings settings;
+  settings.max_grad_norm = max_norm;
+  const cemoe::StepResult result = cemoe::ComputeGradients(
+      *model, {cemoe::MicroBatchTensors{tokens, targets, {}, {}}}, trainable, groups, settings);
+  if (!result.finite) throw std::runtime_error("the step's loss or gradient norm is not finite");
 
   std::vector<at::Tensor> grads;
   for (const at::Tensor& p : model->parameters()) {
@@ -102,19 +101,19 @@ int Run(int argc, char** argv) {
   }
   SaveWith(model, grads, groups, placement, out + "/grads");
 
-  const double norm = cemoe::ClipGradNormGlobal(groups.ep_group(), split, max_norm);
-  torch::optim::AdamW opt(
-      model->parameters(),
-      torch::optim::AdamWOptions(lr).betas({0.9, 0.999}).eps(eps).weight_decay(weight_decay));
-  opt.step();
+  cemoe::AdamWSettings adam;
+  adam.eps = eps;
+  adam.weight_decay = weight_decay;
+  cemoe::AdamW optimizer(trainable.params, adam);
+  optimizer.Step(lr);
   cemoe::SaveExpertParallelCheckpoint(*model, groups, placement, out + "/after", 1 << 20);
 
   if (w == 0) {
     std::ofstream f(out + "/result.json");
     f.precision(17);
-    f << "{\"loss\": " << global_loss << ", \"grad_norm\": " << norm
-      << ", \"loss_tokens\": " << count << ", \"world\": " << n << ", \"ep\": " << groups.ep()
-      << ", \"dp\": " << groups.dp() << "}\n";
+    f << "{\"loss\": " << result.loss << ", \"grad_norm\": " << result.grad_norm
+      << ", \"loss_tokens\": " << result.loss_tokens << ", \"world\": " << n
+      << ", \"ep\": " << groups.ep() << ", \"dp\": " << groups.dp() << "}\n";
     if (!f) throw std::runtime_error("cannot write " + out + "/result.json");
   }
   return 0;

@@ -1,23 +1,30 @@
-"""Training-step oracle: one optimiser step of cemoe against torch + transformers.
+"""Training-step oracle: one optimiser step of cemoe's trainer code against torch + transformers.
 
 usage: train_step_oracle.py --family olmoe|phimoe --train-step BUILD/tests/oracle/train_step
                             --mpiexec MPIEXEC --work DIR [--only CASE[,CASE]]
 
 For every case the script builds a tiny random float32 model with transformers' own classes (as
-model_parity.py does), a batch of B rows (4, or the case's B) with a loss mask (row b masks its first 2b targets, so the
-ranks of a parallel run hold different numbers of loss tokens), and takes ONE step both ways:
+model_parity.py does), a batch of B rows (4, or the case's B) with a loss mask (row b masks its first
+2b targets, so the ranks of a parallel run hold different numbers of loss tokens), and takes ONE step
+both ways:
     loss = sum of token cross-entropies / number of loss tokens; backward;
-    clip the global gradient norm to MAX_NORM; AdamW(LR, betas, EPS, WD) (decoupled decay).
+    clip the global gradient norm to MAX_NORM; AdamW(LR, betas, EPS) with decoupled weight decay WD
+    on every parameter except those whose name contains "norm" or "bias" (the recipe default
+    optim.no_decay).
 transformers' side: from_pretrained(float32, eager), eval mode (no dropout, no router or input
 jitter, deterministic sparsemixer) with gradients on, torch.nn.utils.clip_grad_norm_ and
-torch.optim.AdamW. cemoe's side: tests/oracle/train_step.cc under `mpiexec -n N` at expert-parallel
-size EP (N = EP: pure expert parallelism; N > EP: data parallel replicas too), the rows split over
-the ranks, gradients reduced by parallel/grad_sync.h, LibTorch's AdamW. It writes its reduced
-gradients and its weights after the step as Hugging Face folders, loaded back here with
-from_pretrained (so names and fused expert layouts come from transformers itself). Compared:
+torch.optim.AdamW with two parameter groups. cemoe's side: tests/oracle/train_step.cc under
+`mpiexec -n N` at expert-parallel size EP (N = EP: pure expert parallelism; N > EP: data parallel
+replicas too), the rows split over the ranks, and the trainer's own code: SelectTrainable
+(trainer/sft/trainable.h), ComputeGradients (trainer/sft/train_step.h: loss over the global token
+count, gradients reduced by parallel/grad_sync.h, norm, clipping) and cemoe::AdamW
+(trainer/sft/adamw.h). It writes its reduced gradients after clipping (what AdamW sees) and its
+weights after the step as Hugging Face folders, loaded back here with from_pretrained (so names and
+fused expert layouts come from transformers itself). Compared:
     loss                  |cemoe - torch| <= LOSS_TOL * |torch|
-    gradient norm         |cemoe - torch| <= LOSS_TOL * torch
+    gradient norm         |cemoe - torch| <= LOSS_TOL * torch        (before clipping)
     every gradient        max |cemoe - torch| <= GRAD_TOL * max |torch gradient of the model|
+                          (both after clipping)
     every weight after    max |cemoe - torch| <= PARAM_STEP_TOL * LR + 4 eps32 * max |torch weight|
 Seeds whose routing has a near-tie (model_parity.routing_margin) or leaves an expert without tokens
 in some layer are rejected: an unused expert has no gradient in cemoe (AdamW skips it) but a zero
@@ -43,6 +50,7 @@ WD = 0.1
 BETAS = (0.9, 0.999)
 EPS = 1e-6
 MAX_NORM = 0.5          # below the models' gradient norms: clipping acts
+NO_DECAY = ("norm", "bias")  # the recipe default optim.no_decay (trainer/config/run_config.h)
 # Tolerances, relative to the scale of what they compare (tests/tolerance.h has the rule). The
 # worst-case rule there (2 x terms summed x float32 eps x scale) gives ~2e-4 for these forward and
 # backward chains (~700 terms each); the measured errors are 1e-7 to 1e-6 of the scale (docs/oracle.md
@@ -126,10 +134,14 @@ def reference_step(folder, family, tokens, targets, topk):
     loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1),
                            ignore_index=-100, reduction="sum") / count
     loss.backward()
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_NORM).item()
+    # After clipping: cemoe's train_step writes the gradients AdamW sees.
     grads = {n: (p.grad if p.grad is not None else torch.zeros_like(p)).detach().clone()
              for n, p in model.named_parameters()}
-    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_NORM).item()
-    opt = torch.optim.AdamW(model.parameters(), lr=LR, betas=BETAS, eps=EPS, weight_decay=WD)
+    decay = [p for n, p in model.named_parameters() if not any(s in n for s in NO_DECAY)]
+    no_decay = [p for n, p in model.named_parameters() if any(s in n for s in NO_DECAY)]
+    opt = torch.optim.AdamW([dict(params=decay, weight_decay=WD), dict(params=no_decay, weight_decay=0.0)],
+                            lr=LR, betas=BETAS, eps=EPS)
     opt.step()
     after = {n: p.detach().clone() for n, p in model.named_parameters()}
     return dict(loss=loss.item(), grad_norm=norm, grads=grads, after=after, loss_tokens=count.item())
