@@ -29,6 +29,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/record_function.h>
 #include <fmt/format.h>
+#include <malloc.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -594,6 +595,9 @@ void AddBenchTrainStepCommand(CLI::App& bench) {
       rank = session.world_rank();
       r = RunCemoe(session, *o, config);
     }  // MPI finalised: the other ranks leave, the peer gets the machine
+    // Give the freed model, gradients and optimiser state back to the system before the peer
+    // allocates its own (glibc keeps freed blocks under 32 MiB, e.g. 8 MiB OLMoE experts).
+    malloc_trim(0);
     if (rank != 0) return;
     Report(*o, config, r);
     if (o->no_peer) return;
