@@ -16,5 +16,6 @@ void AddTrainCommand(CLI::App& app);            // cemoe train
 void AddExportCommand(CLI::App& app);           // cemoe export
 void AddBenchMoeLayerCommand(CLI::App& bench);  // cemoe bench moe-layer
 void AddBenchDispatchCommand(CLI::App& bench);  // cemoe bench dispatch
+void AddBenchTrainStepCommand(CLI::App& bench);  // cemoe bench train-step
 
 }  // namespace cemoe

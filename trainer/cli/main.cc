@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
   bench->require_subcommand(1);
   cemoe::AddBenchMoeLayerCommand(*bench);
   cemoe::AddBenchDispatchCommand(*bench);
+  cemoe::AddBenchTrainStepCommand(*bench);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
