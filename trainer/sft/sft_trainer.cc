@@ -172,12 +172,6 @@ SftOutcome RunSft(const RunConfig& config, MpiSession& session, std::ostream& lo
     ValidateForModel(config, ReadModelFacts(config.model.path));
   });
   const fs::path run_dir = config.run_dir;
-  AllOrNothing(comm, "preparing the run folder " + run_dir.string(), [&] {
-    if (root) {
-      fs::create_directories(run_dir);
-      WriteResolvedRecipe(config, (run_dir / kResolvedRecipeFileName).string());
-    }
-  });
   std::optional<std::string> latest;
   if (config.checkpoint.resume) latest = FindLatestCheckpoint(run_dir.string(), groups);
 
@@ -284,6 +278,16 @@ SftOutcome RunSft(const RunConfig& config, MpiSession& session, std::ostream& lo
                 config.train.device_memory_gib);
   });
 
+  // The resolved recipe goes into the run folder only now that every start-up check passed: a
+  // command that fails (bad data, a checkpoint of other data, too little memory) leaves an
+  // existing run folder as it was.
+  AllOrNothing(comm, "preparing the run folder " + run_dir.string(), [&] {
+    if (root) {
+      fs::create_directories(run_dir);
+      WriteResolvedRecipe(config, (run_dir / kResolvedRecipeFileName).string());
+    }
+  });
+
   // Start-up summary.
   if (root) {
     const ModelConfig& c = model.config();
@@ -372,11 +376,6 @@ SftOutcome RunSft(const RunConfig& config, MpiSession& session, std::ostream& lo
     ++progress.step;
     ++outcome.steps_done;
     progress.tokens_seen += r.tokens;
-    CEMOE_CHECK(progress.consecutive_nonfinite < config.train.max_nonfinite_steps,
-                "step {}: {} steps in a row had a non-finite loss or gradient (loss {}, grad "
-                "norm {}); stopping (train.max_nonfinite_steps = {})",
-                progress.step, progress.consecutive_nonfinite, r.loss, r.grad_norm,
-                config.train.max_nonfinite_steps);
     if (root) {
       StepMetrics m;
       m.step = progress.step;
@@ -395,6 +394,12 @@ SftOutcome RunSft(const RunConfig& config, MpiSession& session, std::ostream& lo
       WriteTextFileAtomically((run_dir / "PROGRESS").string(),
                               fmt::format("step {}\n", progress.step));
     }
+    // After the metrics, so that metrics.jsonl records the step that stops the run too.
+    CEMOE_CHECK(progress.consecutive_nonfinite < config.train.max_nonfinite_steps,
+                "step {}: {} steps in a row had a non-finite loss or gradient (loss {}, grad "
+                "norm {}); stopping (train.max_nonfinite_steps = {})",
+                progress.step, progress.consecutive_nonfinite, r.loss, r.grad_norm,
+                config.train.max_nonfinite_steps);
     // Every rank agrees on a stop request (a signal may reach only some ranks).
     std::vector<double> stop{static_cast<double>(signals.received())};
     comm.AllReduceHost(stop, ReduceOp::kMax);

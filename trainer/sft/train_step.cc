@@ -3,6 +3,8 @@
 #include <ATen/ATen.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <string>
 #include <optional>
 
 #include "model/causal_lm.h"
@@ -43,6 +45,16 @@ class Bf16Autocast {
  private:
   bool on_;
 };
+
+// "model.layers.3.mlp.experts.5.up_proj.weight" -> layer 3, expert 5; false for other names.
+bool ExpertOfParameterName(const std::string& name, int64_t* layer, int64_t* expert) {
+  const size_t l = name.find("layers.");
+  const size_t e = name.find(".experts.");
+  if (l == std::string::npos || e == std::string::npos) return false;
+  *layer = std::strtoll(name.c_str() + l + 7, nullptr, 10);
+  *expert = std::strtoll(name.c_str() + e + 9, nullptr, 10);
+  return true;
+}
 
 }  // namespace
 
@@ -124,6 +136,20 @@ StepResult ComputeGradients(CausalLMImpl& model, const std::vector<MicroBatchTen
     for (int64_t e = 0; e < E; ++e) {
       result.expert_load[l][e] = total > 0 ? sums[3 + l * E + e] / total : 0.0;
     }
+  }
+  // An expert that no real token reached this step (on any rank) gets no gradient, so that the
+  // optimiser skips it. Padding tokens are routed too, and their gradients are exactly zero, but
+  // a zero gradient would still move the expert by its Adam momentum: the result would depend on
+  // how rows are padded, i.e. on micro_batch_size and the number of ranks (measured: expert 5 of
+  // layer 1 of a tiny OLMoE, reached only by padding from step 4, moved by a whole update at
+  // micro-batch 2 and not at all at micro-batch 1).
+  for (const OptimizedParameter& p : trainable.params) {
+    if (!p.param.grad().defined()) continue;
+    int64_t layer = -1, expert = -1;
+    if (!ExpertOfParameterName(p.name, &layer, &expert)) continue;
+    CEMOE_CHECK(layer >= 0 && layer < L && expert >= 0 && expert < E,
+                "{}: layer {} / expert {} outside the model's {} x {}", p.name, layer, expert, L, E);
+    if (sums[3 + layer * E + expert] == 0) p.param.mutable_grad().reset();
   }
   // torch's clip_grad_norm_ rule, applied only to a finite step (a non-finite one is skipped).
   result.grad_norm = GlobalGradNorm(groups.ep_group(), trainable.split);
