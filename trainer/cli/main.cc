@@ -7,6 +7,8 @@
 // unwinds).
 // Errors raised inside LibTorch (c10::Error) carry a C++ backtrace after their first line; it is
 // printed only with CEMOE_BACKTRACE=1.
+#include <c10/util/Exception.h>
+
 #include <CLI/CLI.hpp>
 #include <cstdlib>
 #include <exception>
@@ -38,11 +40,16 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   } catch (const std::exception& e) {
+    // Only LibTorch's errors carry a backtrace; cemoe's own messages (a recipe's list of
+    // problems) are printed whole.
     std::string message = e.what();
     const char* full = std::getenv("CEMOE_BACKTRACE");
-    const size_t eol = message.find('\n');
-    if (eol != std::string::npos && !(full && std::string(full) == "1")) {
-      message = message.substr(0, eol) + " (CEMOE_BACKTRACE=1 prints the rest)";
+    const auto* torch_error = dynamic_cast<const c10::Error*>(&e);
+    if (torch_error != nullptr && !(full && std::string(full) == "1")) {
+      message = torch_error->what_without_backtrace();
+      const size_t eol = message.find('\n');
+      if (eol != std::string::npos) message = message.substr(0, eol);
+      message += " (CEMOE_BACKTRACE=1 prints the backtrace)";
     }
     cemoe::AbortJobOnError(message);  // returns only outside a live multi-rank job
     std::cerr << "cemoe: error: " << message << std::endl;

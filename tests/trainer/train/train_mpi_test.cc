@@ -182,11 +182,9 @@ TEST_F(TrainMpiTest, BadInputStopsEveryRankWithTheMessage) {
     for (int rank : {0, 1}) {
       const std::string lines = RankLines(r.output, rank);
       if (rank == 1 && c.message == R("bad.jsonl") + ":3") {
-        // Rank 0 alone reads the data first; AllOrNothing (parallel/all_or_nothing.h) tells the
-        // others only that a rank failed, not its message (reported; not fixed here).
-        EXPECT_NE(lines.find("reading the training data: 1 rank(s) failed"), std::string::npos)
+        // Rank 0 alone reads the data first; the others carry its message (AllOrNothing).
+        EXPECT_NE(lines.find("reading the training data: rank 0 of 2 failed: "), std::string::npos)
             << r.output;
-        continue;
       }
       EXPECT_NE(lines.find("cemoe: error: "), std::string::npos)
           << c.sets << ": rank " << rank << " printed no error:\n" << r.output;
