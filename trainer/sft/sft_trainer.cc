@@ -43,6 +43,7 @@
 
 #if defined(CEMOE_WITH_CUDA)
 #include <ATen/cuda/CUDAContext.h>
+#include <torch/cuda.h>
 #endif
 
 namespace cemoe {
@@ -130,13 +131,15 @@ std::string DataFingerprint(const DataStats& stats) {
   return out;
 }
 
-int64_t DeviceMemoryLimit(const TrainSection& train, const at::Device& device) {
+// The memory one rank may use: train.device_memory_gib, else its GPU's (CUDA), else no limit.
+int64_t DeviceMemoryLimit(const TrainSection& train, int local_rank) {
   if (train.device_memory_gib > 0) {
     return static_cast<int64_t>(train.device_memory_gib * 1024.0 * 1024.0 * 1024.0);
   }
 #if defined(CEMOE_WITH_CUDA)
-  if (device.is_cuda()) {
-    return static_cast<int64_t>(at::cuda::getDeviceProperties(device.index())->totalGlobalMem);
+  if (train.device == "cuda" && torch::cuda::is_available()) {
+    const int index = local_rank % static_cast<int>(torch::cuda::device_count());
+    return static_cast<int64_t>(at::cuda::getDeviceProperties(index)->totalGlobalMem);
   }
 #endif
   return 0;
@@ -238,6 +241,24 @@ SftOutcome RunSft(const RunConfig& config, MpiSession& session, std::ostream& lo
     for (const at::Tensor& s : sample) flat.push_back(s.reshape({-1}));
     request.sample_tokens_BS = at::cat(flat).view({1, -1});
   }
+  // Memory, before anything is loaded: every rank checks its own share (from the shapes alone).
+  MemoryInputs mem = LayoutMemoryInputs(model_config, std::max(config.parallel.ep, 1),
+                                        config.train.freeze);
+  mem.micro_batch_rows = config.train.micro_batch_size;
+  mem.seq_len = config.data.max_length;
+  mem.top_k = config.model.top_k > 0 ? config.model.top_k : model_config.num_experts_per_tok;
+  mem.activation_checkpointing = config.train.activation_checkpointing;
+  mem.bf16 = config.train.precision == "bf16";
+  const MemoryEstimate estimate = EstimateTrainingMemory(model_config, mem);
+  const int64_t limit = DeviceMemoryLimit(config.train, session.local_rank());
+  AllOrNothing(comm, "checking the memory estimate", [&] {
+    CEMOE_CHECK(limit == 0 || estimate.total() <= limit,
+                "rank {}: the memory estimate ({}) exceeds the device memory {} (train.device_"
+                "memory_gib = {}): raise parallel.ep, lower train.micro_batch_size or "
+                "data.max_length, or set train.activation_checkpointing",
+                groups.world_rank(), DescribeMemory(estimate), FormatBytes(limit),
+                config.train.device_memory_gib);
+  });
   DistributedModel loaded = LoadDistributedModel(request, groups, session.local_rank());
   CausalLMImpl& model = *loaded.model;
   model.train();
@@ -254,29 +275,6 @@ SftOutcome RunSft(const RunConfig& config, MpiSession& session, std::ostream& lo
     AllOrNothing(comm, "loading the optimizer state of " + *latest,
                  [&] { LoadOptimizerState(*latest, optimizer); });
   }
-
-  // Memory: every rank checks its own estimate; the largest is printed.
-  MemoryInputs mem;
-  for (const auto& item : model.named_parameters()) {
-    (IsExpertParameterName(item.key()) ? mem.expert_params : mem.dense_params) +=
-        item.value().numel();
-  }
-  mem.trainable_params = trainable.trainable_numel;
-  mem.micro_batch_rows = config.train.micro_batch_size;
-  mem.seq_len = config.data.max_length;
-  mem.top_k = model.top_k();
-  mem.activation_checkpointing = config.train.activation_checkpointing;
-  mem.bf16 = config.train.precision == "bf16";
-  const MemoryEstimate estimate = EstimateTrainingMemory(model.config(), mem);
-  const int64_t limit = DeviceMemoryLimit(config.train, loaded.device);
-  AllOrNothing(comm, "checking the memory estimate", [&] {
-    CEMOE_CHECK(limit == 0 || estimate.total() <= limit,
-                "rank {}: the memory estimate ({}) exceeds the device memory {} (train.device_"
-                "memory_gib = {}): raise parallel.ep, lower train.micro_batch_size or "
-                "data.max_length, or set train.activation_checkpointing",
-                groups.world_rank(), DescribeMemory(estimate), FormatBytes(limit),
-                config.train.device_memory_gib);
-  });
 
   // The resolved recipe goes into the run folder only now that every start-up check passed: a
   // command that fails (bad data, a checkpoint of other data, too little memory) leaves an

@@ -206,6 +206,9 @@ TEST_F(TrainTest, BadInputIsAFastNamedErrorAndLeavesTheRunFolderAlone) {
       {R("base.textproto"), "--set data.train[0].path=" + R("absent.jsonl"), R("absent.jsonl")},
       {R("base.textproto"), "--set data.train[0].path=" + R("bad.jsonl"), R("bad.jsonl") + ":3"},
       {R("base.textproto"), "--set data.chat_template=klingon", "data.chat_template = \"klingon\""},
+      // A recipe that does not fit the memory it names stops before the model is loaded.
+      {R("base.textproto"), "--set train.device_memory_gib=0.0001",
+       "exceeds the device memory 104.9 KiB (train.device_memory_gib = 0.0001)"},
   };
   for (const Case& c : cases) {
     const auto start = std::chrono::steady_clock::now();
