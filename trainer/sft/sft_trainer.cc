@@ -324,7 +324,11 @@ SftOutcome RunSft(const RunConfig& config, MpiSession& session, std::ostream& lo
   if (root) {
     metrics.emplace(run_dir.string(), progress.step);
     if (config.logging.tensorboard) events.emplace(run_dir.string(), progress.step);
-    reporter.emplace(log, &log == &std::cout && StdoutIsTerminal(), total_steps,
+    // A bar only on a terminal; mpirun hands every rank a pseudo-terminal whatever its own stdout
+    // is (a log file, a pipe), so under a launcher the plain lines are printed.
+    const bool launched = std::getenv("OMPI_COMM_WORLD_SIZE") || std::getenv("PMI_SIZE") ||
+                          std::getenv("PMIX_RANK");
+    reporter.emplace(log, &log == &std::cout && StdoutIsTerminal() && !launched, total_steps,
                      std::max<int64_t>(1, config.logging.every_steps), progress.step, Now());
   }
   StepSettings settings;
