@@ -207,17 +207,28 @@ ChatTemplate ChatTemplate::FromModelFolder(const std::string& dir) {
     }
   }
 
-  std::string bos = SpecialToken(config, "bos_token", config_path.string());
-  std::string eos = SpecialToken(config, "eos_token", config_path.string());
+  return FromSource(std::move(source), std::move(where), ModelSpecialToken(dir, "bos_token"),
+                    ModelSpecialToken(dir, "eos_token"));
+}
+
+std::string ModelSpecialToken(const std::string& dir, const char* key) {
+  const fs::path folder(dir);
+  const fs::path config_path = folder / "tokenizer_config.json";
+  nlohmann::json config = nlohmann::json::object();
+  if (fs::exists(config_path)) {
+    config = ReadJsonFile(config_path.string(), "tokenizer config");
+    CEMOE_CHECK(config.is_object(), "{}: expected a JSON object, got {}", config_path.string(),
+                JsonExcerpt(config));
+  }
+  std::string token = SpecialToken(config, key, config_path.string());
   const fs::path map_path = folder / "special_tokens_map.json";
   if (!config.contains("added_tokens_decoder") && fs::exists(map_path)) {
     const nlohmann::json map = ReadJsonFile(map_path.string(), "special tokens map");
     CEMOE_CHECK(map.is_object(), "{}: expected a JSON object, got {}", map_path.string(),
                 JsonExcerpt(map));
-    if (map.contains("bos_token")) bos = SpecialToken(map, "bos_token", map_path.string());
-    if (map.contains("eos_token")) eos = SpecialToken(map, "eos_token", map_path.string());
+    if (map.contains(key)) token = SpecialToken(map, key, map_path.string());
   }
-  return FromSource(std::move(source), std::move(where), std::move(bos), std::move(eos));
+  return token;
 }
 
 std::string ChatTemplate::RenderPrefix(const jinja::List& messages, size_t count,

@@ -78,4 +78,10 @@ class ChatTemplate : public ChatRenderer {
   std::shared_ptr<const State> state_;
 };
 
+// A special token ("bos_token", "eos_token", "pad_token", ...) of a model folder, as
+// FromModelFolder reads bos and eos: tokenizer_config.json (a string or {"content": ...}),
+// overridden by special_tokens_map.json when the config has no added_tokens_decoder (as
+// transformers 5.23 loads them). "" when neither file sets it.
+std::string ModelSpecialToken(const std::string& dir, const char* key);
+
 }  // namespace cemoe

@@ -54,39 +54,21 @@ double Now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-// A special token of tokenizer_config.json: a string or {"content": ...}; "" when absent.
-std::string SpecialToken(const nlohmann::json& config, const char* key) {
-  if (!config.is_object() || !config.contains(key)) return "";
-  const nlohmann::json& v = config.at(key);
-  if (v.is_string()) return v.get<std::string>();
-  if (v.is_object() && v.contains("content") && v.at("content").is_string()) {
-    return v.at("content").get<std::string>();
-  }
-  return "";
-}
-
 std::unique_ptr<ChatRenderer> MakeRenderer(const DataSection& data, const std::string& model_dir) {
   if (data.chat_template == "model") {
     return std::make_unique<ChatTemplate>(ChatTemplate::FromModelFolder(model_dir));
   }
-  nlohmann::json tokenizer_config;
-  const fs::path path = fs::path(model_dir) / "tokenizer_config.json";
-  if (fs::exists(path)) tokenizer_config = ReadJsonFile(path.string(), "tokenizer config");
   return std::make_unique<ChatTemplate>(ChatTemplate::Builtin(
-      data.chat_template, SpecialToken(tokenizer_config, "bos_token"),
-      SpecialToken(tokenizer_config, "eos_token")));
+      data.chat_template, ModelSpecialToken(model_dir, "bos_token"),
+      ModelSpecialToken(model_dir, "eos_token")));
 }
 
 // The id used for padding: tokenizer_config's pad_token, else config.json's pad_token_id, else
 // its eos_token_id, else 0 (padding carries no loss and no attention, any id works).
 int64_t PadId(const std::string& model_dir, const Tokenizer& tokenizer, const ModelConfig& config) {
-  const fs::path path = fs::path(model_dir) / "tokenizer_config.json";
-  if (fs::exists(path)) {
-    const std::string pad = SpecialToken(ReadJsonFile(path.string(), "tokenizer config"),
-                                         "pad_token");
-    if (!pad.empty()) {
-      if (auto id = tokenizer.TokenToId(pad)) return *id;
-    }
+  const std::string pad = ModelSpecialToken(model_dir, "pad_token");
+  if (!pad.empty()) {
+    if (auto id = tokenizer.TokenToId(pad)) return *id;
   }
   if (config.pad_token_id && *config.pad_token_id >= 0) return *config.pad_token_id;
   if (config.eos_token_id && *config.eos_token_id >= 0) return *config.eos_token_id;
