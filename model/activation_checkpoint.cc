@@ -11,7 +11,8 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// inputs = {x, trainable parameters of the layer...}; outputs = {out, router logits, ids, weights}.
+// inputs = {x, trainable parameters of the layer...}; outputs = {out, router logits, ids, weights,
+// mlp_out}.
 struct RecomputedLayer : public torch::autograd::Function<RecomputedLayer> {
   static variable_list forward(AutogradContext* ctx, at::TensorList inputs, int64_t layer_address,
                                at::Tensor rope_cos, at::Tensor rope_sin, at::Tensor allowed) {
@@ -24,7 +25,8 @@ struct RecomputedLayer : public torch::autograd::Function<RecomputedLayer> {
     ctx->saved_data["sin"] = rope_sin;
     ctx->saved_data["allowed"] = allowed;
     ctx->mark_non_differentiable({o.routing.topk_ids_TK, o.routing.topk_weights_TK});
-    return {o.out, o.routing.logits_TE, o.routing.topk_ids_TK, o.routing.topk_weights_TK};
+    return {o.out, o.routing.logits_TE, o.routing.topk_ids_TK, o.routing.topk_weights_TK,
+            o.mlp_out};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
@@ -40,8 +42,15 @@ struct RecomputedLayer : public torch::autograd::Function<RecomputedLayer> {
       at::AutoGradMode enable(true);
       o = layer->Forward(inputs[0], rope, allowed);
     }
-    variable_list outputs = {o.out, o.routing.logits_TE};
-    variable_list grads = {grad_outputs[0], grad_outputs[1]};
+    // Outputs nobody differentiated (undefined gradients) are left out.
+    variable_list outputs, grads;
+    const at::Tensor differentiable[] = {o.out, o.routing.logits_TE, o.mlp_out};
+    const size_t slots[] = {0, 1, 4};
+    for (size_t i = 0; i < 3; ++i) {
+      if (!grad_outputs[slots[i]].defined()) continue;
+      outputs.push_back(differentiable[i]);
+      grads.push_back(grad_outputs[slots[i]]);
+    }
     variable_list input_grads = torch::autograd::grad(outputs, inputs, grads,
                                                       /*retain_graph=*/false,
                                                       /*create_graph=*/false,
@@ -72,6 +81,7 @@ MoeLayerImpl::Output CheckpointedLayerForward(DecoderLayerImpl& layer, const at:
   o.routing.logits_TE = out[1];
   o.routing.topk_ids_TK = out[2];
   o.routing.topk_weights_TK = out[3];
+  o.mlp_out = out[4];
   return o;
 }
 

@@ -44,7 +44,7 @@ at::Tensor CausalLMImpl::Hidden(const at::Tensor& tokens_BS) {
   return Forward(TokenBatch{tokens_BS, {}, {}}).hidden_BSD;
 }
 
-ModelOutput CausalLMImpl::Forward(const TokenBatch& batch) {
+ModelOutput CausalLMImpl::Forward(const TokenBatch& batch, bool keep_moe_outputs) {
   const at::Tensor& tokens_BS = batch.tokens_BS;
   CEMOE_CHECK(tokens_BS.dim() == 2, "tokens must be [batch, seq], got {} dims", tokens_BS.dim());
   if (tokens_BS.numel() > 0) {
@@ -74,6 +74,7 @@ ModelOutput CausalLMImpl::Forward(const TokenBatch& batch) {
                                        : layer->Forward(h, rope, allowed);
     h = o.out;
     out.routing.push_back(std::move(o.routing));
+    if (keep_moe_outputs) out.moe_out_BSD.push_back(std::move(o.mlp_out));
   }
   out.hidden_BSD = config_.uses_layer_norm()
                        ? LayerNorm(h, norm->weight, norm->bias, config_.norm_eps)
@@ -99,6 +100,23 @@ int64_t CausalLMImpl::top_k() const {
   return layers.empty() ? config_.num_experts_per_tok : layers.front()->mlp->top_k();
 }
 
+void CausalLMImpl::set_compressed_experts(int64_t main_experts) {
+  CEMOE_CHECK(main_experts >= 0, "compressed experts: main_experts must be >= 0, got {}",
+              main_experts);
+  for (auto& layer : layers) {
+    if (main_experts > 0) {
+      layer->mlp->EnableCompressedExperts(main_experts);
+    } else {
+      layer->mlp->DisableCompressedExperts();
+    }
+  }
+  config_.ce_main_experts = main_experts;
+}
+
+int64_t CausalLMImpl::main_experts() const {
+  return layers.empty() ? config_.ce_main_experts : layers.front()->mlp->main_experts();
+}
+
 void CausalLMImpl::set_norm_topk_prob(bool on) {
   CEMOE_CHECK(config_.is_olmoe(), "renormalising the top-k weights is an OLMoE option; this is a {} "
               "model", config_.model_type);
@@ -118,7 +136,9 @@ void InitRandomParameters(torch::nn::Module& module, const std::string& prefix,
   for (const auto& item : module.named_parameters(/*recurse=*/true)) {
     const std::string name = prefix + item.key();
     at::Tensor p = item.value();
-    const bool is_norm = name.find("norm") != std::string::npos;
+    // Compressed experts start at ones (method.md 1.2), like norm weights.
+    const bool is_norm = name.find("norm") != std::string::npos ||
+                         name.find(".compressed_experts.") != std::string::npos;
     const bool is_bias = name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
     if (is_bias) {
       p.zero_();

@@ -31,7 +31,8 @@ struct TokenBatch {
 // statistics. Values: dropping the output frees the graph.
 struct ModelOutput {
   at::Tensor hidden_BSD;               // after the final norm, before lm_head
-  std::vector<RouterOutput> routing;   // [layer]
+  std::vector<RouterOutput> routing;   // [layer]; the full top_k also with compressed experts
+  std::vector<at::Tensor> moe_out_BSD;  // [layer] each MoE block's output; only when asked for
 };
 
 class CausalLMImpl : public torch::nn::Module {
@@ -47,7 +48,9 @@ class CausalLMImpl : public torch::nn::Module {
   at::Tensor Hidden(const at::Tensor& tokens_BS);
   at::Tensor LmHead(const at::Tensor& hidden_BSD);
   // The general forward: packed or plain rows, hidden states and every layer's routing.
-  ModelOutput Forward(const TokenBatch& batch);
+  // keep_moe_outputs: also return every MoE block's output (distillation's per-layer MSE); it
+  // keeps one [B, S, D] per layer alive, so training asks only when it needs them.
+  ModelOutput Forward(const TokenBatch& batch, bool keep_moe_outputs = false);
   // Recompute each decoder layer in backward instead of keeping its activations
   // (model/activation_checkpoint.h); gradients are identical. Only applies with grad mode on.
   void set_activation_checkpointing(bool on) { activation_checkpointing_ = on; }
@@ -55,6 +58,11 @@ class CausalLMImpl : public torch::nn::Module {
 
   void set_top_k(int64_t top_k);
   int64_t top_k() const;
+  // Compressed experts (model/moe/compressed_experts.h) in every MoE layer: the first
+  // main_experts of the top_k routed experts run in full; 0 turns them off (the vectors stay).
+  // config() records it, so that a save writes the compressed experts.
+  void set_compressed_experts(int64_t main_experts);
+  int64_t main_experts() const;  // 0 without compressed experts
   // OLMoE's norm_topk_prob for every router (and in config(), so an export records it). Phi-MoE
   // has no such switch: asking for one throws.
   void set_norm_topk_prob(bool on);

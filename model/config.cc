@@ -80,6 +80,43 @@ int64_t CheckedAdd(int64_t a, int64_t b, const std::string& src, const char* wha
   return out;
 }
 
+
+// The two spellings of compressed experts (ModelConfig::ce_layout). Called after
+// num_experts_per_tok is read; leaves num_experts_per_tok = K (main + auxiliary).
+void ParseCompressedExperts(const json& j, const std::string& src, ModelConfig& c) {
+  const bool authors = OptionalBool(j, "use_ce", false, src);
+  const bool ours = j.contains("compressed_experts") && !j["compressed_experts"].is_null();
+  CEMOE_CHECK(!(authors && ours),
+              "{}: both \"use_ce\" and \"compressed_experts\" are set; a checkpoint stores "
+              "compressed experts in one layout",
+              src);
+  if (authors) {
+    const int64_t aux = RequireInt(j, "n_ce", src);
+    CEMOE_CHECK(aux >= 1 && aux < c.num_experts_per_tok,
+                "{}: field \"n_ce\" ({}) must be between 1 and num_experts_per_tok - 1 ({})", src,
+                aux, c.num_experts_per_tok - 1);
+    c.ce_main_experts = c.num_experts_per_tok - aux;
+    c.ce_layout = "authors";
+  } else if (ours) {
+    const json& ce = j["compressed_experts"];
+    const std::string where = src + " (compressed_experts)";
+    CEMOE_CHECK(ce.is_object(), "{}: field \"compressed_experts\" must be an object, got {}",
+                src, JsonExcerpt(ce));
+    const int64_t main = RequireInt(ce, "main_experts", where);
+    const int64_t aux = RequireInt(ce, "auxiliary_experts", where);
+    CEMOE_CHECK(main == c.num_experts_per_tok,
+                "{}: \"main_experts\" ({}) must equal num_experts_per_tok ({}), the experts a "
+                "plain loader runs",
+                where, main, c.num_experts_per_tok);
+    CEMOE_CHECK(main >= 1 && aux >= 1 && aux <= kMaxHeadsOrExperts,
+                "{}: main_experts ({}) and auxiliary_experts ({}) must both be at least 1", where,
+                main, aux);
+    c.num_experts_per_tok = main + aux;
+    c.ce_main_experts = main;
+    c.ce_layout = "cemoe";
+  }
+}
+
 }  // namespace
 
 int64_t CheckedParameterCount(const ModelConfig& c, const std::string& src) {
@@ -134,6 +171,7 @@ ModelConfig ParseModelConfig(const json& j, const std::string& src) {
   c.num_experts = RequireInt(j, experts_key, src);
   c.num_experts_per_tok = RequireInt(j, "num_experts_per_tok", src);
   c.norm_topk_prob = OptionalBool(j, "norm_topk_prob", false, src);
+  ParseCompressedExperts(j, src, c);
   c.norm_eps = RequireNumber(j, "rms_norm_eps", src);
   c.max_position_embeddings = (j.contains("max_position_embeddings"))
                                   ? RequireInt(j, "max_position_embeddings", src)
@@ -232,6 +270,11 @@ void ValidateModelConfig(const ModelConfig& c, const std::string& src) {
   CEMOE_CHECK(c.num_experts_per_tok <= c.num_experts,
               "{}: num_experts_per_tok ({}) exceeds the number of experts ({})", src,
               c.num_experts_per_tok, c.num_experts);
+  CEMOE_CHECK(c.ce_main_experts >= 0 && c.ce_main_experts < c.num_experts_per_tok,
+              "{}: compressed experts need 1 <= main experts ({}) < experts per token ({})", src,
+              c.ce_main_experts, c.num_experts_per_tok);
+  CEMOE_CHECK(c.ce_layout == "cemoe" || c.ce_layout == "authors",
+              "{}: unknown compressed-expert layout \"{}\" (cemoe or authors)", src, c.ce_layout);
   if (c.uses_qk_norm()) {
     // OLMoE's q_norm has hidden_size weights applied to num_heads * head_dim values.
     CEMOE_CHECK(c.num_attention_heads * c.head_dim == c.hidden_size,
@@ -284,6 +327,16 @@ json ModelConfigToJson(const ModelConfig& c) {
   if (c.head_dim != c.hidden_size / c.num_attention_heads) j["head_dim"] = c.head_dim;
   j[c.is_phimoe() ? "num_local_experts" : "num_experts"] = c.num_experts;
   j["num_experts_per_tok"] = c.num_experts_per_tok;
+  if (c.ce_main_experts > 0) {
+    const int64_t aux = c.num_experts_per_tok - c.ce_main_experts;
+    if (c.ce_layout == "authors") {
+      j["use_ce"] = true;
+      j["n_ce"] = aux;
+    } else {
+      j["num_experts_per_tok"] = c.ce_main_experts;
+      j["compressed_experts"] = {{"main_experts", c.ce_main_experts}, {"auxiliary_experts", aux}};
+    }
+  }
   j["hidden_act"] = "silu";
   j["rms_norm_eps"] = c.norm_eps;
   j["rope_theta"] = c.rope_theta;

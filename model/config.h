@@ -37,6 +37,16 @@ struct ModelConfig {
   int64_t head_dim = 0;             // defaults to hidden_size / num_attention_heads
   int64_t num_experts = 0;          // E ("num_experts" for OLMoE, "num_local_experts" for Phi)
   int64_t num_experts_per_tok = 0;  // the checkpoint's k; the runtime top_k may differ
+  // Compressed experts (method.md section 1): of the num_experts_per_tok experts routed per token
+  // the first ce_main_experts (K_m) run in full and the others as compressed experts; 0 = none.
+  int64_t ce_main_experts = 0;
+  // How config.json and the weights store them (docs/checkpoint-format.md):
+  //   "cemoe":   num_experts_per_tok = K_m (so transformers runs the plain top-K_m model),
+  //              "compressed_experts": {"main_experts": K_m, "auxiliary_experts": K_a},
+  //              tensors mlp.compressed_experts.{g,u,d};
+  //   "authors": the authors' OLMoE code: "use_ce": true, "n_ce": K_a, num_experts_per_tok = K,
+  //              tensor mlp.ces [E, 3, D] (rows g, d padded with ones, u); needs I <= D.
+  std::string ce_layout = "cemoe";
   bool norm_topk_prob = false;      // OLMoE: renormalise the top-k softmax weights
   double norm_eps = 1e-5;           // rms_norm_eps (RMSNorm for OLMoE, LayerNorm eps for Phi)
   double rope_theta = 10000.0;

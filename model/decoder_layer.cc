@@ -25,6 +25,7 @@ MoeLayerImpl::Output DecoderLayerImpl::Forward(const at::Tensor& x_BSD, const Ro
                                                const at::Tensor& allowed_B1SS) {
   at::Tensor h = x_BSD + self_attn->forward(Norm(input_layernorm, x_BSD), rope, allowed_B1SS);
   MoeLayerImpl::Output moe = mlp->Forward(Norm(post_attention_layernorm, h));
+  moe.mlp_out = moe.out;
   moe.out = h + moe.out;
   return moe;
 }

@@ -60,7 +60,58 @@ bool ParseExpertName(const std::string& name, const std::string& moe_prefix, int
 
 std::string MoePrefix(const ModelConfig& c) { return c.is_phimoe() ? "block_sparse_moe" : "mlp"; }
 
+// "model.layers.L.mlp.compressed_experts.X" -> L and X ("g", "u" or "d"); false otherwise.
+bool ParseCompressedName(const std::string& internal, int64_t* layer, std::string* which) {
+  const std::string head = "model.layers.", mid = ".mlp.compressed_experts.";
+  if (!StartsWith(internal, head)) return false;
+  const size_t dot = internal.find('.', head.size());
+  if (dot == std::string::npos || internal.compare(dot, mid.size(), mid) != 0) return false;
+  *which = internal.substr(dot + mid.size());
+  return ParseIndex(internal.substr(head.size(), dot - head.size()), layer) &&
+         (*which == "g" || *which == "u" || *which == "d");
+}
+
+std::string AuthorsCesName(int64_t layer) { return fmt::format("model.layers.{}.mlp.ces", layer); }
+
 }  // namespace
+
+NamedTensors ToHfTensors(const ModelConfig& config, NamedTensors internal) {
+  NamedTensors out;
+  if (config.ce_main_experts == 0 || config.ce_layout != "authors") {
+    for (auto& [name, t] : internal) out.emplace_back(ToHfName(config, name), std::move(t));
+    return out;
+  }
+  CEMOE_CHECK(config.is_olmoe() && config.intermediate_size <= config.hidden_size,
+              "the authors' compressed-expert layout (ces [E, 3, hidden]) holds OLMoE models with "
+              "intermediate_size <= hidden_size; this {} model has {} > {}: export in the cemoe "
+              "layout",
+              config.model_type, config.intermediate_size, config.hidden_size);
+  // g, u, d of a layer -> ces [E, 3, D]: rows g, d (padded with ones), u; at g's position.
+  std::map<int64_t, std::map<std::string, at::Tensor>> parts;
+  std::map<int64_t, size_t> slot;
+  for (auto& [name, t] : internal) {
+    int64_t layer = 0;
+    std::string which;
+    if (!ParseCompressedName(name, &layer, &which)) {
+      out.emplace_back(ToHfName(config, name), std::move(t));
+      continue;
+    }
+    if (!slot.count(layer)) {
+      slot[layer] = out.size();
+      out.emplace_back(AuthorsCesName(layer), at::Tensor());
+    }
+    parts[layer][which] = t;
+  }
+  for (auto& [layer, p] : parts) {
+    CEMOE_CHECK(p.count("g") && p.count("u") && p.count("d"),
+                "layer {}: the compressed experts need g, u and d together to write ces", layer);
+    const at::Tensor& g = p["g"];
+    at::Tensor d_padded = at::ones_like(g);
+    d_padded.narrow(1, 0, p["d"].size(1)).copy_(p["d"]);
+    out[slot[layer]].second = at::stack({g, d_padded, p["u"]}, 1).contiguous();
+  }
+  return out;
+}
 
 std::string ToHfName(const ModelConfig& config, const std::string& internal_name) {
   std::string name = internal_name;
@@ -118,6 +169,20 @@ void LoadHfWeights(CausalLMImpl& model, const std::string& dir) {
                     config.hidden_size);
         value = all[expert].narrow(0, rest == "gate_proj.weight" ? 0 : inter, inter);
       }
+    } else if (int64_t ce_layer = 0; ParseCompressedName(internal, &ce_layer, &rest) &&
+                                     ckpt.Contains(AuthorsCesName(ce_layer))) {
+      // The authors' layout: ces [E, 3, D] with rows g, d (first I entries), u.
+      const std::string ces_name = AuthorsCesName(ce_layer);
+      at::Tensor ces = fused(ces_name);
+      const int64_t E = config.num_experts, D = config.hidden_size;
+      CEMOE_CHECK(ces.dim() == 3 && ces.size(0) == E && ces.size(1) == 3 && ces.size(2) == D &&
+                      config.intermediate_size <= D,
+                  "{}: tensor \"{}\" has shape {}, expected [{}, 3, {}] (and intermediate_size "
+                  "{} <= hidden_size)",
+                  dir, ces_name, Shape(ces.sizes()), E, D, config.intermediate_size);
+      const int64_t row = rest == "g" ? 0 : (rest == "d" ? 1 : 2);
+      value = ces.select(1, row);
+      if (rest == "d") value = value.narrow(1, 0, config.intermediate_size);
     } else if (config.is_phimoe() && internal.find(".mlp.router.weight") != std::string::npos &&
                ckpt.Contains(internal)) {
       value = ckpt.Get(internal);  // transformers 5 fused layout keeps mlp.router.weight
@@ -249,9 +314,9 @@ void SaveHfCheckpoint(const CausalLMImpl& model, const std::string& dir, uint64_
   const at::ScalarType dtype = HfStorageDtype(config);
   NamedTensors tensors;
   for (const auto& item : model.named_parameters(/*recurse=*/true)) {
-    tensors.emplace_back(ToHfName(config, item.key()),
-                         item.value().detach().to(at::kCPU).to(dtype).contiguous());
+    tensors.emplace_back(item.key(), item.value().detach().to(at::kCPU).to(dtype).contiguous());
   }
+  tensors = ToHfTensors(config, std::move(tensors));
   FolderWrite write(dir);
   WriteShardedSafetensorsInto(write.staging(), tensors, max_shard_bytes);
   SaveModelConfig(config, write.staging());

@@ -20,12 +20,17 @@
 #include <string>
 
 #include "model/causal_lm.h"
+#include "model/safetensors.h"
 
 namespace cemoe {
 
 // The published Hugging Face name of an internal parameter name.
 std::string ToHfName(const ModelConfig& config, const std::string& internal_name);
 
+// The tensors a save writes, from (internal name, tensor) pairs: published names, and in the
+// authors' compressed-expert layout each layer's g, u, d packed into one ces tensor (OLMoE with
+// intermediate <= hidden only; anything else throws naming the sizes).
+NamedTensors ToHfTensors(const ModelConfig& config, NamedTensors internal);
 // The dtype config.json's torch_dtype asks the weights to be stored in (float32, bfloat16 or
 // float16; anything else throws naming the value).
 at::ScalarType HfStorageDtype(const ModelConfig& config);

@@ -177,10 +177,10 @@ void SaveExpertParallelCheckpoint(const CausalLMImpl& model, ProcessGroups& grou
     for (const auto& item : model.named_parameters(/*recurse=*/true)) {
       const bool expert = IsExpertParameterName(item.key());
       if (expert ? writes_experts : root) {
-        mine.emplace_back(ToHfName(config, item.key()),
-                          item.value().detach().to(at::kCPU).to(dtype).contiguous());
+        mine.emplace_back(item.key(), item.value().detach().to(at::kCPU).to(dtype).contiguous());
       }
     }
+    mine = ToHfTensors(config, std::move(mine));
     shards = PackShards(std::move(mine), max_shard_bytes);
   });
 

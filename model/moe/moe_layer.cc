@@ -25,6 +25,7 @@ MoeLayerImpl::MoeLayerImpl(const ModelConfig& config, std::vector<int64_t> exper
   experts = register_module(
       "experts", GroupedExperts(config.hidden_size, config.intermediate_size, expert_ids));
   dispatcher_ = std::make_shared<LocalDispatcher>(config.num_experts);
+  if (config.ce_main_experts > 0) EnableCompressedExperts(config.ce_main_experts);
 }
 
 void MoeLayerImpl::set_top_k(int64_t top_k) {
@@ -52,6 +53,30 @@ void MoeLayerImpl::set_dispatcher(std::shared_ptr<TokenDispatcher> dispatcher) {
   dispatcher_ = std::move(dispatcher);
 }
 
+void MoeLayerImpl::EnableCompressedExperts(int64_t main_experts) {
+  CEMOE_CHECK(hook_ == nullptr || hook_ == compressed_experts.ptr(),
+              "EnableCompressedExperts: the layer already has another compressed-expert hook");
+  if (compressed_experts.is_empty()) {
+    compressed_experts =
+        register_module("compressed_experts", CompressedExperts(config_, main_experts));
+    // Same device and dtype as the rest of the layer.
+    compressed_experts->to(router->weight.device(), router->weight.scalar_type());
+  } else {
+    compressed_experts->set_main_experts(main_experts);
+  }
+  hook_ = compressed_experts.ptr();
+}
+
+void MoeLayerImpl::DisableCompressedExperts() {
+  if (!compressed_experts.is_empty() && hook_ == compressed_experts.ptr()) hook_ = nullptr;
+}
+
+int64_t MoeLayerImpl::main_experts() const {
+  return !compressed_experts.is_empty() && hook_ == compressed_experts.ptr()
+             ? compressed_experts->main_experts()
+             : 0;
+}
+
 MoeLayerImpl::Output MoeLayerImpl::Forward(const at::Tensor& x) {
   CEMOE_CHECK(static_cast<int64_t>(experts->expert_ids().size()) ==
                   static_cast<int64_t>(dispatcher_->local_expert_ids().size()),
@@ -69,18 +94,18 @@ MoeLayerImpl::Output MoeLayerImpl::Forward(const at::Tensor& x) {
     MainRouting main = hook_->Apply(routing);
     ids_TK = main.topk_ids_TK;
     weights_TK = main.topk_weights_TK;
-    extras_T = {main.gate_in_TD, main.up_in_TD, main.down_in_TI};
+    extras_T = std::move(main.extras_T);
   }
   DispatchResult routed = dispatcher_->Dispatch(x_TD, ids_TK, extras_T);
   at::Tensor y_RD;
   if (hook_) {
-    ExpertScales scales{routed.extras_R[0], routed.extras_R[1], routed.extras_R[2]};
+    const ExpertScales scales = hook_->Scales(routed.extras_R);
     y_RD = experts->forward(routed.x_RD, routed.num_rows_per_local_expert, &scales);
   } else {
     y_RD = experts->forward(routed.x_RD, routed.num_rows_per_local_expert);
   }
   at::Tensor out_TD = dispatcher_->Combine(y_RD, *routed.handle, weights_TK);
-  return {out_TD.view(shape), std::move(routing)};
+  return {out_TD.view(shape), std::move(routing), {}};
 }
 
 }  // namespace cemoe

@@ -1,0 +1,84 @@
+#include "model/moe/compressed_experts.h"
+
+#include <ATen/ATen.h>
+
+#include "model/check.h"
+#include "model/moe/router.h"
+
+namespace cemoe {
+
+CompressedExpertsImpl::CompressedExpertsImpl(const ModelConfig& config, int64_t main_experts,
+                                             CeAggregation aggregation)
+    : num_experts_(config.num_experts),
+      hidden_(config.hidden_size),
+      intermediate_(config.intermediate_size),
+      main_experts_(0),
+      aggregation_(aggregation) {
+  set_main_experts(main_experts);
+  g = register_parameter("g", at::ones({num_experts_, hidden_}));
+  u = register_parameter("u", at::ones({num_experts_, hidden_}));
+  d = register_parameter("d", at::ones({num_experts_, intermediate_}));
+}
+
+void CompressedExpertsImpl::set_main_experts(int64_t main_experts) {
+  CEMOE_CHECK(main_experts >= 1 && main_experts < num_experts_,
+              "compressed experts: main_experts ({}) must be at least 1 and below the number of "
+              "experts ({})",
+              main_experts, num_experts_);
+  main_experts_ = main_experts;
+}
+
+at::Tensor CompressedExpertsImpl::Aggregate(const at::Tensor& aux_ids_NA,
+                                            const at::Tensor& aux_weights_NA) const {
+  const int64_t n = aux_ids_NA.size(0), k_a = aux_ids_NA.size(1);
+  // One [E, W] table: g, u and d side by side (E x W numbers, 0.08 % of one OLMoE expert).
+  at::Tensor table_EW = at::cat({g, u, d}, 1).to(at::kFloat);
+  if (n == 0) return table_EW.new_zeros({0, table_EW.size(1)}) + table_EW.sum() * 0;
+  at::Tensor offsets = at::arange(0, n * k_a, k_a, aux_ids_NA.options().dtype(at::kLong));
+  return std::get<0>(at::embedding_bag(table_EW, aux_ids_NA.reshape({-1}).to(at::kLong), offsets,
+                                       /*scale_grad_by_freq=*/false, /*mode=sum*/ 0,
+                                       /*sparse=*/false,
+                                       aux_weights_NA.reshape({-1}).to(at::kFloat),
+                                       /*include_last_offset=*/false));
+}
+
+ExpertScales CompressedExpertsImpl::Split(const at::Tensor& scales_NW, at::ScalarType dtype) const {
+  at::Tensor s = scales_NW.to(dtype);
+  return {s.narrow(1, 0, hidden_), s.narrow(1, hidden_, hidden_),
+          s.narrow(1, 2 * hidden_, intermediate_)};
+}
+
+MainRouting CompressedExpertsImpl::Apply(const RouterOutput& routing) {
+  const at::Tensor& ids_TK = routing.topk_ids_TK;
+  const at::Tensor& weights_TK = routing.topk_weights_TK;
+  const int64_t k = ids_TK.size(1);
+  CEMOE_CHECK(main_experts_ < k,
+              "compressed experts need at least one auxiliary expert: {} main experts of top_k {}",
+              main_experts_, k);
+  const int64_t k_a = k - main_experts_;
+  MainRouting out;
+  out.topk_ids_TK = ids_TK.narrow(1, 0, main_experts_);
+  out.topk_weights_TK = weights_TK.narrow(1, 0, main_experts_);
+  at::Tensor aux_ids_TA = ids_TK.narrow(1, main_experts_, k_a).contiguous();
+  at::Tensor aux_w_TA = weights_TK.narrow(1, main_experts_, k_a).to(at::kFloat);
+  at::Tensor renorm_TA = aux_w_TA / aux_w_TA.sum(-1, /*keepdim=*/true);
+  if (aggregation_ == CeAggregation::kAtSource) {
+    out.extras_T = {Aggregate(aux_ids_TA, renorm_TA).to(weights_TK.scalar_type())};
+  } else {
+    out.extras_T = {aux_ids_TA, renorm_TA};
+  }
+  return out;
+}
+
+ExpertScales CompressedExpertsImpl::Scales(const std::vector<at::Tensor>& extras_R) {
+  if (aggregation_ == CeAggregation::kAtSource) {
+    CEMOE_CHECK(extras_R.size() == 1, "compressed experts: expected 1 routed extra, got {}",
+                extras_R.size());
+    return Split(extras_R[0], g.scalar_type());
+  }
+  CEMOE_CHECK(extras_R.size() == 2, "compressed experts: expected 2 routed extras, got {}",
+              extras_R.size());
+  return Split(Aggregate(extras_R[0], extras_R[1]), g.scalar_type());
+}
+
+}  // namespace cemoe
