@@ -31,15 +31,18 @@ void CompressedExpertsImpl::set_main_experts(int64_t main_experts) {
 at::Tensor CompressedExpertsImpl::Aggregate(const at::Tensor& aux_ids_NA,
                                             const at::Tensor& aux_weights_NA) const {
   const int64_t n = aux_ids_NA.size(0), k_a = aux_ids_NA.size(1);
-  // One [E, W] table: g, u and d side by side (E x W numbers, 0.08 % of one OLMoE expert).
-  at::Tensor table_EW = at::cat({g, u, d}, 1).to(at::kFloat);
-  if (n == 0) return table_EW.new_zeros({0, table_EW.size(1)}) + table_EW.sum() * 0;
+  // One [E, W + 1] table: g, u and d side by side (E x W numbers, 0.08 % of one OLMoE expert),
+  // and a column of ones that sums the weights in the same order as every other column. The
+  // renormalisation is the division by that column, so vectors of ones give exactly 1.
+  at::Tensor table = at::cat({g, u, d, at::ones({g.size(0), 1}, g.options())}, 1).to(at::kFloat);
+  const int64_t width = table.size(1) - 1;
+  if (n == 0) return table.new_zeros({0, width}) + table.sum() * 0;
   at::Tensor offsets = at::arange(0, n * k_a, k_a, aux_ids_NA.options().dtype(at::kLong));
-  return std::get<0>(at::embedding_bag(table_EW, aux_ids_NA.reshape({-1}).to(at::kLong), offsets,
-                                       /*scale_grad_by_freq=*/false, /*mode=sum*/ 0,
-                                       /*sparse=*/false,
-                                       aux_weights_NA.reshape({-1}).to(at::kFloat),
-                                       /*include_last_offset=*/false));
+  at::Tensor sums = std::get<0>(at::embedding_bag(
+      table, aux_ids_NA.reshape({-1}).to(at::kLong), offsets, /*scale_grad_by_freq=*/false,
+      /*mode=sum*/ 0, /*sparse=*/false, aux_weights_NA.reshape({-1}).to(at::kFloat),
+      /*include_last_offset=*/false));
+  return sums.narrow(1, 0, width) / sums.narrow(1, width, 1);
 }
 
 ExpertScales CompressedExpertsImpl::Split(const at::Tensor& scales_NW, at::ScalarType dtype) const {
@@ -60,12 +63,12 @@ MainRouting CompressedExpertsImpl::Apply(const RouterOutput& routing) {
   out.topk_ids_TK = ids_TK.narrow(1, 0, main_experts_);
   out.topk_weights_TK = weights_TK.narrow(1, 0, main_experts_);
   at::Tensor aux_ids_TA = ids_TK.narrow(1, main_experts_, k_a).contiguous();
+  // The aux weights as routed; Aggregate renormalises them over the aux set.
   at::Tensor aux_w_TA = weights_TK.narrow(1, main_experts_, k_a).to(at::kFloat);
-  at::Tensor renorm_TA = aux_w_TA / aux_w_TA.sum(-1, /*keepdim=*/true);
   if (aggregation_ == CeAggregation::kAtSource) {
-    out.extras_T = {Aggregate(aux_ids_TA, renorm_TA).to(weights_TK.scalar_type())};
+    out.extras_T = {Aggregate(aux_ids_TA, aux_w_TA).to(weights_TK.scalar_type())};
   } else {
-    out.extras_T = {aux_ids_TA, renorm_TA};
+    out.extras_T = {aux_ids_TA, aux_w_TA};
   }
   return out;
 }

@@ -16,7 +16,7 @@
 // computed and never dispatched.
 //
 // Where the aggregation happens (the vectors are replicated on every rank, 0.08 % of an expert):
-//   kAtExperts (default): the token carries its aux ids and renormalised weights (2 K_a numbers
+//   kAtExperts (default): the token carries its aux ids and router weights (2 K_a numbers
 //              per dispatched row) and each expert's rank aggregates for the rows it receives;
 //   kAtSource: the token's rank aggregates once per token and the token carries the W numbers
 //              of (g, u, d) to each main expert.
@@ -56,7 +56,8 @@ class CompressedExpertsImpl : public torch::nn::Module, public CompressedExpertH
   at::Tensor g, u, d;  // [E, D], [E, D], [E, I]
 
  private:
-  // [N, W] = sum over each row's K_a (ids, weights) of the concatenated (g | u | d), in float32.
+  // [N, W] = the weighted mean over each row's K_a (ids, weights) of the concatenated (g | u | d):
+  // sum_j w_j v_j / sum_j w_j, in float32.
   at::Tensor Aggregate(const at::Tensor& aux_ids_NA, const at::Tensor& aux_weights_NA) const;
   ExpertScales Split(const at::Tensor& scales_NW, at::ScalarType dtype) const;
 

@@ -33,10 +33,37 @@ namespace {
 struct LogitsOptions {
   std::string model, tokens, out;
   int64_t top_k = 0;
+  bool compressed_experts = false;
+  int64_t main_experts = -1;  // -1 = as the checkpoint (or the default K_m with the flag)
   std::string device = "cpu";
   int ep = 1;
   std::string placement = "contiguous";
 };
+
+// Routing of the run: top_k (0 = the checkpoint's) and ModelRequest::main_experts.
+void ResolveRouting(LogitsOptions& opt) {
+  const ModelConfig config = LoadModelConfig(opt.model);
+  const int64_t top_k = opt.top_k > 0 ? opt.top_k : config.num_experts_per_tok;
+  if (opt.compressed_experts && opt.main_experts < 0) {
+    opt.main_experts = config.ce_main_experts > 0 && top_k == config.num_experts_per_tok
+                           ? config.ce_main_experts
+                           : top_k / 2;
+  }
+  if (opt.main_experts > 0 || (opt.main_experts < 0 && config.ce_main_experts > 0)) {
+    const int64_t main = opt.main_experts > 0 ? opt.main_experts : config.ce_main_experts;
+    CEMOE_CHECK(main >= 1 && main < top_k,
+                "--main-experts {}: compressed experts need 1 <= main experts < top_k ({})", main,
+                top_k);
+  }
+}
+
+std::string DescribeRouting(const LogitsOptions& opt) {
+  const ModelConfig config = LoadModelConfig(opt.model);
+  const int64_t top_k = opt.top_k > 0 ? opt.top_k : config.num_experts_per_tok;
+  const int64_t main = opt.main_experts >= 0 ? opt.main_experts : config.ce_main_experts;
+  if (main == 0) return fmt::format("top_k {}", top_k);
+  return fmt::format("top_k {}: {} main + {} compressed", top_k, main, top_k - main);
+}
 
 void RunExpertParallel(const LogitsOptions& opt) {
   MpiSession session(nullptr, nullptr);
@@ -50,6 +77,7 @@ void RunExpertParallel(const LogitsOptions& opt) {
   request.dir = opt.model;
   request.policy = ParsePlacementPolicy(opt.placement);
   request.top_k = opt.top_k;
+  request.main_experts = opt.main_experts;
   request.device = opt.device;
   std::string log;
   const at::Tensor all_tokens = ReadTokenBatch(opt.tokens);
@@ -58,9 +86,9 @@ void RunExpertParallel(const LogitsOptions& opt) {
   if (groups.world_rank() == 0) {
     std::cout << log << std::flush;
     SaveSafetensors(opt.out, {{"logits", logits}}, {{"format", "pt"}});
-    const int64_t top_k = opt.top_k > 0 ? opt.top_k : LoadModelConfig(opt.model).num_experts_per_tok;
-    std::cout << fmt::format("logits: [{}, {}, {}] (top_k {}, {} ranks) -> {}\n", logits.size(0),
-                             logits.size(1), logits.size(2), top_k, groups.world_size(), opt.out);
+    std::cout << fmt::format("logits: [{}, {}, {}] ({}, {} ranks) -> {}\n", logits.size(0),
+                             logits.size(1), logits.size(2), DescribeRouting(opt),
+                             groups.world_size(), opt.out);
   }
 }
 
@@ -89,6 +117,13 @@ void AddLogitsCommand(CLI::App& app) {
                   "Active experts per token (0 = the checkpoint's num_experts_per_tok)")
       ->check(AtLeast(0))
       ->capture_default_str();
+  cmd->add_flag("--compressed-experts", opt->compressed_experts,
+               "Run the first --main-experts of the top-k in full and the rest as compressed "
+               "experts (vectors of ones when the checkpoint has none)");
+  cmd->add_option("--main-experts", opt->main_experts,
+                  "Main experts per token with compressed experts (default: the checkpoint's, "
+                  "else top-k / 2); 0 turns a checkpoint's compressed experts off")
+      ->check(AtLeast(0));
   cmd->add_option("--device", opt->device, "cpu or cuda (the first GPU)")
       ->check(CLI::IsMember({"cpu", "cuda"}))
       ->capture_default_str();
@@ -109,17 +144,17 @@ void AddLogitsCommand(CLI::App& app) {
     const std::filesystem::path out_dir = std::filesystem::absolute(opt->out).parent_path();
     CEMOE_CHECK(std::filesystem::is_directory(out_dir), "--out {}: the folder {} does not exist",
                 opt->out, out_dir.string());
+    ResolveRouting(*opt);
     if (opt->ep > 1 || LaunchedAsSeveralRanks()) {
       RunExpertParallel(*opt);
       return;
     }
     const at::Tensor logits =
-        ComputeLogits(opt->model, ReadTokenBatch(opt->tokens), opt->top_k, opt->device);
+        ComputeLogits(opt->model, ReadTokenBatch(opt->tokens), opt->top_k, opt->device,
+                      opt->main_experts);
     SaveSafetensors(opt->out, {{"logits", logits}}, {{"format", "pt"}});
-    const int64_t top_k =
-        opt->top_k > 0 ? opt->top_k : LoadModelConfig(opt->model).num_experts_per_tok;
-    std::cout << fmt::format("logits: [{}, {}, {}] (top_k {}) -> {}\n", logits.size(0),
-                             logits.size(1), logits.size(2), top_k, opt->out);
+    std::cout << fmt::format("logits: [{}, {}, {}] ({}) -> {}\n", logits.size(0),
+                             logits.size(1), logits.size(2), DescribeRouting(*opt), opt->out);
   });
 }
 

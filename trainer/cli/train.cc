@@ -48,7 +48,8 @@ void PrintEstimate(const TrainOptions& opt) {
   const int ep = config.parallel.ep;
   const int world = opt.world > 0 ? opt.world : ep * std::max(config.parallel.dp, 1);
   ValidateForWorld(config, world);
-  ValidateForModel(config, ModelFacts{model.model_type, model.num_experts, model.num_experts_per_tok});
+  ValidateForModel(config, ModelFacts{model.model_type, model.num_experts, model.num_experts_per_tok,
+                                      model.ce_main_experts});
   MemoryInputs in = LayoutMemoryInputs(model, ep, config.train.freeze);
   if (config.model.top_k > 0) in.top_k = config.model.top_k;
   in.micro_batch_rows = config.train.micro_batch_size;

@@ -108,6 +108,7 @@ RunConfig RunConfigFromRecipe(const recipe::Recipe& r) {
   CEMOE_TAKE(c.train, t, aux_loss_coef);
   CEMOE_TAKE(c.train, t, z_loss_coef);
   c.train.freeze.assign(t.freeze().begin(), t.freeze().end());
+  c.train.trainable.assign(t.trainable().begin(), t.trainable().end());
   CEMOE_TAKE(c.train, t, activation_checkpointing);
   CEMOE_TAKE(c.train, t, precision);
   CEMOE_TAKE(c.train, t, device);
@@ -132,6 +133,19 @@ RunConfig RunConfigFromRecipe(const recipe::Recipe& r) {
   const recipe::LoggingSpec& l = r.logging();
   CEMOE_TAKE(c.logging, l, every_steps);
   CEMOE_TAKE(c.logging, l, tensorboard);
+
+  const recipe::MoeSpec& e = r.moe();
+  CEMOE_TAKE(c.moe, e, compressed_experts);
+  CEMOE_TAKE(c.moe, e, main_experts);
+  CEMOE_TAKE(c.moe, e, aggregation);
+
+  const recipe::DistillSpec& x = r.distill();
+  CEMOE_TAKE(c.distill, x, teacher);
+  CEMOE_TAKE(c.distill, x, teacher_top_k);
+  CEMOE_TAKE(c.distill, x, ce_weight);
+  CEMOE_TAKE(c.distill, x, kl_weight);
+  CEMOE_TAKE(c.distill, x, mse_weight);
+  CEMOE_TAKE(c.distill, x, temperature);
   return c;
 }
 
@@ -192,6 +206,7 @@ recipe::Recipe RecipeFromRunConfig(const RunConfig& c) {
   CEMOE_PUT(t, c.train, aux_loss_coef);
   CEMOE_PUT(t, c.train, z_loss_coef);
   for (const std::string& name : c.train.freeze) t->add_freeze(name);
+  for (const std::string& name : c.train.trainable) t->add_trainable(name);
   CEMOE_PUT(t, c.train, activation_checkpointing);
   CEMOE_PUT(t, c.train, precision);
   CEMOE_PUT(t, c.train, device);
@@ -216,6 +231,19 @@ recipe::Recipe RecipeFromRunConfig(const RunConfig& c) {
   recipe::LoggingSpec* l = r.mutable_logging();
   CEMOE_PUT(l, c.logging, every_steps);
   CEMOE_PUT(l, c.logging, tensorboard);
+
+  recipe::MoeSpec* e = r.mutable_moe();
+  CEMOE_PUT(e, c.moe, compressed_experts);
+  CEMOE_PUT(e, c.moe, main_experts);
+  CEMOE_PUT(e, c.moe, aggregation);
+
+  recipe::DistillSpec* x = r.mutable_distill();
+  CEMOE_PUT(x, c.distill, teacher);
+  CEMOE_PUT(x, c.distill, teacher_top_k);
+  CEMOE_PUT(x, c.distill, ce_weight);
+  CEMOE_PUT(x, c.distill, kl_weight);
+  CEMOE_PUT(x, c.distill, mse_weight);
+  CEMOE_PUT(x, c.distill, temperature);
   return r;
 }
 

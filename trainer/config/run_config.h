@@ -56,7 +56,7 @@ struct OptimSection {
   double weight_decay = 0.0;
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
   // Parameters whose name contains one of these get no weight decay.
-  std::vector<std::string> no_decay = {"norm", "bias"};
+  std::vector<std::string> no_decay = {"norm", "bias", "compressed_experts"};
   double max_grad_norm = 1.0;  // global-norm clipping; <= 0 = off (the norm is still logged)
 };
 
@@ -76,11 +76,31 @@ struct TrainSection {
   double aux_loss_coef = 0.0;     // load-balancing loss (transformers' formula)
   double z_loss_coef = 0.0;       // router z-loss
   std::vector<std::string> freeze;  // "router", "attention", "embeddings", "experts", "norms", or a name substring
+  std::vector<std::string> trainable;  // empty = all; else only matches (freeze groups + "compressed_experts")
   bool activation_checkpointing = false;  // recompute each decoder layer in backward
   std::string precision = "fp32";  // "fp32" | "bf16" (autocast on CUDA, float32 master weights)
   std::string device = "cpu";      // "cpu" | "cuda"
   double device_memory_gib = 0;    // memory per rank the estimate must fit; 0 = the device's own
   int64_t max_nonfinite_steps = 10;  // consecutive skipped steps before the run stops
+};
+
+// Compressed experts: the first main_experts of the top_k routed experts run in full.
+struct MoeSection {
+  std::string compressed_experts = "checkpoint";  // "checkpoint" | "true" | "false"
+  int64_t main_experts = 0;  // K_m; 0 = the checkpoint's (when it has CE at this top_k), else top_k / 2
+  std::string aggregation = "experts";  // "experts" | "source" (model/moe/compressed_experts.h)
+};
+
+// Distillation: loss = ce_weight * CE + kl_weight * T^2 KL(teacher_T || student_T)
+//                      + mse_weight * mean over layers of MSE(teacher MoE out, student MoE out).
+struct DistillSection {
+  std::string teacher;        // model folder; empty = no distillation
+  int64_t teacher_top_k = 0;  // 0 = the teacher checkpoint's
+  double ce_weight = 1.0;
+  double kl_weight = 1.0;
+  double mse_weight = 0.0;
+  double temperature = 1.0;
+  bool enabled() const { return !teacher.empty(); }
 };
 
 struct ParallelSection {
@@ -117,6 +137,8 @@ struct RunConfig {
   ParallelSection parallel;
   CheckpointSection checkpoint;
   LoggingSection logging;
+  MoeSection moe;
+  DistillSection distill;
   std::string source;     // the recipe file, for messages (set by the loader; not a recipe field)
 };
 

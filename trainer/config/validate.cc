@@ -115,12 +115,13 @@ void CheckDataFile(Problems& p, const std::string& path, const std::string& file
   }
 }
 
-void CheckModelFolder(Problems& p, const std::string& folder) {
+void CheckModelFolder(Problems& p, const std::string& folder,
+                      const std::string& field = "model.path") {
   std::error_code ec;
   if (!fs::is_directory(folder, ec)) {
-    p.Add("model.path", folder, "no such folder (relative paths are from the working directory)");
+    p.Add(field, folder, "no such folder (relative paths are from the working directory)");
   } else if (!fs::is_regular_file(fs::path(folder) / "config.json", ec)) {
-    p.Add("model.path", folder, "has no config.json (not a Hugging Face model folder)");
+    p.Add(field, folder, "has no config.json (not a Hugging Face model folder)");
   }
 }
 
@@ -196,6 +197,7 @@ void Validate(const RunConfig& c, const ValidateOptions& options) {
   AtLeast(p, "train.aux_loss_coef", c.train.aux_loss_coef, 0.0);
   AtLeast(p, "train.z_loss_coef", c.train.z_loss_coef, 0.0);
   Names(p, "train.freeze", c.train.freeze);
+  Names(p, "train.trainable", c.train.trainable);
   OneOf(p, "train.precision", c.train.precision, {"fp32", "bf16"});
   OneOf(p, "train.device", c.train.device, {"cpu", "cuda"});
   AtLeast(p, "train.device_memory_gib", c.train.device_memory_gib, 0.0);
@@ -222,6 +224,29 @@ void Validate(const RunConfig& c, const ValidateOptions& options) {
 
   // logging
   AtLeast(p, "logging.every_steps", c.logging.every_steps, int64_t{1});
+
+  // moe
+  OneOf(p, "moe.compressed_experts", c.moe.compressed_experts, {"checkpoint", "true", "false"});
+  AtLeast(p, "moe.main_experts", c.moe.main_experts, int64_t{0});
+  OneOf(p, "moe.aggregation", c.moe.aggregation, {"experts", "source"});
+
+  // distill
+  AtLeast(p, "distill.teacher_top_k", c.distill.teacher_top_k, int64_t{0});
+  AtLeast(p, "distill.ce_weight", c.distill.ce_weight, 0.0);
+  AtLeast(p, "distill.kl_weight", c.distill.kl_weight, 0.0);
+  AtLeast(p, "distill.mse_weight", c.distill.mse_weight, 0.0);
+  Positive(p, "distill.temperature", c.distill.temperature);
+  if (c.distill.enabled()) {
+    if (options.check_model_folder) CheckModelFolder(p, c.distill.teacher, "distill.teacher");
+    if (c.distill.ce_weight + c.distill.kl_weight + c.distill.mse_weight <= 0) {
+      p.Add("distill.kl_weight", c.distill.kl_weight,
+            "distill.ce_weight, kl_weight and mse_weight are all 0: nothing to train on");
+    }
+    if (c.moe.compressed_experts == "false") {
+      p.Add("moe.compressed_experts", c.moe.compressed_experts,
+            "distillation trains compressed experts: set it to \"true\" or leave it out");
+    }
+  }
 
   p.Throw();
 }
@@ -266,7 +291,48 @@ ModelFacts ReadModelFacts(const std::string& model_folder) {
   CEMOE_CHECK(config.contains("num_experts_per_tok"), "{}: \"num_experts_per_tok\" missing", file);
   facts.num_experts_per_tok =
       JsonInt64(config["num_experts_per_tok"], file + " num_experts_per_tok");
+  // Compressed experts: the authors' layout counts them in num_experts_per_tok, ours does not
+  // (model/config.h). The full checks happen when the model loads.
+  if (config.contains("use_ce") && config["use_ce"].is_boolean() && config["use_ce"].get<bool>()) {
+    CEMOE_CHECK(config.contains("n_ce"), "{}: \"use_ce\" is true but \"n_ce\" is missing", file);
+    facts.ce_main_experts =
+        facts.num_experts_per_tok - JsonInt64(config["n_ce"], file + " n_ce");
+  } else if (config.contains("compressed_experts") && config["compressed_experts"].is_object()) {
+    const nlohmann::json& ce = config["compressed_experts"];
+    CEMOE_CHECK(ce.contains("auxiliary_experts"),
+                "{}: \"compressed_experts\" has no \"auxiliary_experts\"", file);
+    facts.ce_main_experts = facts.num_experts_per_tok;
+    facts.num_experts_per_tok +=
+        JsonInt64(ce["auxiliary_experts"], file + " compressed_experts.auxiliary_experts");
+  }
   return facts;
+}
+
+RunRouting ResolveRouting(const RunConfig& c, const ModelFacts& facts) {
+  RunRouting r;
+  r.top_k = c.model.top_k > 0 ? c.model.top_k : facts.num_experts_per_tok;
+  const bool ce = c.moe.compressed_experts == "checkpoint" ? facts.ce_main_experts > 0
+                                                           : c.moe.compressed_experts == "true";
+  if (!ce) return r;
+  if (c.moe.main_experts > 0) {
+    r.main_experts = c.moe.main_experts;
+  } else if (facts.ce_main_experts > 0 && r.top_k == facts.num_experts_per_tok) {
+    r.main_experts = facts.ce_main_experts;
+  } else {
+    r.main_experts = r.top_k / 2;
+  }
+  Problems p(c.source);
+  if (r.top_k < 2) {
+    p.Add("model.top_k", r.top_k,
+          "compressed experts need at least 2 routed experts per token (main + auxiliary)");
+  } else if (r.main_experts < 1 || r.main_experts >= r.top_k) {
+    p.Add("moe.main_experts", r.main_experts,
+          fmt::format("must be between 1 and top_k - 1 ({}): the other experts of the top_k are "
+                      "the auxiliary ones",
+                      r.top_k - 1));
+  }
+  p.Throw();
+  return r;
 }
 
 void ValidateForModel(const RunConfig& c, const ModelFacts& facts) {
@@ -286,6 +352,7 @@ void ValidateForModel(const RunConfig& c, const ModelFacts& facts) {
           fmt::format("must divide the model's expert count ({})", facts.num_experts));
   }
   p.Throw();
+  ResolveRouting(c, facts);
 }
 
 }  // namespace cemoe

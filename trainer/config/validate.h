@@ -36,8 +36,19 @@ void ValidateForWorld(const RunConfig& config, int world_size);
 struct ModelFacts {
   std::string model_type;   // "olmoe" | "phimoe" | ...
   int64_t num_experts = 0;  // olmoe: num_experts; phimoe: num_local_experts
-  int64_t num_experts_per_tok = 0;
+  int64_t num_experts_per_tok = 0;  // routed per token (K), compressed experts included
+  int64_t ce_main_experts = 0;      // K_m of a checkpoint with compressed experts, else 0
 };
+
+// What a run routes on this model: top_k experts per token and, with compressed experts, the
+// main ones (K_m; 0 = compressed experts off). From model.top_k, moe.* and the checkpoint.
+struct RunRouting {
+  int64_t top_k = 0;
+  int64_t main_experts = 0;
+};
+// Throws naming the recipe field when the pair is impossible (compressed experts at top_k 1,
+// main_experts >= top_k).
+RunRouting ResolveRouting(const RunConfig& config, const ModelFacts& facts);
 
 // Reads <model_folder>/config.json (through model/json_file.h); throws naming the file and key
 // when model_type or the expert counts are missing or not integers.

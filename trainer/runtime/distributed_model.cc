@@ -43,6 +43,12 @@ DistributedModel LoadDistributedModel(const ModelRequest& request, ProcessGroups
                                        request.sample_tokens_BS, request.top_k, request.dispatcher);
   out.model = LoadExpertParallelModel(request.dir, groups, out.placement, request.dispatcher);
   if (request.top_k > 0) out.model->set_top_k(request.top_k);
+  if (request.main_experts >= 0) out.model->set_compressed_experts(request.main_experts);
+  for (MoeLayer& layer : out.model->moe_layers()) {
+    if (!layer->compressed_experts.is_empty()) {
+      layer->compressed_experts->set_aggregation(request.aggregation);
+    }
+  }
   if (request.renormalize != "checkpoint") {
     out.model->set_norm_topk_prob(request.renormalize == "true");
   }

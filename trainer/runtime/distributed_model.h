@@ -35,6 +35,10 @@ struct ModelRequest {
   at::Tensor sample_tokens_BS;  // this rank's rows, measured for kBalanced (may be undefined)
   int64_t top_k = 0;           // 0 = the checkpoint's num_experts_per_tok
   std::string renormalize = "checkpoint";  // "checkpoint" | "true" | "false": norm_topk_prob
+  // Compressed experts: -1 = as the checkpoint has them, 0 = off, K_m > 0 = on with K_m main
+  // experts of top_k (vectors of ones when the checkpoint has none).
+  int64_t main_experts = -1;
+  CeAggregation aggregation = CeAggregation::kAtExperts;
   DispatcherOptions dispatcher;
   std::string device = "cpu";  // "cpu" | "cuda" (this rank's GPU: local rank modulo GPUs)
 };

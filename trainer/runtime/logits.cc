@@ -31,10 +31,11 @@ at::Tensor ReadTokenBatch(const std::string& path) {
 }
 
 at::Tensor ComputeLogits(const std::string& model_dir, const at::Tensor& tokens_BS, int64_t top_k,
-                         const std::string& device_name) {
+                         const std::string& device_name, int64_t main_experts) {
   const at::Device device(device_name == "cuda" ? at::kCUDA : at::kCPU);
   CausalLM model = LoadHfModel(model_dir);
   if (top_k > 0) model->set_top_k(top_k);
+  if (main_experts >= 0) model->set_compressed_experts(main_experts);
   model->to(device);
   at::NoGradGuard no_grad;
   model->eval();

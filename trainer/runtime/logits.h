@@ -16,9 +16,10 @@ namespace cemoe {
 // file, the row and the position.
 at::Tensor ReadTokenBatch(const std::string& path);
 
-// One process: the whole model on `device` ("cpu" | "cuda").
+// One process: the whole model on `device` ("cpu" | "cuda"). top_k 0 = the checkpoint's;
+// main_experts as ModelRequest::main_experts (-1 = compressed experts as the checkpoint has them).
 at::Tensor ComputeLogits(const std::string& model_dir, const at::Tensor& tokens_BS, int64_t top_k,
-                         const std::string& device);
+                         const std::string& device, int64_t main_experts = -1);
 
 // Expert-parallel: every rank passes the whole batch (checked against the vocabulary on every
 // rank before it is split, so a bad id fails everywhere at once), computes its rows and world

@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <chrono>
 #include <cstdlib>
@@ -152,9 +153,12 @@ SftOutcome RunSft(const RunConfig& config, MpiSession& session, std::ostream& lo
   const int world = groups.world_size();
   Communicator& comm = groups.world();
   // 1. The rules that need the world and the model, on every rank before any work.
+  RunRouting routing;
   AllOrNothing(comm, "checking the recipe " + config.source, [&] {
     ValidateForWorld(config, world);
-    ValidateForModel(config, ReadModelFacts(config.model.path));
+    const ModelFacts facts = ReadModelFacts(config.model.path);
+    ValidateForModel(config, facts);
+    routing = ResolveRouting(config, facts);
   });
   const fs::path run_dir = config.run_dir;
   std::optional<std::string> latest;
@@ -206,7 +210,10 @@ SftOutcome RunSft(const RunConfig& config, MpiSession& session, std::ostream& lo
   ModelRequest request;
   request.dir = latest ? (fs::path(*latest) / "model").string() : model_path;
   request.policy = ParsePlacementPolicy(config.parallel.placement);
-  request.top_k = config.model.top_k;
+  request.top_k = routing.top_k;
+  request.main_experts = routing.main_experts;
+  request.aggregation =
+      config.moe.aggregation == "source" ? CeAggregation::kAtSource : CeAggregation::kAtExperts;
   request.renormalize = config.model.renormalize;
   request.dispatcher.capacity_factor = config.parallel.capacity_factor;
   request.device = config.train.device;
@@ -228,7 +235,7 @@ SftOutcome RunSft(const RunConfig& config, MpiSession& session, std::ostream& lo
                                         config.train.freeze);
   mem.micro_batch_rows = config.train.micro_batch_size;
   mem.seq_len = config.data.max_length;
-  mem.top_k = config.model.top_k > 0 ? config.model.top_k : model_config.num_experts_per_tok;
+  mem.top_k = routing.main_experts > 0 ? routing.main_experts : routing.top_k;
   mem.activation_checkpointing = config.train.activation_checkpointing;
   mem.bf16 = config.train.precision == "bf16";
   const MemoryEstimate estimate = EstimateTrainingMemory(model_config, mem);
@@ -246,7 +253,11 @@ SftOutcome RunSft(const RunConfig& config, MpiSession& session, std::ostream& lo
   model.train();
   model.set_activation_checkpointing(config.train.activation_checkpointing);
   TrainableParameters trainable =
-      SelectTrainable(model, config.train.freeze, config.optim.no_decay);
+      SelectTrainable(model, config.train.freeze, config.optim.no_decay, config.train.trainable);
+  CEMOE_CHECK(GlobalCount(comm, static_cast<double>(trainable.trainable_numel)) > 0,
+              "{}: train.trainable [{}] and train.freeze [{}] leave no parameter to train",
+              config.source, fmt::join(config.train.trainable, ", "),
+              fmt::join(config.train.freeze, ", "));
   AdamWSettings adam;
   adam.beta1 = config.optim.beta1;
   adam.beta2 = config.optim.beta2;

@@ -11,17 +11,22 @@ bool MatchesFreezePattern(const std::string& name, const std::string& pattern) {
   if (pattern == "embeddings") return has("embed_tokens") || has("lm_head");
   if (pattern == "experts") return IsExpertParameterName(name);
   if (pattern == "norms") return has("norm");
+  if (pattern == "compressed_experts") return has(".compressed_experts.");
   return !pattern.empty() && name.find(pattern) != std::string::npos;
 }
 
 TrainableParameters SelectTrainable(torch::nn::Module& model,
                                     const std::vector<std::string>& freeze,
-                                    const std::vector<std::string>& no_decay) {
+                                    const std::vector<std::string>& no_decay,
+                                    const std::vector<std::string>& trainable) {
   TrainableParameters out;
   for (const auto& item : model.named_parameters(/*recurse=*/true)) {
     const std::string& name = item.key();
     at::Tensor p = item.value();
-    bool frozen = false;
+    bool frozen = !trainable.empty();
+    for (const std::string& pattern : trainable) {
+      frozen = frozen && !MatchesFreezePattern(name, pattern);
+    }
     for (const std::string& pattern : freeze) frozen = frozen || MatchesFreezePattern(name, pattern);
     p.requires_grad_(!frozen);
     if (frozen) {

@@ -6,7 +6,11 @@
 //   "embeddings"  the token embedding and the LM head ("embed_tokens", "lm_head")
 //   "experts"     the routed experts       (IsExpertParameterName)
 //   "norms"       every normalisation weight and bias ("norm")
+//   "compressed_experts"  the compressed-expert vectors (".compressed_experts.")
 //   anything else a substring of the name ("layers.0." freezes the first layer).
+// train.trainable, when not empty, names the only parameters that train (same patterns):
+//   ["compressed_experts"] the compressed experts only; ["compressed_experts", "experts"] with the
+//   main path (the routed experts); empty: everything. freeze then applies on top.
 // A frozen parameter gets requires_grad false: no gradient, no optimiser state, no update.
 // No decay (optim.no_decay): a parameter whose name contains one of the strings.
 // Thread-safety: call once at start-up.
@@ -37,6 +41,7 @@ struct TrainableParameters {
 
 TrainableParameters SelectTrainable(torch::nn::Module& model,
                                     const std::vector<std::string>& freeze,
-                                    const std::vector<std::string>& no_decay);
+                                    const std::vector<std::string>& no_decay,
+                                    const std::vector<std::string>& trainable = {});
 
 }  // namespace cemoe
