@@ -150,7 +150,7 @@ TEST_F(RecipeLoaderTest, ResolvedRecipeRoundTrip) {
   EXPECT_HAS(text, "# Resolved recipe of run \"rt\"");
   EXPECT_HAS(text, "\nseed: 42\n");
   EXPECT_HAS(text, "\n  lr: 3e-05\n");
-  EXPECT_HAS(text, "\n  no_decay: [\"norm\", \"bias\"]\n");
+  EXPECT_HAS(text, "\n  no_decay: [\"norm\", \"bias\", \"compressed_experts\"]\n");
   EXPECT_HAS(text, "\n  freeze: [\"router\"]\n");
   EXPECT_HAS(text, "\n  max_nonfinite_steps: 10\n");
   EXPECT_HAS(text, "\n  resume: true\n");

@@ -45,7 +45,7 @@ TEST(RecipeProto, AbsentFieldsTakeTheDefaults) {
   EXPECT_EQ(c.optim.beta1, 0.9);
   EXPECT_EQ(c.optim.beta2, 0.999);
   EXPECT_EQ(c.optim.eps, 1e-8);
-  EXPECT_EQ(c.optim.no_decay, (std::vector<std::string>{"norm", "bias"}));
+  EXPECT_EQ(c.optim.no_decay, (std::vector<std::string>{"norm", "bias", "compressed_experts"}));
   EXPECT_EQ(c.optim.max_grad_norm, 1.0);
   EXPECT_EQ(c.schedule.kind, "cosine");
   EXPECT_EQ(c.schedule.warmup_steps, 0);
@@ -183,7 +183,7 @@ TEST(RecipeProto, RecipeFromRunConfigSetsEveryScalar) {
   EXPECT_TRUE(r.data().has_packing() && r.data().packing());
   EXPECT_TRUE(r.optim().has_lr());
   EXPECT_EQ(r.optim().lr(), 1e-5);
-  EXPECT_EQ(r.optim().no_decay_size(), 2);
+  EXPECT_EQ(r.optim().no_decay_size(), 3);
   EXPECT_TRUE(r.parallel().has_ep());
   EXPECT_EQ(r.parallel().ep(), 1);
   EXPECT_EQ(r.checkpoint().max_shard_bytes(), int64_t{5} << 30);

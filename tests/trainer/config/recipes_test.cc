@@ -38,6 +38,9 @@ ModelFacts FactsFor(const std::string& model_path) {
       {"models/Phi-3.5-MoE-instruct", {"phimoe", 16, 2}},
       {"runs/tiny-olmoe", {"olmoe", 8, 4}},
       {"runs/tiny-phimoe", {"phimoe", 4, 2}},
+      // Teachers of the distillation recipes: the exported Top-k SFT runs (no CE).
+      {"models/olmoe-top8-sft-tulu3", {"olmoe", 64, 8}},
+      {"models/phimoe-top2-sft-tulu3", {"phimoe", 16, 2}},
   };
   const auto it = known.find(model_path);
   if (it == known.end()) {
@@ -96,8 +99,9 @@ TEST_F(RecipesTest, EveryRecipeLoadsAndPassesEveryRule) {
       ADD_FAILURE() << e.what();
     }
   }
-  EXPECT_EQ(per_family["olmoe"], 8);
-  EXPECT_EQ(per_family["phimoe"], 6);
+  // Without CE, with CE (joint SFT) and by distillation.
+  EXPECT_EQ(per_family["olmoe"], 8 + 5 + 1);
+  EXPECT_EQ(per_family["phimoe"], 6 + 3 + 1);
   EXPECT_GE(per_family["tiny"], 4);
 }
 
@@ -128,14 +132,28 @@ TEST_F(RecipesTest, FullSizeRecipesUseThePaperSettings) {
     EXPECT_EQ(c.train.device, "cuda");
     EXPECT_EQ(c.train.aux_loss_coef, 0.0);  // the paper: plain cross-entropy during SFT
     EXPECT_TRUE(c.train.freeze.empty());    // nothing frozen
+    // Compressed-expert rows split the routed top-k evenly (k_m = k_a, method.md 1.1); the
+    // distillation rows train the compressed experts only.
+    const RunRouting routing = ResolveRouting(c, FactsFor(c.model.path));
+    if (routing.main_experts > 0) EXPECT_EQ(routing.top_k, 2 * routing.main_experts);
+    EXPECT_EQ(c.train.trainable,
+              c.distill.enabled() ? std::vector<std::string>{"compressed_experts"}
+                                  : std::vector<std::string>{});
+    const std::string kind = c.distill.enabled() ? "-ce-distill-"
+                             : routing.main_experts > 0 ? "-ce-sft-"
+                                                        : "-sft-";
+    const int64_t k = routing.main_experts > 0 ? routing.main_experts : routing.top_k;
     ASSERT_EQ(c.data.train.size(), 1u);
     const bool tulu = c.data.train[0].path.find("tulu3") != std::string::npos;
     EXPECT_EQ(c.data.first_turn_only, tulu);
     EXPECT_EQ(c.data.train[0].format, tulu ? "messages" : "instruction");
-    EXPECT_EQ(c.model.path,
-              family == "olmoe" ? "models/OLMoE-1B-7B-0924" : "models/Phi-3.5-MoE-instruct");
-    EXPECT_EQ(c.name.rfind(family + "-top" + std::to_string(c.model.top_k) + "-sft-", 0), 0u)
-        << c.name;
+    if (!c.distill.enabled()) {
+      EXPECT_EQ(c.model.path,
+                family == "olmoe" ? "models/OLMoE-1B-7B-0924" : "models/Phi-3.5-MoE-instruct");
+    } else {
+      EXPECT_EQ(c.model.path, c.distill.teacher);  // the student starts from the teacher
+    }
+    EXPECT_EQ(c.name.rfind(family + "-top" + std::to_string(k) + kind, 0), 0u) << c.name;
 
     const std::string text = ReadText(path);
     EXPECT_NE(text.find("\n# Reproduces: "), std::string::npos);
@@ -145,7 +163,7 @@ TEST_F(RecipesTest, FullSizeRecipesUseThePaperSettings) {
     EXPECT_NE(text.find("\n# GPUs: "), std::string::npos);
     ++checked;
   }
-  EXPECT_EQ(checked, 14);
+  EXPECT_EQ(checked, 24);
 }
 
 // Each tiny recipe says how to make its model folder.
