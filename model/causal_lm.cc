@@ -93,6 +93,9 @@ at::Tensor CausalLMImpl::forward(const at::Tensor& tokens_BS) { return LmHead(Hi
 
 void CausalLMImpl::set_top_k(int64_t top_k) {
   for (auto& layer : layers) layer->mlp->set_top_k(top_k);
+  // config() describes the model as it now routes, so that a save records it (and, with
+  // compressed experts, K_a = top_k - K_m).
+  config_.num_experts_per_tok = top_k;
 }
 
 int64_t CausalLMImpl::top_k() const {

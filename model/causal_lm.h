@@ -56,6 +56,7 @@ class CausalLMImpl : public torch::nn::Module {
   void set_activation_checkpointing(bool on) { activation_checkpointing_ = on; }
   bool activation_checkpointing() const { return activation_checkpointing_; }
 
+  // Also config().num_experts_per_tok, so that a save records the routing the model runs.
   void set_top_k(int64_t top_k);
   int64_t top_k() const;
   // Compressed experts (model/moe/compressed_experts.h) in every MoE layer: the first

@@ -77,7 +77,18 @@ std::string AuthorsCesName(int64_t layer) { return fmt::format("model.layers.{}.
 
 NamedTensors ToHfTensors(const ModelConfig& config, NamedTensors internal) {
   NamedTensors out;
-  if (config.ce_main_experts == 0 || config.ce_layout != "authors") {
+  if (config.ce_main_experts == 0) {
+    // Compressed experts switched off: the model is the plain one, and so is its checkpoint.
+    int64_t layer = 0;
+    std::string which;
+    for (auto& [name, t] : internal) {
+      if (!ParseCompressedName(name, &layer, &which)) {
+        out.emplace_back(ToHfName(config, name), std::move(t));
+      }
+    }
+    return out;
+  }
+  if (config.ce_layout != "authors") {
     for (auto& [name, t] : internal) out.emplace_back(ToHfName(config, name), std::move(t));
     return out;
   }

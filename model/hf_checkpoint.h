@@ -27,7 +27,8 @@ namespace cemoe {
 // The published Hugging Face name of an internal parameter name.
 std::string ToHfName(const ModelConfig& config, const std::string& internal_name);
 
-// The tensors a save writes, from (internal name, tensor) pairs: published names, and in the
+// The tensors a save writes, from (internal name, tensor) pairs: published names, no compressed
+// experts when the config has them off (ce_main_experts 0), and in the
 // authors' compressed-expert layout each layer's g, u, d packed into one ces tensor (OLMoE with
 // intermediate <= hidden only; anything else throws naming the sizes).
 NamedTensors ToHfTensors(const ModelConfig& config, NamedTensors internal);
