@@ -4,12 +4,15 @@
 
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "model/atomic_folder.h"
 #include "model/check.h"
 #include "model/config.h"
 #include "model/hf_checkpoint.h"
+#include "model/json_file.h"
+#include "trainer/export/ce_layout.h"
 #include "trainer/config/recipe_loader.h"
 #include "trainer/config/run_config.h"
 
@@ -45,6 +48,29 @@ fs::path StepFolderOf(const fs::path& from) {
   return {};
 }
 
+// `json` (a checkpoint's config.json) routing top_k experts per token: num_experts_per_tok, or
+// with compressed experts the auxiliary count K - K_m, K_m as the file records it. Fields that are
+// missing or not integers are left for ParseModelConfig to name.
+void SetRunTopK(nlohmann::json& json, int64_t top_k) {
+  auto integer = [](const nlohmann::json& j, const char* key) {
+    return j.is_object() && j.contains(key) && j[key].is_number_integer();
+  };
+  const bool authors = json.contains("use_ce") && json["use_ce"].is_boolean() &&
+                       json["use_ce"].get<bool>();
+  if (authors && integer(json, "n_ce") && integer(json, "num_experts_per_tok")) {
+    const int64_t main =
+        json["num_experts_per_tok"].get<int64_t>() - json["n_ce"].get<int64_t>();
+    json["n_ce"] = top_k - main;
+    json["num_experts_per_tok"] = top_k;
+  } else if (json.contains("compressed_experts") &&
+             integer(json["compressed_experts"], "main_experts")) {
+    nlohmann::json& ce = json["compressed_experts"];
+    ce["auxiliary_experts"] = top_k - ce["main_experts"].get<int64_t>();
+  } else if (!authors) {
+    json["num_experts_per_tok"] = top_k;
+  }
+}
+
 void LinkOrCopy(const fs::path& src, const fs::path& dst) {
   std::error_code ec;
   fs::create_hard_link(src, dst, ec);
@@ -53,7 +79,8 @@ void LinkOrCopy(const fs::path& src, const fs::path& dst) {
 
 }  // namespace
 
-ExportResult ExportHfFolder(const std::string& from_arg, const std::string& out) {
+ExportResult ExportHfFolder(const std::string& from_arg, const std::string& out,
+                           const ExportOptions& options) {
   const fs::path from = NormalizeFolderPath(from_arg);
   CEMOE_CHECK(fs::is_directory(from), "--from {}: no such folder", from_arg);
   const fs::path step = StepFolderOf(from);
@@ -61,28 +88,44 @@ ExportResult ExportHfFolder(const std::string& from_arg, const std::string& out)
   CEMOE_CHECK(fs::is_regular_file(model_dir / "config.json"),
               "--from {}: neither a run folder with checkpoints/latest, a checkpoint step folder, "
               "nor a model folder with config.json", from_arg);
-  ModelConfig config = LoadModelConfig(model_dir.string());
-  CheckConfigMatchesCheckpoint(config, model_dir.string());
-  ExportResult result;
-  result.model_dir = model_dir.string();
+  const std::string config_file = (model_dir / "config.json").string();
+  nlohmann::json config_json = ReadJsonFile(config_file, "config file");
+  std::optional<RunConfig> run;
   if (!step.empty() && fs::is_regular_file(step / kResolvedRecipeFileName)) {
     const fs::path recipe = step / kResolvedRecipeFileName;
-    const RunConfig run = ResolveRecipeText(ReadText(recipe), recipe.string(), {}, "");
-    if (run.model.top_k > 0) config.num_experts_per_tok = run.model.top_k;
-    if (run.model.renormalize != "checkpoint" && config.is_olmoe()) {
-      config.norm_topk_prob = run.model.renormalize == "true";
-    }
+    run = ResolveRecipeText(ReadText(recipe), recipe.string(), {}, "");
+    if (run->model.top_k > 0 && config_json.is_object()) SetRunTopK(config_json, run->model.top_k);
   }
+  ModelConfig config = ParseModelConfig(config_json, config_file);
+  CheckConfigMatchesCheckpoint(config, model_dir.string());
+  if (run && run->model.renormalize != "checkpoint" && config.is_olmoe()) {
+    config.norm_topk_prob = run->model.renormalize == "true";
+  }
+  CheckCeLayoutPossible(config, options.ce_layout);
+  const std::string source_layout = config.ce_layout;
+  const bool rewrite = config.ce_main_experts > 0 && source_layout != options.ce_layout;
+  config.ce_layout = options.ce_layout;
+  ExportResult result;
+  result.model_dir = model_dir.string();
   result.top_k = config.num_experts_per_tok;
+  result.main_experts = config.ce_main_experts;
+  result.ce_layout = config.ce_main_experts > 0 ? config.ce_layout : "";
+  result.rewritten = rewrite;
   FolderWrite folder(out);
   const fs::path staging = folder.staging();
+  if (rewrite) {
+    const uint64_t max_shard_bytes =
+        static_cast<uint64_t>(run ? run->checkpoint.max_shard_bytes : CheckpointSection{}.max_shard_bytes);
+    result.files += RewriteCompressedExperts(model_dir.string(), config, staging.string(),
+                                             max_shard_bytes);
+  }
   for (const auto& entry : fs::directory_iterator(model_dir)) {
     const std::string name = entry.path().filename().string();
     const bool weights = name.size() > 12 && (name.substr(name.size() - 12) == ".safetensors" ||
                                               name == "model.safetensors.index.json");
     bool copied = false;
     for (const char* f : kCopiedFiles) copied = copied || name == f;
-    if (!entry.is_regular_file() || !(weights || copied)) continue;
+    if (!entry.is_regular_file() || !((weights && !rewrite) || copied)) continue;
     LinkOrCopy(entry.path(), staging / name);
     ++result.files;
   }
