@@ -7,6 +7,19 @@
 // Times are medians over --reps, taken as the maximum over ranks (the slowest rank sets the
 // step). Bandwidth = bytes this rank sends in both all-to-alls / time; the reported value is the
 // mean over ranks.
+// With --compressed-experts (method.md section 1; K_m = --main-experts, K_a = K - K_m,
+// W = 2 D + I), on the same tokens and routing, after 1.: dispatch + combine (identity experts)
+// of (a) all K experts, (b) the first K_m, (c) the first K_m with the extras of
+// CeAggregation::kAtExperts (K_a int64 ids + K_a float32 weights per row), (d) the first K_m with
+// those of kAtSource (W float32 per row), as CompressedExperts::Apply makes them; forward (no
+// grad) and forward + backward (x, the gate weights and the float extras as leaves needing grad;
+// backward gets a dense output gradient and ones for the float extras, so every exchange runs in
+// both directions). Row (e), analytic only: the vectors sharded with their expert, each token's
+// aux ranks sending their partial sums (W numbers) to every main row (a second exchange). Bytes
+// per rank = bytes the EP group moves for all ranks' tokens / P, from the row counts and dtypes
+// (rows to the rank itself included; "off-rank" counts only rows between different ranks).
+// Times: min and median over --reps rounds of the slowest rank, every round running all cases
+// once. docs/benchmarks.md records the table and the choice it supports.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <fmt/format.h>
@@ -16,11 +29,16 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <memory>
+#include <string>
 #include <vector>
+
+#include <torch/csrc/autograd/autograd.h>
 
 #include "model/check.h"
 #include "model/config.h"
+#include "model/moe/compressed_experts.h"
 #include "model/moe/moe_layer.h"
 #include "parallel/all_to_all_dispatcher.h"
 #include "parallel/process_groups.h"
@@ -39,6 +57,9 @@ struct BenchDispatchOptions {
   int64_t layer_tokens = 1024;
   bool skip_layer = false;
   bool default_malloc = false;
+  bool compressed_experts = false;
+  int64_t main_experts = 0;  // 0: top_k / 2
+  int64_t intermediate = 1024;
 };
 
 using Clock = std::chrono::steady_clock;
@@ -66,6 +87,36 @@ double MeanOverRanks(Communicator& world, double value) {
   return v[0] / world.size();
 }
 
+struct MinMedian {
+  double min_s = 0, median_s = 0;
+};
+
+// warmup untimed rounds, then reps rounds of every fn once each (a barrier before each call);
+// per fn, the min and the median over rounds of the slowest rank's time.
+std::vector<MinMedian> SlowestRoundRobin(Communicator& world, int warmup, int reps,
+                                         const std::vector<std::function<void()>>& fns) {
+  for (int i = 0; i < warmup; ++i) {
+    for (const auto& fn : fns) fn();
+  }
+  std::vector<std::vector<double>> times(fns.size());
+  for (int i = 0; i < reps; ++i) {
+    for (size_t f = 0; f < fns.size(); ++f) {
+      world.Barrier();
+      const Clock::time_point start = Clock::now();
+      fns[f]();
+      std::vector<double> t{std::chrono::duration<double>(Clock::now() - start).count()};
+      world.AllReduceHost(t, ReduceOp::kMax);
+      times[f].push_back(t[0]);
+    }
+  }
+  std::vector<MinMedian> out;
+  for (auto& v : times) {
+    std::sort(v.begin(), v.end());
+    out.push_back({v.front(), v[v.size() / 2]});
+  }
+  return out;
+}
+
 // The collective options of the benchmark: the environment's, --timeout when given.
 CollectiveOptions BenchCollectives(const BenchDispatchOptions& o) {
   CollectiveOptions options = CollectiveOptionsFromEnvironment();
@@ -73,6 +124,180 @@ CollectiveOptions BenchCollectives(const BenchDispatchOptions& o) {
     options.timeout_s = ParseTimeoutSeconds(o.timeout, "--timeout", kDefaultCollectiveTimeoutS);
   }
   return options;
+}
+
+// Rows of these ids [T, k] per destination rank [P] (contiguous placement).
+std::vector<int64_t> RowsToRanks(const at::Tensor& ids, int64_t experts_per_rank, int p) {
+  at::Tensor dest = at::div(ids, experts_per_rank, "floor").reshape({-1});
+  at::Tensor c = at::bincount(dest, {}, p).contiguous();
+  return std::vector<int64_t>(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + p);
+}
+
+// Bytes the EP group moves for all ranks' tokens, divided by the number of ranks.
+struct Traffic {
+  double fwd = 0, fwd_bwd = 0, off_fwd = 0, off_fwd_bwd = 0;
+};
+
+// Adds to t the bytes of this rank's rows to[q] when each row carries `fwd` bytes in the forward
+// pass and `bwd` more in the backward pass.
+void AddRows(Traffic& t, const std::vector<int64_t>& to, int rank, double fwd, double bwd) {
+  for (size_t q = 0; q < to.size(); ++q) {
+    const double rows = static_cast<double>(to[q]);
+    t.fwd += rows * fwd;
+    t.fwd_bwd += rows * (fwd + bwd);
+    if (static_cast<int>(q) != rank) {
+      t.off_fwd += rows * fwd;
+      t.off_fwd_bwd += rows * (fwd + bwd);
+    }
+  }
+}
+
+Traffic MeanOverRanks(Communicator& world, const Traffic& t) {
+  std::vector<double> v{t.fwd, t.fwd_bwd, t.off_fwd, t.off_fwd_bwd};
+  world.AllReduceHost(v, ReduceOp::kSum);
+  for (double& x : v) x /= world.size();
+  return {v[0], v[1], v[2], v[3]};
+}
+
+// The --compressed-experts table (file comment). ids_TK [T, K] sorted best first.
+void BenchCompressedExpertTraffic(ProcessGroups& groups, AllToAllDispatcher& dispatcher,
+                                  const BenchDispatchOptions& o, const at::Tensor& x_TD,
+                                  const at::Tensor& ids_TK, const at::Tensor& w_TK) {
+  const int rank = groups.world_rank(), p = groups.world_size();
+  const int64_t k = o.top_k, k_m = o.main_experts > 0 ? o.main_experts : o.top_k / 2;
+  CEMOE_CHECK(k_m >= 1 && k_m < k,
+              "--main-experts ({}) must be at least 1 and below --top-k ({}): compressed experts "
+              "need at least one auxiliary expert",
+              k_m, k);
+  const int64_t k_a = k - k_m, d = o.hidden, w = 2 * o.hidden + o.intermediate;
+  const int64_t per_rank = o.experts / p;
+  ModelConfig config;
+  config.num_experts = o.experts;
+  config.hidden_size = o.hidden;
+  config.intermediate_size = o.intermediate;
+  RouterOutput routing{at::Tensor(), ids_TK, w_TK};
+  CompressedExperts at_experts(config, k_m, CeAggregation::kAtExperts);
+  CompressedExperts at_source(config, k_m, CeAggregation::kAtSource);
+  const MainRouting main_e = at_experts->Apply(routing);
+  const MainRouting main_s = at_source->Apply(routing);
+
+  struct Case {
+    std::string name;
+    at::Tensor ids, weights;
+    std::vector<at::Tensor> extras;
+    Traffic bytes;
+  };
+  std::vector<Case> cases = {
+      {fmt::format("(a) top-{}, all in full", k), ids_TK, w_TK, {}, {}},
+      {fmt::format("(b) top-{}, no CE", k_m), main_e.topk_ids_TK.contiguous(),
+       main_e.topk_weights_TK.contiguous(), {}, {}},
+      {fmt::format("(c) top-{} + CE at experts", k_m), main_e.topk_ids_TK.contiguous(),
+       main_e.topk_weights_TK.contiguous(), main_e.extras_T, {}},
+      {fmt::format("(d) top-{} + CE at source", k_m), main_s.topk_ids_TK.contiguous(),
+       main_s.topk_weights_TK.contiguous(), main_s.extras_T, {}},
+  };
+  // Bytes per row: dispatch sends x (D float32) and every extra, combine returns y (D float32);
+  // backward returns the gradients of x and of the float extras and sends that of y.
+  for (Case& c : cases) {
+    double extra_fwd = 0, extra_bwd = 0;
+    for (const at::Tensor& e : c.extras) {
+      const double row = static_cast<double>(e.numel() / e.size(0) * e.element_size());
+      extra_fwd += row;
+      if (e.is_floating_point()) extra_bwd += row;
+    }
+    AddRows(c.bytes, RowsToRanks(c.ids, per_rank, p), rank, 8.0 * d + extra_fwd,
+            8.0 * d + extra_bwd);
+  }
+  // (e), analytic: (b)'s rows, plus a request per aux expert to its rank (int64 id + float32
+  // weight; the weight's gradient back), plus from every distinct aux rank of the token a partial
+  // sum of W float32 to each main row's rank (its gradient back in backward).
+  Traffic sharded = cases[1].bytes;
+  double mean_aux_ranks = 0;
+  {
+    at::Tensor aux_rank = at::div(ids_TK.narrow(1, k_m, k_a), per_rank, "floor");
+    at::Tensor main_rank = at::div(ids_TK.narrow(1, 0, k_m), per_rank, "floor");
+    at::Tensor has = at::zeros({ids_TK.size(0), p}, at::kLong).scatter_(1, aux_rank, 1);
+    at::Tensor n_T = has.sum(1);
+    const double requests = static_cast<double>(aux_rank.numel());
+    const double off_requests = aux_rank.ne(rank).sum().item<double>();
+    const double partial_rows = n_T.sum().item<double>() * k_m;
+    const double off_partial_rows =
+        (n_T.unsqueeze(1) - has.gather(1, main_rank)).sum().item<double>();
+    const double partial = 4.0 * w;
+    sharded.fwd += requests * 12 + partial_rows * partial;
+    sharded.fwd_bwd += requests * 16 + partial_rows * partial * 2;
+    sharded.off_fwd += off_requests * 12 + off_partial_rows * partial;
+    sharded.off_fwd_bwd += off_requests * 16 + off_partial_rows * partial * 2;
+    mean_aux_ranks = n_T.to(at::kDouble).mean().item<double>();
+  }
+  std::vector<Traffic> bytes;
+  for (const Case& c : cases) bytes.push_back(MeanOverRanks(groups.world(), c.bytes));
+  bytes.push_back(MeanOverRanks(groups.world(), sharded));
+  std::vector<double> aux_ranks{mean_aux_ranks};
+  groups.world().AllReduceHost(aux_ranks, ReduceOp::kSum);
+
+  at::Generator gen = at::detail::createCPUGenerator(29 + rank);
+  const at::Tensor grad_out = at::randn({x_TD.size(0), d}, gen, at::kFloat);
+  std::vector<std::function<void()>> fns;
+  for (const Case& c : cases) {
+    fns.push_back([&dispatcher, &x_TD, &c] {
+      at::NoGradGuard no_grad;
+      DispatchResult r = dispatcher.Dispatch(x_TD, c.ids, c.extras);
+      at::Tensor out = dispatcher.Combine(r.x_RD, *r.handle, c.weights);
+    });
+    fns.push_back([&dispatcher, &x_TD, &c, &grad_out] {
+      at::AutoGradMode grad(true);
+      at::Tensor x = x_TD.detach().requires_grad_(true);
+      at::Tensor weights = c.weights.detach().requires_grad_(true);
+      std::vector<at::Tensor> extras;
+      for (const at::Tensor& e : c.extras) {
+        extras.push_back(e.is_floating_point() ? e.detach().requires_grad_(true) : e);
+      }
+      DispatchResult r = dispatcher.Dispatch(x, c.ids, extras);
+      std::vector<at::Tensor> roots{dispatcher.Combine(r.x_RD, *r.handle, weights)};
+      std::vector<at::Tensor> grads{grad_out};
+      for (const at::Tensor& e : r.extras_R) {
+        if (!e.requires_grad()) continue;
+        roots.push_back(e);
+        grads.push_back(at::ones({}, e.options()).expand_as(e));
+      }
+      torch::autograd::backward(roots, grads);
+    });
+  }
+  const std::vector<MinMedian> t = SlowestRoundRobin(groups.world(), o.warmup, o.reps, fns);
+  if (rank != 0) return;
+  const double mib = 1 << 20;
+  std::printf(
+      "bench dispatch --compressed-experts: %d ranks, %lld tokens/rank, hidden %lld, "
+      "intermediate %lld (W = 2D+I = %lld), %lld experts, top-%lld = %lld main + %lld aux\n"
+      "  MiB moved per rank (all ranks' tokens / P; off-rank: between different ranks); "
+      "times: slowest rank, ms min / median of %d rounds; ratios to (b)\n",
+      p, static_cast<long long>(x_TD.size(0)), static_cast<long long>(d),
+      static_cast<long long>(o.intermediate), static_cast<long long>(w),
+      static_cast<long long>(o.experts), static_cast<long long>(k), static_cast<long long>(k_m),
+      static_cast<long long>(k_a), o.reps);
+  std::printf("  %-40s %10s %9s %6s %10s %9s %6s %17s %6s %17s %6s\n", "case", "fwd MiB",
+              "off-rank", "ratio", "f+b MiB", "off-rank", "ratio", "fwd ms min/med", "ratio",
+              "f+b ms min/med", "ratio");
+  const Traffic& base = bytes[1];
+  for (size_t i = 0; i < bytes.size(); ++i) {
+    const Traffic& b = bytes[i];
+    std::string times = "  (not built: traffic only)";
+    if (i < cases.size()) {
+      const MinMedian f = t[2 * i], fb = t[2 * i + 1];
+      times = fmt::format("{:8.2f} {:8.2f} {:6.3f} {:8.2f} {:8.2f} {:6.3f}", f.min_s * 1e3,
+                          f.median_s * 1e3, f.median_s / t[2].median_s, fb.min_s * 1e3,
+                          fb.median_s * 1e3, fb.median_s / t[3].median_s);
+    }
+    const std::string name =
+        i < cases.size() ? cases[i].name
+                         : fmt::format("(e) top-{} + CE sharded, 2nd exchange", k_m);
+    std::printf("  %-40s %10.3f %9.3f %6.3f %10.3f %9.3f %6.3f %s\n", name.c_str(), b.fwd / mib,
+                b.off_fwd / mib, b.fwd / base.fwd, b.fwd_bwd / mib, b.off_fwd_bwd / mib,
+                b.fwd_bwd / base.fwd_bwd, times.c_str());
+  }
+  std::printf("  (e): %.2f distinct aux ranks per token on average (partial sums per main row)\n",
+              aux_ranks[0] / p);
 }
 
 void BenchDispatch(MpiSession& session, const BenchDispatchOptions& o) {
@@ -154,6 +379,9 @@ void BenchDispatch(MpiSession& session, const BenchDispatchOptions& o) {
         static_cast<long long>(o.experts), static_cast<long long>(o.top_k), o.threads,
         o.default_malloc ? "default" : "heap-keeping", bytes / (1 << 20), err, raw_s * 1e3, raw_gbs,
         ours_s * 1e3, ours_gbs, ours_gbs / raw_gbs);
+  }
+  if (o.compressed_experts) {
+    BenchCompressedExpertTraffic(groups, dispatcher, o, x_TD, ids_TK, w_TK);
   }
 }
 
@@ -247,6 +475,17 @@ void AddBenchDispatchCommand(CLI::App& bench) {
       ->check(AtLeast(1))
       ->capture_default_str();
   cmd->add_flag("--skip-layer", o->skip_layer, "Only the dispatch benchmark");
+  cmd->add_flag("--compressed-experts", o->compressed_experts,
+                "Also: dispatch + combine at top-K, top-K_m, and top-K_m with the compressed-expert "
+                "extras of each aggregation (bytes and times, forward and forward+backward)");
+  cmd->add_option("--main-experts", o->main_experts,
+                  "K_m for --compressed-experts (0 = top-k / 2)")
+      ->check(AtLeast(0))
+      ->capture_default_str();
+  cmd->add_option("--intermediate", o->intermediate,
+                  "Expert intermediate size I for --compressed-experts (W = 2 hidden + I)")
+      ->check(AtLeast(1))
+      ->capture_default_str();
   cmd->add_flag("--default-malloc", o->default_malloc,
                 "Keep glibc's default of returning large buffers to the OS at every free (each "
                 "new buffer then page-faults; see docs/parallel.md)");

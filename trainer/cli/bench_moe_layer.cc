@@ -2,6 +2,11 @@
 // preset's shape against, in the same run, a dense matmul chain of the same FLOPs; prints the
 // achieved FLOP/s of both and their ratio (the layer's efficiency against this machine's own
 // dense rate).
+// With --compressed-experts, instead: the same layer (same weights, same tokens) at top-K, at
+// top-K_m, and at top-K_m with compressed experts aggregated at the experts (the default) and at
+// the source (model/moe/compressed_experts.h), forward (no grad, as at inference) and forward +
+// backward; min and median of --reps rounds, each round running every configuration once (so a
+// shared machine's drift hits all alike); ratios of medians to top-K_m. docs/benchmarks.md.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <fmt/format.h>
@@ -10,7 +15,9 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
+#include <functional>
 #include <iostream>
+#include <string>
 #include <vector>
 
 #include "model/check.h"
@@ -40,6 +47,105 @@ double MedianSeconds(Fn fn, int warmup, int reps) {
   return t[t.size() / 2];
 }
 
+struct MinMedian {
+  double min_s = 0, median_s = 0;
+};
+
+// warmup untimed rounds, then reps rounds; every round runs fns[0], fns[1], ... once each.
+std::vector<MinMedian> RoundRobinSeconds(const std::vector<std::function<void()>>& fns, int warmup,
+                                         int reps) {
+  for (int i = 0; i < warmup; ++i) {
+    for (const auto& fn : fns) fn();
+  }
+  std::vector<std::vector<double>> t(fns.size());
+  for (int i = 0; i < reps; ++i) {
+    for (size_t f = 0; f < fns.size(); ++f) {
+      auto start = std::chrono::steady_clock::now();
+      fns[f]();
+      t[f].push_back(Seconds(start));
+    }
+  }
+  std::vector<MinMedian> out;
+  for (auto& v : t) {
+    std::sort(v.begin(), v.end());
+    out.push_back({v.front(), v[v.size() / 2]});
+  }
+  return out;
+}
+
+// The --compressed-experts table. The layer's top_k on entry is K.
+void BenchCompressedExperts(MoeLayer& layer, const ModelConfig& config, const std::string& preset,
+                            int64_t main_experts, const at::Tensor& x, const at::Tensor& grad_out,
+                            int reps, const std::function<void()>& sync,
+                            const std::string& device, const std::string& dtype) {
+  const int64_t k = layer->top_k();
+  const int64_t k_m = main_experts > 0 ? main_experts : k / 2;
+  CEMOE_CHECK(k_m >= 1 && k_m < k,
+              "--main-experts ({}) must be at least 1 and below top-k ({}): compressed experts "
+              "need at least one auxiliary expert",
+              k_m, k);
+  struct Setup {
+    std::string name;
+    int64_t top_k;
+    bool ce;
+    CeAggregation aggregation;
+  };
+  const std::vector<Setup> setups = {
+      {fmt::format("top-{}", k), k, false, CeAggregation::kAtExperts},
+      {fmt::format("top-{}", k_m), k_m, false, CeAggregation::kAtExperts},
+      {fmt::format("top-{} + CE at experts (default)", k_m), k, true, CeAggregation::kAtExperts},
+      {fmt::format("top-{} + CE at source", k_m), k, true, CeAggregation::kAtSource},
+  };
+  // Registers the vectors (ones) now, so that every configuration sees the same parameters.
+  layer->EnableCompressedExperts(k_m);
+  auto use = [&](const Setup& s) {
+    if (s.ce) {
+      layer->set_top_k(s.top_k);
+      layer->EnableCompressedExperts(k_m);
+      layer->compressed_experts->set_aggregation(s.aggregation);
+    } else {
+      layer->DisableCompressedExperts();
+      layer->set_top_k(s.top_k);
+    }
+  };
+  std::vector<std::function<void()>> fns;
+  for (const Setup& s : setups) {
+    fns.push_back([&, s] {
+      use(s);
+      at::NoGradGuard no_grad;
+      at::Tensor y = layer->forward(x);
+      sync();
+    });
+    fns.push_back([&, s] {
+      use(s);
+      for (auto& p : layer->parameters()) p.mutable_grad() = at::Tensor();
+      x.mutable_grad() = at::Tensor();
+      layer->forward(x).backward(grad_out);
+      sync();
+    });
+  }
+  const std::vector<MinMedian> t = RoundRobinSeconds(fns, 1, reps);
+  std::cout << fmt::format(
+      "bench moe-layer --compressed-experts: preset {} tokens {} top_k {} main_experts {} "
+      "experts {} hidden {} intermediate {} threads {} device {} dtype {} reps {}\n",
+      preset, x.size(0), k, k_m, config.num_experts, config.hidden_size,
+      config.intermediate_size, at::get_num_threads(), device, dtype, reps);
+  std::cout << fmt::format("  {:<36} {:>19} {:>7} {:>19} {:>7}\n", "configuration",
+                           "forward ms min/med", "ratio", "fwd+bwd ms min/med", "ratio");
+  const MinMedian base_f = t[2], base_b = t[3];  // top-K_m
+  for (size_t i = 0; i < setups.size(); ++i) {
+    const MinMedian f = t[2 * i], b = t[2 * i + 1];
+    std::cout << fmt::format("  {:<36} {:>9.2f} {:>9.2f} {:>7.3f} {:>9.2f} {:>9.2f} {:>7.3f}\n",
+                             setups[i].name, f.min_s * 1e3, f.median_s * 1e3,
+                             f.median_s / base_f.median_s, b.min_s * 1e3, b.median_s * 1e3,
+                             b.median_s / base_b.median_s);
+  }
+  std::cout << fmt::format(
+      "  CE (at experts) overhead over top-{} (medians): forward {:+.1f} %, forward+backward "
+      "{:+.1f} %\n",
+      k_m, (t[4].median_s / base_f.median_s - 1) * 100, (t[5].median_s / base_b.median_s - 1) * 100);
+}
+
 }  // namespace
 
 void AddBenchMoeLayerCommand(CLI::App& bench) {
@@ -47,6 +153,8 @@ void AddBenchMoeLayerCommand(CLI::App& bench) {
     std::string preset = "olmoe-1b-7b";
     int64_t tokens = 512, top_k = 0, threads = 0, reps = 5;
     std::string device = "cpu", dtype = "float32";
+    bool compressed_experts = false;
+    int64_t main_experts = 0;
   };
   auto opt = std::make_shared<Options>();
   CLI::App* cmd = bench.add_subcommand(
@@ -74,6 +182,14 @@ void AddBenchMoeLayerCommand(CLI::App& bench) {
   cmd->add_option("--dtype", opt->dtype, "float32 or bfloat16")
       ->check(CLI::IsMember({"float32", "bfloat16"}))
       ->capture_default_str();
+  cmd->add_flag("--compressed-experts", opt->compressed_experts,
+                "Instead of the dense comparison: the layer at top-K, top-K_m, and top-K_m with "
+                "compressed experts (aggregated at the experts and at the source), forward and "
+                "forward+backward, in one run");
+  cmd->add_option("--main-experts", opt->main_experts,
+                  "K_m for --compressed-experts (0 = top-k / 2)")
+      ->check(AtLeast(0))
+      ->capture_default_str();
   cmd->callback([opt] {
     CEMOE_CHECK(opt->device == "cpu" || torch::cuda::is_available(),
                 "--device cuda: no CUDA device is available (or this build has no CUDA)");
@@ -97,6 +213,11 @@ void AddBenchMoeLayerCommand(CLI::App& bench) {
     const int64_t d = config.hidden_size, i = config.intermediate_size, k = layer->top_k();
     at::Tensor x = at::randn({opt->tokens, d}, options).requires_grad_(true);
     at::Tensor grad_out = at::randn({opt->tokens, d}, options);
+    if (opt->compressed_experts) {
+      BenchCompressedExperts(layer, config, opt->preset, opt->main_experts, x, grad_out,
+                             static_cast<int>(opt->reps), sync, opt->device, opt->dtype);
+      return;
+    }
     auto layer_step = [&] {
       for (auto& p : layer->parameters()) p.mutable_grad() = at::Tensor();
       at::Tensor y = layer->forward(x);
