@@ -42,7 +42,9 @@ at::Tensor CompressedExpertsImpl::Aggregate(const at::Tensor& aux_ids_NA,
       table, aux_ids_NA.reshape({-1}).to(at::kLong), offsets, /*scale_grad_by_freq=*/false,
       /*mode=sum*/ 0, /*sparse=*/false, aux_weights_NA.reshape({-1}).to(at::kFloat),
       /*include_last_offset=*/false));
-  return sums.narrow(1, 0, width) / sums.narrow(1, width, 1);
+  // One split (not two narrows, whose backwards each zero-fill an [N, W + 1] gradient).
+  const std::vector<at::Tensor> parts = sums.split_with_sizes({width, 1}, 1);
+  return parts[0] / parts[1];
 }
 
 ExpertScales CompressedExpertsImpl::Split(const at::Tensor& scales_NW, at::ScalarType dtype) const {
