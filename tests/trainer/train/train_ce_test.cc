@@ -239,5 +239,38 @@ TEST_F(TrainCeTest, ExportCarriesTheCompressedExperts) {
   }
 }
 
+// DISABLED until the trainer fix reported with this test (h-cetrain): a CE checkpoint trained on
+// with the CE off must stay loadable, and resuming a CE run with moe.compressed_experts at its
+// default ("checkpoint") must keep the CE of the checkpoint it resumes. Today the MoE layers keep
+// the disabled CE registered, so the saver writes their tensors under a config.json without
+// "compressed_experts": `cemoe logits` (and any later resume) then fails with "6 unexpected
+// tensor(s)"; and "checkpoint" is read from model.path, not from the resumed checkpoint.
+TEST_F(TrainCeTest, DISABLED_CeCheckpointTrainedWithTheCeOffStaysLoadable) {
+  const std::string exported = R("ce_model");
+  ASSERT_EQ(test::RunCemoe("export --from " + R("joint") + " --out " + exported).code, 0);
+  test::WriteText(R("tokens1.json"), "[[5, 17, 33, 64, 90, 101, 3, 12]]");
+  // 1. From a CE model folder with the CE off: a named error, or a checkpoint that loads.
+  const CliResult off = Train("olmoe", R("ce_off"),
+                              "--set model.path=" + exported +
+                                  " --set moe.compressed_experts=false --set train.max_steps=1");
+  if (off.code == 0) {
+    const CliResult l = test::RunCemoe("logits --model " + StepDir(R("ce_off"), 1) +
+                                       "/model --tokens " + R("tokens1.json") + " --out " +
+                                       R("off.safetensors"));
+    EXPECT_EQ(l.code, 0) << l.output;
+  } else {
+    EXPECT_NE(off.output.find("moe.compressed_experts"), std::string::npos) << off.output;
+  }
+  // 2. The joint run resumed from step 2 by a recipe without the moe section: the straight run.
+  test::WriteText(R("olmoe_plain.textproto"), test::BaseRecipe(R("olmoe"), R("cache")));
+  const std::string resumed = R("joint_resumed_plain");
+  test::CopyRunAtStep(R("joint"), resumed, 2);
+  const CliResult r = test::RunCemoe("train " + R("olmoe_plain.textproto") + " --run-dir " +
+                                     resumed + fmt::format(" --set train.max_steps={}", kSteps));
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(test::SafetensorsBytes(StepDir(R("joint"), kSteps)) ==
+              test::SafetensorsBytes(StepDir(resumed, kSteps)));
+}
+
 }  // namespace
 }  // namespace cemoe
