@@ -31,20 +31,34 @@ void CompressedExpertsImpl::set_main_experts(int64_t main_experts) {
 at::Tensor CompressedExpertsImpl::Aggregate(const at::Tensor& aux_ids_NA,
                                             const at::Tensor& aux_weights_NA) const {
   const int64_t n = aux_ids_NA.size(0), k_a = aux_ids_NA.size(1);
+  const int64_t width = 2 * hidden_ + intermediate_;
   // One [E, W + 1] table: g, u and d side by side (E x W numbers, 0.08 % of one OLMoE expert),
-  // and a column of ones that sums the weights in the same order as every other column. The
-  // renormalisation is the division by that column, so vectors of ones give exactly 1.
-  at::Tensor table = at::cat({g, u, d, at::ones({g.size(0), 1}, g.options())}, 1).to(at::kFloat);
-  const int64_t width = table.size(1) - 1;
-  if (n == 0) return table.new_zeros({0, width}) + table.sum() * 0;
+  // plus a constant column of ones that yields each row's weight sum, accumulated exactly as
+  // every other column. Dividing by it makes vectors of ones aggregate to exactly 1 (the
+  // renormalised weights sum to 1 only up to rounding, and 1 - 1ulp would change an untrained
+  // CE model), and leaves the value and the gradient with respect to the router unchanged: the
+  // quotient is invariant to the weights' scale, whose sum is 1.
+  const at::ScalarType dtype = ComputeType();
+  at::Tensor table_EW1 =
+      at::cat({g, u, d, at::ones({num_experts_, 1}, g.options())}, 1).to(dtype);
+  if (n == 0) {
+    // Keep the graph connected to the weights (and the vectors): under expert parallelism the
+    // weights arrived through an all-to-all whose backward every rank must run.
+    return table_EW1.new_zeros({0, width}) + table_EW1.sum() * 0 + aux_weights_NA.sum() * 0;
+  }
   at::Tensor offsets = at::arange(0, n * k_a, k_a, aux_ids_NA.options().dtype(at::kLong));
-  at::Tensor sums = std::get<0>(at::embedding_bag(
-      table, aux_ids_NA.reshape({-1}).to(at::kLong), offsets, /*scale_grad_by_freq=*/false,
-      /*mode=sum*/ 0, /*sparse=*/false, aux_weights_NA.reshape({-1}).to(at::kFloat),
-      /*include_last_offset=*/false));
+  at::Tensor sums_NW1 = std::get<0>(at::embedding_bag(
+      table_EW1, aux_ids_NA.reshape({-1}).to(at::kLong), offsets,
+      /*scale_grad_by_freq=*/false, /*mode=sum*/ 0, /*sparse=*/false,
+      aux_weights_NA.reshape({-1}).to(dtype), /*include_last_offset=*/false));
   // One split (not two narrows, whose backwards each zero-fill an [N, W + 1] gradient).
-  const std::vector<at::Tensor> parts = sums.split_with_sizes({width, 1}, 1);
-  return parts[0] / parts[1];
+  const std::vector<at::Tensor> parts = sums_NW1.split_with_sizes({width, 1}, 1);
+  // A token whose aux weights all underflow to 0 (float32 softmax, logit gaps above ~100) has no
+  // defined average: its vectors are taken as ones (no modulation) instead of 0 / 0 = NaN, with a
+  // safe denominator so that the discarded branch puts no NaN into the gradient either.
+  const at::Tensor positive = parts[1] > 0;
+  const at::Tensor mean = parts[0] / at::where(positive, parts[1], at::ones_like(parts[1]));
+  return at::where(positive, mean, at::ones_like(mean));
 }
 
 ExpertScales CompressedExpertsImpl::Split(const at::Tensor& scales_NW, at::ScalarType dtype) const {
@@ -69,7 +83,7 @@ MainRouting CompressedExpertsImpl::Apply(const RouterOutput& routing) {
   out.topk_weights_TK = weights_TK.narrow(1, 0, main_experts_);
   at::Tensor aux_ids_TA = ids_TK.narrow(1, main_experts_, k_a).contiguous();
   // The aux weights as routed; Aggregate renormalises them over the aux set.
-  at::Tensor aux_w_TA = weights_TK.narrow(1, main_experts_, k_a).to(at::kFloat);
+  at::Tensor aux_w_TA = weights_TK.narrow(1, main_experts_, k_a).to(ComputeType());
   if (aggregation_ == CeAggregation::kAtSource) {
     out.extras_T = {Aggregate(aux_ids_TA, aux_w_TA).to(weights_TK.scalar_type())};
   } else {

@@ -24,7 +24,9 @@
 // Gradients reach exactly the vectors of the aux experts a token used (zero rows elsewhere);
 // under expert parallelism each rank holds the gradient of its own rows' uses, and the dense
 // gradient all-reduce sums them (the vectors are replicated, not expert parameters).
-// The weighted sums run in float32 (embedding_bag) whatever the parameters' dtype.
+// The weighted sums run in float32 (embedding_bag) for narrower parameters, else in their dtype
+// (float64 stays float64). Vectors of ones aggregate to exactly 1, so an untrained CE model is
+// bit for bit the plain top-K_m model.
 // Thread-safety: as the layer that holds it.
 #pragma once
 
@@ -60,6 +62,8 @@ class CompressedExpertsImpl : public torch::nn::Module, public CompressedExpertH
   // sum_j w_j v_j / sum_j w_j, in float32.
   at::Tensor Aggregate(const at::Tensor& aux_ids_NA, const at::Tensor& aux_weights_NA) const;
   ExpertScales Split(const at::Tensor& scales_NW, at::ScalarType dtype) const;
+  // float32, or the vectors' dtype where that is wider.
+  at::ScalarType ComputeType() const { return at::promote_types(g.scalar_type(), at::kFloat); }
 
   int64_t num_experts_, hidden_, intermediate_, main_experts_;
   CeAggregation aggregation_;

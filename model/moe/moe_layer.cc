@@ -101,6 +101,12 @@ MoeLayerImpl::Output MoeLayerImpl::Forward(const at::Tensor& x) {
   if (hook_) {
     const ExpertScales scales = hook_->Scales(routed.extras_R);
     y_RD = experts->forward(routed.x_RD, routed.num_rows_per_local_expert, &scales);
+    if (y_RD.size(0) == 0) {
+      // No rows arrived: keep the scales (and through them the routed extras) in the graph, so
+      // that this rank still runs the backward all-to-all of every extra the other ranks run
+      // (experts.cc does the same for x); without it the ranks' collectives fall out of step.
+      y_RD = y_RD + (scales.gate_in_RD.sum() + scales.up_in_RD.sum() + scales.down_in_RI.sum()) * 0;
+    }
   } else {
     y_RD = experts->forward(routed.x_RD, routed.num_rows_per_local_expert);
   }
