@@ -618,5 +618,36 @@ TEST(CompressedExperts, OffGivesThePlainModelAndKmBelowKIsChecked) {
   }
 }
 
+// A token whose auxiliary weights all underflowed to 0 has no defined average: its vectors are
+// taken as ones (no modulation), and neither the value nor the gradient is NaN.
+TEST(CeUnderflowTest, ZeroAuxWeightsGiveOnesNotNan) {
+  ModelConfig config = PresetConfig("olmoe", "tiny");  // E 8, K 4
+  for (CeAggregation mode : {CeAggregation::kAtExperts, CeAggregation::kAtSource}) {
+    CompressedExperts ce(config, 2, mode);
+    {
+      at::NoGradGuard no_grad;
+      ce->g.uniform_(0.5, 1.5);
+      ce->u.uniform_(0.5, 1.5);
+      ce->d.uniform_(0.5, 1.5);
+    }
+    RouterOutput routing;
+    routing.logits_TE = at::zeros({2, config.num_experts});
+    routing.topk_ids_TK = at::tensor({0, 1, 2, 3, 4, 5, 6, 7}, at::kLong).view({2, 4});
+    // Token 0: aux weights 0 and 0; token 1: ordinary weights.
+    at::Tensor w = at::tensor({0.9f, 0.1f, 0.0f, 0.0f, 0.4f, 0.3f, 0.2f, 0.1f}).view({2, 4});
+    routing.topk_weights_TK = w.requires_grad_(true);
+    MainRouting main = ce->Apply(routing);
+    ExpertScales s = ce->Scales(main.extras_T);
+    EXPECT_TRUE(at::equal(s.gate_in_RD[0], at::ones({config.hidden_size})));
+    EXPECT_TRUE(at::equal(s.down_in_RI[0], at::ones({config.intermediate_size})));
+    // Token 1: (0.2 g_6 + 0.1 g_7) / 0.3.
+    at::Tensor want = (ce->g[6] * 0.2f + ce->g[7] * 0.1f) / 0.3f;
+    EXPECT_TRUE(at::allclose(s.gate_in_RD[1], want, 1e-6, 1e-6));
+    (s.gate_in_RD.sum() + s.up_in_RD.sum() + s.down_in_RI.sum()).backward();
+    EXPECT_TRUE(at::isfinite(w.grad()).all().item<bool>());
+    EXPECT_TRUE(at::isfinite(ce->g.grad()).all().item<bool>());
+  }
+}
+
 }  // namespace
 }  // namespace cemoe
