@@ -1,7 +1,6 @@
 #include "trainer/distill/distill_loss.h"
 
 #include <ATen/ATen.h>
-
 #include <fmt/ranges.h>
 
 #include "model/check.h"
@@ -13,13 +12,14 @@ std::string Shape(const at::Tensor& t) { return fmt::format("{}", fmt::join(t.si
 
 }  // namespace
 
-DistillSums DistillLossSums(const at::Tensor& student_logits_TV, const at::Tensor& teacher_logits_TV,
-                            const at::Tensor& targets_T,
+DistillSums DistillLossSums(const at::Tensor& student_logits_TV,
+                            const at::Tensor& teacher_logits_TV, const at::Tensor& targets_T,
                             const std::vector<at::Tensor>& student_moe_BSD,
                             const std::vector<at::Tensor>& teacher_moe_BSD, double temperature) {
-  CEMOE_CHECK(student_logits_TV.dim() == 2 && student_logits_TV.sizes() == teacher_logits_TV.sizes(),
-              "distillation: student logits [{}] and teacher logits [{}] must both be [T, V]",
-              Shape(student_logits_TV), Shape(teacher_logits_TV));
+  CEMOE_CHECK(
+      student_logits_TV.dim() == 2 && student_logits_TV.sizes() == teacher_logits_TV.sizes(),
+      "distillation: student logits [{}] and teacher logits [{}] must both be [T, V]",
+      Shape(student_logits_TV), Shape(teacher_logits_TV));
   CEMOE_CHECK(targets_T.dim() == 1 && targets_T.size(0) == student_logits_TV.size(0),
               "distillation: {} targets for {} token positions", targets_T.numel(),
               student_logits_TV.size(0));
@@ -43,10 +43,10 @@ DistillSums DistillLossSums(const at::Tensor& student_logits_TV, const at::Tenso
       const at::Tensor& b = teacher_moe_BSD[l];
       const int64_t D = a.dim() > 0 ? a.size(-1) : 0;
       CEMOE_CHECK(a.sizes() == b.sizes() && D > 0 && a.numel() == loss_T.numel() * D,
-                  "distillation: layer {}: student MoE output [{}], teacher [{}], {} positions",
-                  l, Shape(a), Shape(b), loss_T.numel());
-      const at::Tensor diff =
-          a.reshape({-1, D}).to(at::kFloat).index({loss_T}) - b.reshape({-1, D}).to(at::kFloat).index({loss_T});
+                  "distillation: layer {}: student MoE output [{}], teacher [{}], {} positions", l,
+                  Shape(a), Shape(b), loss_T.numel());
+      const at::Tensor diff = a.reshape({-1, D}).to(at::kFloat).index({loss_T}) -
+                              b.reshape({-1, D}).to(at::kFloat).index({loss_T});
       sum = sum + diff.square().sum() / static_cast<double>(D);
     }
     out.mse = sum / static_cast<double>(student_moe_BSD.size());
@@ -54,7 +54,8 @@ DistillSums DistillLossSums(const at::Tensor& student_logits_TV, const at::Tenso
   return out;
 }
 
-at::Tensor CombineDistillLoss(const DistillSums& sums, const DistillWeights& w, double denominator) {
+at::Tensor CombineDistillLoss(const DistillSums& sums, const DistillWeights& w,
+                              double denominator) {
   at::Tensor loss = at::zeros({}, sums.ce.options());
   if (w.ce != 0) loss = loss + sums.ce * w.ce;
   if (w.kl != 0) loss = loss + sums.kl * (w.kl * w.temperature * w.temperature);

@@ -38,8 +38,8 @@ struct DistillSums {
 // student_logits_TV, teacher_logits_TV: [T, V]; targets_T: int64 [T], -100 = no loss;
 // student_moe_BSD / teacher_moe_BSD: one [B, S, D] (or [T, D]) per MoE layer, both empty or both
 // of the same length (the MSE term then is computed).
-DistillSums DistillLossSums(const at::Tensor& student_logits_TV, const at::Tensor& teacher_logits_TV,
-                            const at::Tensor& targets_T,
+DistillSums DistillLossSums(const at::Tensor& student_logits_TV,
+                            const at::Tensor& teacher_logits_TV, const at::Tensor& targets_T,
                             const std::vector<at::Tensor>& student_moe_BSD,
                             const std::vector<at::Tensor>& teacher_moe_BSD, double temperature);
 

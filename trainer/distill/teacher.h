@@ -24,8 +24,8 @@ namespace cemoe {
 class ProcessGroups;
 
 struct TeacherRequest {
-  std::string dir;    // distill.teacher
-  int64_t top_k = 0;  // distill.teacher_top_k; 0 = the checkpoint's
+  std::string dir;               // distill.teacher
+  int64_t top_k = 0;             // distill.teacher_top_k; 0 = the checkpoint's
   DispatcherOptions dispatcher;  // the student's (capacity factor, timeouts)
 };
 

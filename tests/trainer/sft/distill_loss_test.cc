@@ -26,7 +26,8 @@ namespace {
 //     (0.5 ln 2 + 2 x 2^2 x 0.036341 + 3 x 1.5) / 4
 TEST(DistillLoss, HandWorkedTwoTokens) {
   const double s3 = std::sqrt(3.0);
-  const at::Tensor teacher = at::tensor({0.0f, static_cast<float>(std::log(3.0)), 50.0f, -50.0f}).view({2, 2});
+  const at::Tensor teacher =
+      at::tensor({0.0f, static_cast<float>(std::log(3.0)), 50.0f, -50.0f}).view({2, 2});
   const at::Tensor student = at::tensor({0.0f, 0.0f, -50.0f, 50.0f}).view({2, 2});
   const at::Tensor targets = at::tensor({int64_t{1}, int64_t{-100}});
   const std::vector<at::Tensor> s_moe = {at::tensor({1.0f, -1.0f, 9.0f, 9.0f}).view({1, 2, 2}),
@@ -75,13 +76,15 @@ TEST(DistillLoss, EqualsAtenReferencesOnRandomTensors) {
   const at::Tensor keep = targets.ne(-100);
   const at::Tensor log_q = at::log_softmax(s.index({keep}) / tau, -1);
   const at::Tensor log_p = at::log_softmax(t.index({keep}) / tau, -1);
-  const double kl = at::kl_div(log_q, log_p, at::Reduction::Sum, /*log_target=*/true).item<double>();
-  const double ce =
-      at::cross_entropy_loss(s, targets, {}, at::Reduction::Sum, -100).item<double>();
+  const double kl =
+      at::kl_div(log_q, log_p, at::Reduction::Sum, /*log_target=*/true).item<double>();
+  const double ce = at::cross_entropy_loss(s, targets, {}, at::Reduction::Sum, -100).item<double>();
   double mse = 0;
   for (int64_t l = 0; l < L; ++l) {
     mse += at::mse_loss(sm[l].view({T, D}).index({keep}), tm[l].view({T, D}).index({keep}),
-                        at::Reduction::Sum).item<double>() / D;
+                        at::Reduction::Sum)
+               .item<double>() /
+           D;
   }
   mse /= L;
   // The function computes in float32: terms of size |log p| <= ~10, summed over 7 x 13.

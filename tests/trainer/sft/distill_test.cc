@@ -114,7 +114,8 @@ logging {{ tensorboard: false }}
                            const std::string& recipe = "ce_only.textproto") {
     const std::string launcher =
         ranks == 1 ? "OMP_NUM_THREADS=1" : "OMP_NUM_THREADS=1 " + test::MpiexecPrefix(ranks);
-    return test::RunCemoeWith(launcher, "distill " + R(recipe) + " --run-dir " + run_dir + " " + sets);
+    return test::RunCemoeWith(launcher,
+                              "distill " + R(recipe) + " --run-dir " + run_dir + " " + sets);
   }
   static fs::path root_;
 };
@@ -126,8 +127,9 @@ TEST_F(DistillTest, DistillingTheCompressedExpertsLowersTheKlToTheTeacher) {
   const std::string probe = "--set optim.lr=1e-30 --set train.max_steps=8";
   const CliResult before = Distill(1, R("before"), probe);
   ASSERT_EQ(before.code, 0) << before.output;
-  const CliResult after = Distill(
-      1, R("after"), probe + " --set model.path=" + R("trained") + "/checkpoints/step-00000024/model");
+  const CliResult after =
+      Distill(1, R("after"),
+              probe + " --set model.path=" + R("trained") + "/checkpoints/step-00000024/model");
   ASSERT_EQ(after.code, 0) << after.output;
   const auto b = ReadDistillMetrics(R("before")), a = ReadDistillMetrics(R("after"));
   const auto t = ReadDistillMetrics(R("trained"));
@@ -204,8 +206,8 @@ TEST_F(DistillTest, RanksMatchOneProcessStepForStep) {
     int ranks;
     std::string sets;
   };
-  for (const Layout& layout : {Layout{2, "--set parallel.ep=2"},
-                               Layout{4, "--set parallel.ep=2"}}) {
+  for (const Layout& layout :
+       {Layout{2, "--set parallel.ep=2"}, Layout{4, "--set parallel.ep=2"}}) {
     SCOPED_TRACE(fmt::format("{} ranks", layout.ranks));
     const std::string run = R("full_" + std::to_string(layout.ranks));
     const CliResult r = Distill(layout.ranks, run, layout.sets + batch, "full.textproto");
@@ -222,8 +224,8 @@ TEST_F(DistillTest, RanksMatchOneProcessStepForStep) {
       EXPECT_NEAR(got[s].ce, w.ce, test::SumTolerance(terms, w.ce)) << "step " << s + 1;
       EXPECT_NEAR(got[s].kl, w.kl, kl_tol) << "step " << s + 1;
       EXPECT_NEAR(got[s].mse, w.mse, test::SumTolerance(terms, w.mse)) << "step " << s + 1;
-      worst = std::max({worst, std::abs(got[s].loss - w.loss) / loss_tol,
-                        std::abs(got[s].kl - w.kl) / kl_tol});
+      worst = std::max(
+          {worst, std::abs(got[s].loss - w.loss) / loss_tol, std::abs(got[s].kl - w.kl) / kl_tol});
     }
     const auto got_w = test::ModelTensors(run + "/checkpoints/step-00000004/model");
     ASSERT_EQ(got_w.size(), want_w.size());
