@@ -3,6 +3,8 @@
 // starts, so a bad recipe stops every rank at once with the same message. Resumes from
 // RUN_DIR/checkpoints/latest by default. Exit 0 when the run completes or stops on SIGTERM /
 // SIGUSR1 after writing a checkpoint.
+// `cemoe distill RECIPE ...`: the same command for a recipe that must name distill.teacher (a
+// `cemoe train` of such a recipe distils too); both subcommands are registered here.
 // `--estimate [--world N] [--model-preset P]` prints the layout and the per-rank memory estimate
 // of the recipe without loading anything (the model's config.json, or a published preset's
 // config, gives the shapes), and says whether it fits train.device_memory_gib: how the GPU
@@ -34,13 +36,23 @@ struct TrainOptions {
   std::vector<std::string> overrides;
   bool estimate = false;
   int world = 0;
+  bool require_teacher = false;  // `cemoe distill`
 };
+
+RunConfig LoadFor(const TrainOptions& opt, const ValidateOptions& checks = {}) {
+  RunConfig config = LoadRecipe(opt.recipe, opt.overrides, opt.run_dir, checks);
+  CEMOE_CHECK(!opt.require_teacher || config.distill.enabled(),
+              "{}: cemoe distill needs distill.teacher (the teacher's model folder); without it "
+              "use cemoe train",
+              opt.recipe);
+  return config;
+}
 
 void PrintEstimate(const TrainOptions& opt) {
   ValidateOptions checks;
   checks.check_data_files = false;
   checks.check_model_folder = opt.model_preset.empty();
-  const RunConfig config = LoadRecipe(opt.recipe, opt.overrides, opt.run_dir, checks);
+  const RunConfig config = LoadFor(opt, checks);
   ModelConfig model = opt.model_preset.empty()
                           ? LoadModelConfig(config.model.path)
                           : PresetConfig(opt.model_preset == "phi-3.5-moe" ? "phimoe" : "olmoe",
@@ -48,10 +60,23 @@ void PrintEstimate(const TrainOptions& opt) {
   const int ep = config.parallel.ep;
   const int world = opt.world > 0 ? opt.world : ep * std::max(config.parallel.dp, 1);
   ValidateForWorld(config, world);
-  ValidateForModel(config, ModelFacts{model.model_type, model.num_experts, model.num_experts_per_tok,
-                                      model.ce_main_experts});
-  MemoryInputs in = LayoutMemoryInputs(model, ep, config.train.freeze);
-  if (config.model.top_k > 0) in.top_k = config.model.top_k;
+  const ModelFacts facts{model.model_type, model.num_experts, model.num_experts_per_tok,
+                         model.ce_main_experts};
+  ValidateForModel(config, facts);
+  RunConfig student = config;  // distillation trains compressed experts (as RunSft)
+  if (config.distill.enabled() && student.moe.compressed_experts == "checkpoint") {
+    student.moe.compressed_experts = "true";
+  }
+  const RunRouting routing = ResolveRouting(student, facts);
+  MemoryInputs in = LayoutMemoryInputs(model, ep, config.train.freeze, config.train.trainable,
+                                       routing.main_experts);
+  in.top_k = routing.main_experts > 0 ? routing.main_experts : routing.top_k;
+  if (config.distill.enabled()) {
+    // With --model-preset the teacher has the preset's shapes (it must match the student's).
+    AddTeacherMemory(config.distill,
+                     opt.model_preset.empty() ? LoadModelConfig(config.distill.teacher) : model,
+                     ep, in);
+  }
   in.micro_batch_rows = config.train.micro_batch_size;
   in.seq_len = config.data.max_length;
   in.activation_checkpointing = config.train.activation_checkpointing;
@@ -63,7 +88,7 @@ void PrintEstimate(const TrainOptions& opt) {
       "recipe {}: {} ({} layers, {} experts, top_k {}), {:.3g} parameters ({:.3g} dense, {:.3g} "
       "in experts)\n"
       "layout: {} ranks = dp {} x ep {}; per rank {:.3g} parameters ({:.3g} trainable), micro-batch "
-      "{} x {} tokens{}{}\n"
+      "{} x {} tokens{}{}{}\n"
       "memory per rank (estimate): {}\n",
       opt.recipe, model.model_type, model.num_hidden_layers, model.num_experts, in.top_k,
       static_cast<double>(p.total()), static_cast<double>(p.dense()),
@@ -71,7 +96,11 @@ void PrintEstimate(const TrainOptions& opt) {
       static_cast<double>(in.dense_params + in.expert_params),
       static_cast<double>(in.trainable_params), in.micro_batch_rows, in.seq_len,
       in.activation_checkpointing ? ", activation checkpointing" : "",
-      in.bf16 ? ", bf16 activations" : "", DescribeMemory(m));
+      in.bf16 ? ", bf16 activations" : "",
+      in.teacher_params > 0 ? fmt::format(", teacher {:.3g} parameters at top_k {}",
+                                          static_cast<double>(in.teacher_params), in.teacher_top_k)
+                            : std::string(),
+      DescribeMemory(m));
   if (config.train.device_memory_gib > 0) {
     const bool fits = static_cast<double>(m.total()) <= config.train.device_memory_gib * gib;
     std::cout << fmt::format("fits train.device_memory_gib = {}: {}\n",
@@ -83,10 +112,13 @@ void PrintEstimate(const TrainOptions& opt) {
 
 }  // namespace
 
-void AddTrainCommand(CLI::App& app) {
+namespace {
+
+void AddRunCommand(CLI::App& app, const std::string& name, const std::string& help,
+                   bool require_teacher) {
   auto opt = std::make_shared<TrainOptions>();
-  CLI::App* cmd = app.add_subcommand(
-      "train", "Supervised fine-tuning from a recipe (recipes/<family>/<experiment>.textproto)");
+  opt->require_teacher = require_teacher;
+  CLI::App* cmd = app.add_subcommand(name, help);
   cmd->add_option("recipe", opt->recipe, "Recipe file (text-format recipes/recipe.proto)")
       ->required();
   cmd->add_option("--set", opt->overrides,
@@ -108,10 +140,24 @@ void AddTrainCommand(CLI::App& app) {
       PrintEstimate(*opt);
       return;
     }
-    const RunConfig config = LoadRecipe(opt->recipe, opt->overrides, opt->run_dir);
+    const RunConfig config = LoadFor(*opt);
     MpiSession session(nullptr, nullptr);
     RunSft(config, session, std::cout);
   });
+}
+
+}  // namespace
+
+// Registers `cemoe train` and `cemoe distill`.
+void AddTrainCommand(CLI::App& app) {
+  AddRunCommand(app, "train",
+                "Supervised fine-tuning from a recipe (recipes/<family>/<experiment>.textproto); "
+                "distils when the recipe names distill.teacher",
+                false);
+  AddRunCommand(app, "distill",
+                "Distillation into compressed experts: `train` for a recipe that must name "
+                "distill.teacher",
+                true);
 }
 
 }  // namespace cemoe

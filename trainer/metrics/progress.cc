@@ -22,8 +22,18 @@ std::string FormatDuration(double seconds) {
 
 namespace {
 
+// Distillation's parts and the compressed experts' share, when measured.
+std::string Parts(const StepMetrics& m) {
+  std::string out;
+  if (m.ce) out += fmt::format(" ce {:.4f}", *m.ce);
+  if (m.kl) out += fmt::format(" kl {:.4g}", *m.kl);
+  if (m.mse) out += fmt::format(" mse {:.3g}", *m.mse);
+  if (!m.aux_weight_share.empty()) out += fmt::format(" aux_share {:.3f}", m.aux_weight_share_mean());
+  return out;
+}
+
 std::string Tail(const StepMetrics& m, double eta_s) {
-  return fmt::format(" tokens/s {:.0f} eta {}{}", m.tokens_per_s, FormatDuration(eta_s),
+  return Parts(m) + fmt::format(" tokens/s {:.0f} eta {}{}", m.tokens_per_s, FormatDuration(eta_s),
                      m.skipped != 0 ? " skipped" : "");
 }
 

@@ -26,6 +26,13 @@ double DoubleFromJson(const nlohmann::json& v, const std::string& what) {
              JsonExcerpt(v));
 }
 
+double StepMetrics::aux_weight_share_mean() const {
+  if (aux_weight_share.empty()) return 0.0;
+  double sum = 0;
+  for (double x : aux_weight_share) sum += x;
+  return sum / static_cast<double>(aux_weight_share.size());
+}
+
 std::string StepMetricsToJsonLine(const StepMetrics& m) {
   nlohmann::ordered_json j;
   j["step"] = m.step;
@@ -37,6 +44,9 @@ std::string StepMetricsToJsonLine(const StepMetrics& m) {
   j["tokens"] = m.tokens;
   j["tokens_per_s"] = JsonDouble(m.tokens_per_s);
   j["skipped"] = m.skipped;
+  if (m.ce) j["ce"] = JsonDouble(*m.ce);
+  if (m.kl) j["kl"] = JsonDouble(*m.kl);
+  if (m.mse) j["mse"] = JsonDouble(*m.mse);
   auto load = nlohmann::ordered_json::array();
   for (const auto& layer : m.expert_load) {
     auto row = nlohmann::ordered_json::array();
@@ -44,6 +54,12 @@ std::string StepMetricsToJsonLine(const StepMetrics& m) {
     load.push_back(std::move(row));
   }
   j["expert_load"] = std::move(load);
+  if (!m.aux_weight_share.empty()) {
+    auto share = nlohmann::ordered_json::array();
+    for (double f : m.aux_weight_share) share.push_back(JsonDouble(f));
+    j["aux_weight_share"] = std::move(share);
+    j["aux_weight_share_mean"] = JsonDouble(m.aux_weight_share_mean());
+  }
   return j.dump();
 }
 
@@ -75,6 +91,9 @@ StepMetrics StepMetricsFromJson(const nlohmann::json& j, const std::string& sour
   m.tokens = integer("tokens");
   m.tokens_per_s = num("tokens_per_s");
   m.skipped = integer("skipped");
+  if (j.contains("ce")) m.ce = num("ce");
+  if (j.contains("kl")) m.kl = num("kl");
+  if (j.contains("mse")) m.mse = num("mse");
   const auto& load = Field(j, "expert_load", source);
   CEMOE_CHECK(load.is_array(), "{}: expert_load: expected an array, got {}", source,
               JsonExcerpt(load));
@@ -88,6 +107,15 @@ StepMetrics StepMetricsFromJson(const nlohmann::json& j, const std::string& sour
       fractions.push_back(
           DoubleFromJson(row[e], fmt::format("{}: expert_load[{}][{}]", source, l, e)));
     m.expert_load.push_back(std::move(fractions));
+  }
+  if (j.contains("aux_weight_share")) {
+    const auto& share = j["aux_weight_share"];
+    CEMOE_CHECK(share.is_array(), "{}: aux_weight_share: expected an array, got {}", source,
+                JsonExcerpt(share));
+    for (size_t l = 0; l < share.size(); ++l) {
+      m.aux_weight_share.push_back(
+          DoubleFromJson(share[l], fmt::format("{}: aux_weight_share[{}]", source, l)));
+    }
   }
   return m;
 }

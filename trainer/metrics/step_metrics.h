@@ -4,6 +4,9 @@
 //   {"step":12,"loss":2.3456,"aux_loss":0.0123,"z_loss":0.0,"lr":1.2e-05,"grad_norm":0.87,
 //    "tokens":4096,"tokens_per_s":1234.5,"skipped":0,"expert_load":[[0.25,0.25,0.5,0.0],[...]]}
 //
+// Distillation runs add "ce", "kl" and (with distill.mse_weight > 0) "mse" after "skipped"; runs
+// with compressed experts add "aux_weight_share" ([layer]) and "aux_weight_share_mean" after
+// "expert_load". A key whose value was not measured is absent.
 // Keys in that order, one object per line. Doubles are written in the shortest form that reads
 // back to the same double (nlohmann's Grisu2), so every value round-trips exactly; JSON has no
 // NaN or infinities, so those are written as the strings "NaN", "Infinity" and "-Infinity"
@@ -13,6 +16,7 @@
 
 #include <cstdint>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -31,6 +35,14 @@ struct StepMetrics {
   // [layer][expert]: fraction of this step's routed slots (token x top-k choice) that went to each
   // expert of each MoE layer; each layer's row sums to 1 (empty when not measured).
   std::vector<std::vector<double>> expert_load;
+  // Distillation (docs/training.md, "Distillation"); loss is then the whole objective.
+  std::optional<double> ce;   // mean cross-entropy per loss token (nats)
+  std::optional<double> kl;   // mean KL(teacher || student) per loss token at the temperature
+  std::optional<double> mse;  // mean over MoE layers of the MSE of the MoE outputs
+  // Compressed experts: [layer] share of the top-k routing weight on the auxiliary experts (sum of
+  // the last K - K_m weights / sum of all K, over real tokens); empty when off.
+  std::vector<double> aux_weight_share;
+  double aux_weight_share_mean() const;  // mean over layers; 0 when empty
 };
 
 // A double as JSON: a number, or "NaN" / "Infinity" / "-Infinity".

@@ -19,6 +19,17 @@ std::vector<Scalar> TensorBoardScalars(const StepMetrics& m) {
       {"train/tokens_per_s", f(m.tokens_per_s)},
       {"train/skipped", f(static_cast<double>(m.skipped))},
   };
+  if (m.ce) out.push_back({"train/ce", f(*m.ce)});
+  if (m.kl) out.push_back({"train/kl", f(*m.kl)});
+  if (m.mse) out.push_back({"train/mse", f(*m.mse)});
+  if (!m.aux_weight_share.empty()) {
+    const size_t n = m.aux_weight_share.size();
+    const int w = static_cast<int>(fmt::format("{}", n - 1).size());
+    for (size_t l = 0; l < n; ++l) {
+      out.push_back({fmt::format("aux_weight_share/layer_{:0{}}", l, w), f(m.aux_weight_share[l])});
+    }
+    out.push_back({"aux_weight_share/mean", f(m.aux_weight_share_mean())});
+  }
   const size_t num_layers = m.expert_load.size();
   const int width = static_cast<int>(fmt::format("{}", num_layers > 0 ? num_layers - 1 : 0).size());
   for (size_t l = 0; l < num_layers; ++l) {

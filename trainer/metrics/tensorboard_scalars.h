@@ -3,6 +3,9 @@
 //   train/<key>                  every scalar key of metrics.jsonl: train/loss, train/aux_loss,
 //                                train/z_loss, train/lr, train/grad_norm, train/tokens,
 //                                train/tokens_per_s, train/skipped
+//                                and, when present, train/ce, train/kl, train/mse (distillation)
+//   aux_weight_share/layer_<l>   compressed experts: share of layer l's top-k routing weight on the
+//   aux_weight_share/mean        auxiliary experts, and its mean over layers
 //   expert_load/layer_<l>/max    largest fraction of layer l's routed slots that one expert took
 //   expert_load/layer_<l>/min    smallest such fraction
 //   expert_load/layer_<l>/cv     coefficient of variation of the fractions: population standard

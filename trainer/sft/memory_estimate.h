@@ -14,6 +14,14 @@
 //                or, with activation checkpointing, one layer's worth plus every layer's input
 //                (T x D each); plus the logits (T x vocab, three float32 copies: logits, softmax,
 //                gradient). bf16 autocast halves the activations (counted as 2 bytes).
+//   teacher      distillation only (trainer/distill/teacher.h): 4 x the teacher's parameters on this
+//                rank (no gradients, no optimizer state), one teacher layer's forward at its
+//                top_k (freed as it goes: no graph), its logits (T x vocab float32, kept until the
+//                loss) and the student's extra log-softmax at the temperature and its gradient
+//                (2 x T x vocab float32); with distill.mse_weight > 0 also every layer's MoE
+//                output of the teacher and of the student (2 x layers x T x D float32).
+// Compressed experts add their vectors (layers x E x (2 D + I)) to the dense parameters: every
+// rank holds them all.
 // Under expert parallelism a rank's routed rows depend on the routing; the estimate assumes an
 // even share (T x k rows per rank on average). It is an estimate: docs/training.md says how it
 // compares with measured peaks.
@@ -27,10 +35,12 @@
 namespace cemoe {
 
 struct ModelConfig;
+struct DistillSection;
 
 struct MemoryEstimate {
   int64_t parameters = 0, gradients = 0, optimizer = 0, activations = 0;
-  int64_t total() const { return parameters + gradients + optimizer + activations; }
+  int64_t teacher = 0;  // distillation only
+  int64_t total() const { return parameters + gradients + optimizer + activations + teacher; }
 };
 
 struct MemoryInputs {
@@ -42,6 +52,11 @@ struct MemoryInputs {
   int64_t top_k = 1;
   bool activation_checkpointing = false;
   bool bf16 = false;
+  // Distillation: the teacher's parameters on this rank (0 = no teacher), its top_k, and
+  // whether the MoE outputs are kept for the MSE term.
+  int64_t teacher_params = 0;
+  int64_t teacher_top_k = 0;
+  bool teacher_moe_outputs = false;
 };
 
 MemoryEstimate EstimateTrainingMemory(const ModelConfig& config, const MemoryInputs& inputs);
@@ -59,10 +74,20 @@ struct ParameterCounts {
 };
 ParameterCounts CountParameters(const ModelConfig& config);
 // This rank's MemoryInputs at expert-parallel size ep with the freeze groups of the recipe
-// (train.freeze entries that are not group names are not counted as frozen).
+// (train.freeze entries that are not group names are not counted as frozen). train.trainable,
+// when not empty, counts only its groups as trainable ("compressed_experts" included; names that
+// are not groups count nothing). main_experts > 0: the model has compressed experts.
 MemoryInputs LayoutMemoryInputs(const ModelConfig& config, int ep,
-                                const std::vector<std::string>& freeze);
-// "parameters 1.2 GiB, gradients ..., total 9.8 GiB"
+                                const std::vector<std::string>& freeze,
+                                const std::vector<std::string>& trainable = {},
+                                int64_t main_experts = 0);
+// Distillation: fills the teacher fields of `inputs`: its parameters on
+// one rank at expert-parallel size ep (dense + its share of the experts), its top_k, and whether
+// the MSE term keeps MoE outputs; from config.json alone. No change when distillation is off.
+void AddTeacherMemory(const DistillSection& distill, const ModelConfig& teacher, int ep,
+                      MemoryInputs& inputs);
+// "parameters 1.2 GiB, gradients ..., total 9.8 GiB" (", teacher X" before the total when
+// distilling)
 std::string DescribeMemory(const MemoryEstimate& estimate);
 std::string FormatBytes(int64_t bytes);
 

@@ -29,6 +29,7 @@
 #include "trainer/data/chat_template.h"
 #include "trainer/data/micro_batch.h"
 #include "trainer/data/train_data.h"
+#include "trainer/distill/teacher.h"
 #include "trainer/metrics/event_file.h"
 #include "trainer/metrics/metrics_log.h"
 #include "trainer/metrics/progress.h"
@@ -145,6 +146,16 @@ void DumpBatches(const char* dir, int64_t step, int rank,
                   tensors);
 }
 
+// Distillation trains compressed experts: moe.compressed_experts "checkpoint" (left out) means
+// on, with K_m = moe.main_experts or top_k / 2 when the checkpoint has none.
+RunConfig StudentConfig(const RunConfig& config) {
+  RunConfig c = config;
+  if (c.distill.enabled() && c.moe.compressed_experts == "checkpoint") {
+    c.moe.compressed_experts = "true";
+  }
+  return c;
+}
+
 }  // namespace
 
 SftOutcome RunSft(const RunConfig& config, MpiSession& session, std::ostream& log) {
@@ -158,7 +169,7 @@ SftOutcome RunSft(const RunConfig& config, MpiSession& session, std::ostream& lo
     ValidateForWorld(config, world);
     const ModelFacts facts = ReadModelFacts(config.model.path);
     ValidateForModel(config, facts);
-    routing = ResolveRouting(config, facts);
+    routing = ResolveRouting(StudentConfig(config), facts);
   });
   const fs::path run_dir = config.run_dir;
   std::optional<std::string> latest;
@@ -231,8 +242,12 @@ SftOutcome RunSft(const RunConfig& config, MpiSession& session, std::ostream& lo
     request.sample_tokens_BS = at::cat(flat).view({1, -1});
   }
   // Memory, before anything is loaded: every rank checks its own share (from the shapes alone).
-  MemoryInputs mem = LayoutMemoryInputs(model_config, std::max(config.parallel.ep, 1),
-                                        config.train.freeze);
+  const int ep = std::max(config.parallel.ep, 1);
+  MemoryInputs mem = LayoutMemoryInputs(model_config, ep, config.train.freeze,
+                                        config.train.trainable, routing.main_experts);
+  if (config.distill.enabled()) {
+    AddTeacherMemory(config.distill, LoadModelConfig(config.distill.teacher), ep, mem);
+  }
   mem.micro_batch_rows = config.train.micro_batch_size;
   mem.seq_len = config.data.max_length;
   mem.top_k = routing.main_experts > 0 ? routing.main_experts : routing.top_k;
@@ -250,6 +265,15 @@ SftOutcome RunSft(const RunConfig& config, MpiSession& session, std::ostream& lo
   });
   DistributedModel loaded = LoadDistributedModel(request, groups, session.local_rank());
   CausalLMImpl& model = *loaded.model;
+  // The teacher: placed exactly like the student, never trained, never saved.
+  CausalLM teacher{nullptr};
+  if (config.distill.enabled()) {
+    TeacherRequest t;
+    t.dir = config.distill.teacher;
+    t.top_k = config.distill.teacher_top_k;
+    t.dispatcher = request.dispatcher;
+    teacher = LoadTeacher(t, model, loaded.placement, groups, loaded.device);
+  }
   model.train();
   model.set_activation_checkpointing(config.train.activation_checkpointing);
   TrainableParameters trainable =
@@ -303,6 +327,14 @@ SftOutcome RunSft(const RunConfig& config, MpiSession& session, std::ostream& lo
         config.data.max_length, accumulation, config.train.micro_batch_size, world, total_steps,
         steps_per_epoch, DescribeMemory(estimate),
         limit > 0 ? fmt::format(" of {}", FormatBytes(limit)) : std::string());
+    if (teacher) {
+      const DistillSection& d = config.distill;
+      log << fmt::format(
+          "distill: teacher {} at top_k {} (no compressed experts); student top_k {} with {} main "
+          "experts + compressed experts; loss = {} ce + {} x {}^2 kl + {} mse\n",
+          d.teacher, teacher->top_k(), model.top_k(), model.main_experts(), d.ce_weight,
+          d.kl_weight, d.temperature, d.mse_weight);
+    }
     log << "data: " << FormatDataStats(data->stats);
     log << "placement (" << PlacementPolicyName(loaded.placement.policy) << "):\n"
         << DescribePlacement(loaded.placement);
@@ -329,6 +361,10 @@ SftOutcome RunSft(const RunConfig& config, MpiSession& session, std::ostream& lo
   settings.z_loss_coef = config.train.z_loss_coef;
   settings.max_grad_norm = config.optim.max_grad_norm;
   settings.bf16_autocast = config.train.precision == "bf16";
+  settings.distill.ce = config.distill.ce_weight;
+  settings.distill.kl = config.distill.kl_weight;
+  settings.distill.mse = config.distill.mse_weight;
+  settings.distill.temperature = config.distill.temperature;
   const std::string recipe_text = ResolvedRecipeText(config);
   auto save = [&] {
     CheckpointContent content;
@@ -359,7 +395,8 @@ SftOutcome RunSft(const RunConfig& config, MpiSession& session, std::ostream& lo
     const std::vector<MicroBatchTensors> batches = feed.Step(progress.step);
     if (dump_dir) DumpBatches(dump_dir, progress.step, groups.world_rank(), batches);
     const double lr = LearningRate(config.schedule, config.optim.lr, progress.step, total_steps);
-    const StepResult r = ComputeGradients(model, batches, trainable, groups, settings);
+    const StepResult r = ComputeGradients(model, batches, trainable, groups, settings,
+                                          teacher ? teacher.get() : nullptr);
     if (r.finite) {
       optimizer.Step(lr);
       progress.consecutive_nonfinite = 0;
@@ -383,6 +420,12 @@ SftOutcome RunSft(const RunConfig& config, MpiSession& session, std::ostream& lo
       m.tokens_per_s = static_cast<double>(r.tokens) / std::max(Now() - started, 1e-9);
       m.skipped = r.finite ? 0 : 1;
       m.expert_load = r.expert_load;
+      if (r.distilled) {
+        m.ce = r.ce;
+        m.kl = r.kl;
+        if (r.has_mse) m.mse = r.mse;
+      }
+      m.aux_weight_share = r.aux_weight_share;
       metrics->Append(m);
       if (events) events->WriteStep(m);
       reporter->Update(m, Now());

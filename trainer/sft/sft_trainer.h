@@ -17,6 +17,12 @@
 //      (metrics.jsonl, TensorBoard, progress on rank 0, RUN_DIR/PROGRESS), a checkpoint every
 //      checkpoint.every_steps, at the end, and when SIGTERM/SIGUSR1 arrives (then exit 0);
 //   6. RUN_DIR/DONE when the last step is done.
+// Distillation (distill.teacher set; docs/training.md, "Distillation"): the same run, with the
+// teacher (trainer/distill/teacher.h) loaded after the student with the student's placement, its
+// parameters in the memory estimate, and the loss of trainer/distill/distill_loss.h; the student
+// gets compressed experts (moe.compressed_experts "checkpoint" means on). The teacher is never
+// saved: checkpoints, resume, metrics and TensorBoard are those of SFT, plus the ce / kl / mse
+// metrics.
 // Thread-safety: call once per process, from main's thread, on every rank.
 #pragma once
 

@@ -60,9 +60,11 @@ bool ExpertOfParameterName(const std::string& name, int64_t* layer, int64_t* exp
 
 StepResult ComputeGradients(CausalLMImpl& model, const std::vector<MicroBatchTensors>& micro_batches,
                             const TrainableParameters& trainable, ProcessGroups& groups,
-                            const StepSettings& settings) {
+                            const StepSettings& settings, CausalLMImpl* teacher) {
   const ModelConfig& config = model.config();
   const int64_t L = config.num_hidden_layers, E = config.num_experts;
+  const int64_t main_experts = model.main_experts();
+  const bool keep_moe = teacher != nullptr && settings.distill.mse != 0;
   const at::Device device = model.parameters().front().device();
   Communicator& world = groups.world();
   StepResult result;
@@ -82,7 +84,11 @@ StepResult ComputeGradients(CausalLMImpl& model, const std::vector<MicroBatchTen
   const double micro_share = 1.0 / (static_cast<double>(micro_batches.size()) *
                                     static_cast<double>(groups.world_size()));
 
-  std::vector<double> sums(3, 0.0);  // cross-entropy sum, aux, z (this rank)
+  // This rank's sums: [0] cross-entropy, [1] aux, [2] z, [3] KL, [4] MSE; then per layer the aux
+  // and the total top-k routing weight (2 L); then the expert load (L x E).
+  constexpr size_t kShareAt = 5;
+  const size_t load_at = kShareAt + 2 * static_cast<size_t>(L);
+  std::vector<double> sums(load_at, 0.0);
   std::vector<double> load(static_cast<size_t>(L * E), 0.0);
   for (const MicroBatchTensors& mb : micro_batches) {
     TokenBatch batch{mb.tokens_BS.to(device), {}, {}};
@@ -91,15 +97,37 @@ StepResult ComputeGradients(CausalLMImpl& model, const std::vector<MicroBatchTen
     const at::Tensor targets = mb.targets_BS.to(device).reshape({-1});
     at::Tensor mask_T;  // real tokens, for the router losses and the load
     if (batch.segment_ids_BS.defined()) mask_T = batch.segment_ids_BS.reshape({-1}).gt(0);
+    // The teacher first, on every rank (its all-to-alls are collective), without a graph.
+    at::Tensor teacher_logits_TV;
+    std::vector<at::Tensor> teacher_moe_BSD;
+    if (teacher != nullptr) {
+      at::NoGradGuard no_grad;
+      Bf16Autocast autocast(settings.bf16_autocast);
+      ModelOutput t = teacher->Forward(batch, keep_moe);
+      const at::Tensor logits = teacher->LmHead(t.hidden_BSD);
+      teacher_logits_TV = logits.reshape({-1, logits.size(-1)}).to(at::kFloat);
+      teacher_moe_BSD = std::move(t.moe_out_BSD);
+    }
     at::Tensor loss;
     {
       Bf16Autocast autocast(settings.bf16_autocast);
-      ModelOutput out = model.Forward(batch);
+      ModelOutput out = model.Forward(batch, keep_moe);
       at::Tensor logits = model.LmHead(out.hidden_BSD);
-      at::Tensor ce = at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}).to(at::kFloat),
-                                             targets, {}, at::Reduction::Sum, -100);
-      sums[0] += ce.item<double>();
-      loss = ce / denominator;
+      const at::Tensor logits_TV = logits.reshape({-1, logits.size(-1)}).to(at::kFloat);
+      if (teacher == nullptr) {
+        at::Tensor ce =
+            at::cross_entropy_loss(logits_TV, targets, {}, at::Reduction::Sum, -100);
+        sums[0] += ce.item<double>();
+        loss = ce / denominator;
+      } else {
+        const DistillSums d = DistillLossSums(logits_TV, teacher_logits_TV, targets,
+                                              out.moe_out_BSD, teacher_moe_BSD,
+                                              settings.distill.temperature);
+        sums[0] += d.ce.item<double>();
+        sums[3] += d.kl.item<double>();
+        if (d.mse.defined()) sums[4] += d.mse.item<double>();
+        loss = CombineDistillLoss(d, settings.distill, denominator);
+      }
       const at::Tensor mask_f = mask_T.defined() ? mask_T.to(at::kFloat) : at::Tensor();
       if (settings.aux_loss_coef != 0) {
         at::Tensor aux = LoadBalancingLoss(out.routing, E, model.top_k(), mask_f);
@@ -118,6 +146,15 @@ StepResult ComputeGradients(CausalLMImpl& model, const std::vector<MicroBatchTen
             at::bincount(ids.reshape({-1}).to(at::kCPU), {}, E).to(at::kDouble).contiguous();
         const double* counts_E = c.data_ptr<double>();
         for (int64_t e = 0; e < E; ++e) load[l * E + e] += counts_E[e];
+        if (main_experts > 0) {
+          // The full top-k's weights, best first: the main experts are the first K_m columns.
+          at::Tensor w = out.routing[l].topk_weights_TK.detach().to(at::kDouble);
+          if (mask_T.defined()) w = w.index({mask_T});
+          sums[kShareAt + 2 * l] += w.narrow(1, main_experts, w.size(1) - main_experts)
+                                        .sum()
+                                        .item<double>();
+          sums[kShareAt + 2 * l + 1] += w.sum().item<double>();
+        }
       }
     }
     loss.backward();
@@ -126,15 +163,32 @@ StepResult ComputeGradients(CausalLMImpl& model, const std::vector<MicroBatchTen
   ReduceGradients(groups, trainable.split);
   sums.insert(sums.end(), load.begin(), load.end());
   world.AllReduceHost(sums, ReduceOp::kSum);
-  result.loss = sums[0] / denominator;
   result.aux_loss = sums[1] * micro_share;
   result.z_loss = sums[2] * micro_share;
+  if (teacher == nullptr) {
+    result.loss = sums[0] / denominator;
+  } else {
+    const DistillWeights& w = settings.distill;
+    result.distilled = true;
+    result.has_mse = keep_moe;
+    result.ce = sums[0] / denominator;
+    result.kl = sums[3] / denominator;
+    result.mse = sums[4] / denominator;
+    result.loss = w.ce * result.ce + w.kl * w.temperature * w.temperature * result.kl +
+                  w.mse * result.mse;
+  }
+  if (main_experts > 0) {
+    for (int64_t l = 0; l < L; ++l) {
+      const double total = sums[kShareAt + 2 * l + 1];
+      result.aux_weight_share.push_back(total > 0 ? sums[kShareAt + 2 * l] / total : 0.0);
+    }
+  }
   result.expert_load.assign(L, std::vector<double>(E, 0.0));
   for (int64_t l = 0; l < L; ++l) {
     double total = 0;
-    for (int64_t e = 0; e < E; ++e) total += sums[3 + l * E + e];
+    for (int64_t e = 0; e < E; ++e) total += sums[load_at + l * E + e];
     for (int64_t e = 0; e < E; ++e) {
-      result.expert_load[l][e] = total > 0 ? sums[3 + l * E + e] / total : 0.0;
+      result.expert_load[l][e] = total > 0 ? sums[load_at + l * E + e] / total : 0.0;
     }
   }
   // An expert that no real token reached this step (on any rank) gets no gradient, so that the
@@ -149,7 +203,7 @@ StepResult ComputeGradients(CausalLMImpl& model, const std::vector<MicroBatchTen
     if (!ExpertOfParameterName(p.name, &layer, &expert)) continue;
     CEMOE_CHECK(layer >= 0 && layer < L && expert >= 0 && expert < E,
                 "{}: layer {} / expert {} outside the model's {} x {}", p.name, layer, expert, L, E);
-    if (sums[3 + layer * E + expert] == 0) p.param.mutable_grad().reset();
+    if (sums[load_at + layer * E + expert] == 0) p.param.mutable_grad().reset();
   }
   // torch's clip_grad_norm_ rule, applied only to a finite step (a non-finite one is skipped).
   result.grad_norm = GlobalGradNorm(groups.ep_group(), trainable.split);

@@ -42,6 +42,33 @@ TEST(StepMetrics, LineText) {
       R"("expert_load":[[0.25,0.25,0.5,0.0],[0.125,0.375,0.25,0.25]]})");
 }
 
+// Distillation's parts after "skipped", the compressed experts' aux weight share (and its mean,
+// (0.25 + 0.5) / 2) after "expert_load"; both read back.
+TEST(StepMetrics, DistillationAndAuxWeightShare) {
+  StepMetrics m = Example();
+  m.ce = 2.5;
+  m.kl = 0.125;
+  m.mse = 0.0625;
+  m.aux_weight_share = {0.25, 0.5};
+  const std::string line = StepMetricsToJsonLine(m);
+  EXPECT_EQ(
+      line,
+      R"({"step":12,"loss":2.3456,"aux_loss":0.0123,"z_loss":0.0,"lr":1.2e-05,"grad_norm":0.87,)"
+      R"("tokens":4096,"tokens_per_s":1234.5,"skipped":0,"ce":2.5,"kl":0.125,"mse":0.0625,)"
+      R"("expert_load":[[0.25,0.25,0.5,0.0],[0.125,0.375,0.25,0.25]],)"
+      R"("aux_weight_share":[0.25,0.5],"aux_weight_share_mean":0.375})");
+  const StepMetrics back = StepMetricsFromJson(nlohmann::json::parse(line), "t");
+  EXPECT_EQ(back.ce, 2.5);
+  EXPECT_EQ(back.kl, 0.125);
+  EXPECT_EQ(back.mse, 0.0625);
+  EXPECT_EQ(back.aux_weight_share, (std::vector<double>{0.25, 0.5}));
+  // Without them, the keys are absent and read back as absent.
+  const StepMetrics plain = StepMetricsFromJson(nlohmann::json::parse(StepMetricsToJsonLine(Example())), "t");
+  EXPECT_FALSE(plain.ce.has_value());
+  EXPECT_FALSE(plain.mse.has_value());
+  EXPECT_TRUE(plain.aux_weight_share.empty());
+}
+
 TEST(StepMetrics, NonFiniteAsStrings) {
   StepMetrics m = Example();
   m.loss = std::numeric_limits<double>::quiet_NaN();
