@@ -311,8 +311,10 @@ ModelFacts ReadModelFacts(const std::string& model_folder) {
 RunRouting ResolveRouting(const RunConfig& c, const ModelFacts& facts) {
   RunRouting r;
   r.top_k = c.model.top_k > 0 ? c.model.top_k : facts.num_experts_per_tok;
-  const bool ce = c.moe.compressed_experts == "checkpoint" ? facts.ce_main_experts > 0
-                                                           : c.moe.compressed_experts == "true";
+  // Distillation trains compressed experts: "checkpoint" then means on.
+  const bool ce = c.moe.compressed_experts == "checkpoint"
+                      ? facts.ce_main_experts > 0 || c.distill.enabled()
+                      : c.moe.compressed_experts == "true";
   if (!ce) return r;
   if (c.moe.main_experts > 0) {
     r.main_experts = c.moe.main_experts;

@@ -41,7 +41,8 @@ struct ModelFacts {
 };
 
 // What a run routes on this model: top_k experts per token and, with compressed experts, the
-// main ones (K_m; 0 = compressed experts off). From model.top_k, moe.* and the checkpoint.
+// main ones (K_m; 0 = compressed experts off). From model.top_k, moe.* and the checkpoint;
+// moe.compressed_experts "checkpoint" means on when the checkpoint has them or when distilling.
 struct RunRouting {
   int64_t top_k = 0;
   int64_t main_experts = 0;

@@ -146,16 +146,6 @@ void DumpBatches(const char* dir, int64_t step, int rank,
                   tensors);
 }
 
-// Distillation trains compressed experts: moe.compressed_experts "checkpoint" (left out) means
-// on, with K_m = moe.main_experts or top_k / 2 when the checkpoint has none.
-RunConfig StudentConfig(const RunConfig& config) {
-  RunConfig c = config;
-  if (c.distill.enabled() && c.moe.compressed_experts == "checkpoint") {
-    c.moe.compressed_experts = "true";
-  }
-  return c;
-}
-
 }  // namespace
 
 SftOutcome RunSft(const RunConfig& config, MpiSession& session, std::ostream& log) {
@@ -169,11 +159,18 @@ SftOutcome RunSft(const RunConfig& config, MpiSession& session, std::ostream& lo
     ValidateForWorld(config, world);
     const ModelFacts facts = ReadModelFacts(config.model.path);
     ValidateForModel(config, facts);
-    routing = ResolveRouting(StudentConfig(config), facts);
+    routing = ResolveRouting(config, facts);
   });
   const fs::path run_dir = config.run_dir;
   std::optional<std::string> latest;
   if (config.checkpoint.resume) latest = FindLatestCheckpoint(run_dir.string(), groups);
+  if (latest) {
+    // A resumed run routes as its checkpoint does: "checkpoint" settings read the model being
+    // resumed (with the compressed experts the run added), not the folder it started from.
+    AllOrNothing(comm, "checking the recipe against " + *latest, [&] {
+      routing = ResolveRouting(config, ReadModelFacts((fs::path(*latest) / "model").string()));
+    });
+  }
 
   // 3. Data: rank 0 fills the cache, then the others map it.
   const std::string& model_path = config.model.path;

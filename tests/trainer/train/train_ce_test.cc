@@ -239,13 +239,10 @@ TEST_F(TrainCeTest, ExportCarriesTheCompressedExperts) {
   }
 }
 
-// DISABLED until the trainer fix reported with this test (h-cetrain): a CE checkpoint trained on
-// with the CE off must stay loadable, and resuming a CE run with moe.compressed_experts at its
-// default ("checkpoint") must keep the CE of the checkpoint it resumes. Today the MoE layers keep
-// the disabled CE registered, so the saver writes their tensors under a config.json without
-// "compressed_experts": `cemoe logits` (and any later resume) then fails with "6 unexpected
-// tensor(s)"; and "checkpoint" is read from model.path, not from the resumed checkpoint.
-TEST_F(TrainCeTest, DISABLED_CeCheckpointTrainedWithTheCeOffStaysLoadable) {
+// A CE checkpoint trained on with the CE off stays loadable (it saves as the plain model), and
+// resuming a CE run with moe.compressed_experts at its default ("checkpoint") keeps the CE of the
+// checkpoint it resumes (the setting is read from that checkpoint, not from model.path).
+TEST_F(TrainCeTest, CeCheckpointTrainedWithTheCeOffStaysLoadable) {
   const std::string exported = R("ce_model");
   ASSERT_EQ(test::RunCemoe("export --from " + R("joint") + " --out " + exported).code, 0);
   test::WriteText(R("tokens1.json"), "[[5, 17, 33, 64, 90, 101, 3, 12]]");
