@@ -273,6 +273,24 @@ SftOutcome RunSft(const RunConfig& config, MpiSession& session, std::ostream& lo
   }
   model.train();
   model.set_activation_checkpointing(config.train.activation_checkpointing);
+  // Every freeze and trainable entry must name some parameter on some rank: one that matches
+  // nothing is a typo, not a no-op (the same counts on every rank, so every rank agrees).
+  for (const auto& [field, patterns] :
+       {std::pair<const char*, const std::vector<std::string>*>{"train.trainable",
+                                                                &config.train.trainable},
+        {"train.freeze", &config.train.freeze}}) {
+    for (size_t i = 0; i < patterns->size(); ++i) {
+      double matches = 0;
+      for (const auto& item : model.named_parameters(/*recurse=*/true)) {
+        matches += MatchesFreezePattern(item.key(), (*patterns)[i]) ? 1 : 0;
+      }
+      CEMOE_CHECK(GlobalCount(comm, matches) > 0,
+                  "{}: {}[{}] = \"{}\" matches no parameter of the model (groups: router, "
+                  "attention, embeddings, experts, norms, compressed_experts; anything else is a "
+                  "substring of a parameter name such as \"model.layers.0.\")",
+                  config.source, field, i, (*patterns)[i]);
+    }
+  }
   TrainableParameters trainable =
       SelectTrainable(model, config.train.freeze, config.optim.no_decay, config.train.trainable);
   CEMOE_CHECK(GlobalCount(comm, static_cast<double>(trainable.trainable_numel)) > 0,

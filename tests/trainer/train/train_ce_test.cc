@@ -147,6 +147,8 @@ TEST_F(TrainCeTest, JointTrainingChangesEveryKindOfParameter) {
 TEST_F(TrainCeTest, TrainableMatchingNothingIsANamedError) {
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"--set train.trainable=no_such_tensor", "no_such_tensor"},
+      // One typo among entries that match is still named.
+      {"--set train.trainable=compressed_experts,no_such_tensor", "train.trainable[1]"},
       {"--set train.trainable=compressed_experts --set moe.compressed_experts=false",
        "compressed_experts"},
   };
