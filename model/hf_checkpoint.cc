@@ -12,15 +12,12 @@
 #include "model/atomic_folder.h"
 #include "model/check.h"
 #include "model/safetensors.h"
+#include "model/safetensors_format.h"
 
 namespace cemoe {
 namespace {
 
-std::string Shape(at::IntArrayRef sizes) {
-  std::string out = "[";
-  for (size_t i = 0; i < sizes.size(); ++i) out += (i ? ", " : "") + std::to_string(sizes[i]);
-  return out + "]";
-}
+std::string Shape(at::IntArrayRef sizes) { return ShapeString(sizes.vec()); }
 
 bool StartsWith(const std::string& s, const std::string& p) { return s.rfind(p, 0) == 0; }
 

@@ -40,10 +40,6 @@ const DtypeRow& Row(Dtype dtype) {
   return kDtypeTable[i];
 }
 
-std::string ShapeString(const std::vector<int64_t>& shape) {
-  return fmt::format("[{}]", fmt::join(shape, ", "));
-}
-
 // Parses JSON text into a DOM, rejecting duplicate object keys at any depth (nlohmann would
 // silently keep the last one). `what` prefixes error messages. Any nlohmann error becomes a
 // cemoe::Error.
@@ -154,6 +150,10 @@ TensorInfo ParseEntry(const std::string& name, const Json& entry, const std::str
 }
 
 }  // namespace
+
+std::string ShapeString(const std::vector<int64_t>& shape) {
+  return fmt::format("[{}]", fmt::join(shape, ", "));
+}
 
 const std::vector<Dtype>& AllDtypes() {
   static const std::vector<Dtype> all = [] {

@@ -58,6 +58,9 @@ size_t DtypeSize(Dtype dtype);
 // The name used in the header, e.g. "BF16", "F8_E4M3".
 const char* DtypeName(Dtype dtype);
 
+// "[2, 3]": a shape as error messages print it.
+std::string ShapeString(const std::vector<int64_t>& shape);
+
 // Inverse of DtypeName; nullopt for a name this reader does not know.
 std::optional<Dtype> DtypeFromName(std::string_view name);
 

@@ -10,15 +10,10 @@
 #include "model/check.h"
 #include "model/hf_checkpoint.h"
 #include "model/safetensors.h"
+#include "model/safetensors_format.h"
 
 namespace cemoe {
 namespace {
-
-std::string Shape(at::IntArrayRef sizes) {
-  std::string out = "[";
-  for (size_t i = 0; i < sizes.size(); ++i) out += (i ? ", " : "") + std::to_string(sizes[i]);
-  return out + "]";
-}
 
 std::string Internal(const std::string& layer, const char* which) {
   return fmt::format("model.layers.{}.mlp.compressed_experts.{}", layer, which);
@@ -61,7 +56,7 @@ int RewriteCompressedExperts(const std::string& source_dir, const ModelConfig& t
       const int64_t width = m[3] == "d" ? I : D;
       CEMOE_CHECK(t.dim() == 2 && t.size(0) == E && t.size(1) == width,
                   "{}: tensor \"{}\" has shape {}, expected [{}, {}]", source_dir, name,
-                  Shape(t.sizes()), E, width);
+                  ShapeString(t.sizes().vec()), E, width);
       ce.emplace_back(Internal(m[1], m[3].str().c_str()), t);
       layers.insert(m[1]);
     } else if (std::regex_match(name, m, authors)) {
@@ -70,7 +65,7 @@ int RewriteCompressedExperts(const std::string& source_dir, const ModelConfig& t
                       I <= D,
                   "{}: tensor \"{}\" has shape {}, expected [{}, 3, {}] (and intermediate_size "
                   "{} <= hidden_size)",
-                  source_dir, name, Shape(ces.sizes()), E, D, I);
+                  source_dir, name, ShapeString(ces.sizes().vec()), E, D, I);
       ce.emplace_back(Internal(m[1], "g"), ces.select(1, 0).contiguous());
       ce.emplace_back(Internal(m[1], "u"), ces.select(1, 2).contiguous());
       ce.emplace_back(Internal(m[1], "d"), ces.select(1, 1).narrow(1, 0, I).contiguous());

@@ -11,7 +11,6 @@
 #include "model/check.h"
 #include "model/config.h"
 #include "model/hf_checkpoint.h"
-#include "model/json_file.h"
 #include "trainer/export/ce_layout.h"
 #include "trainer/config/recipe_loader.h"
 #include "trainer/config/run_config.h"
@@ -48,29 +47,6 @@ fs::path StepFolderOf(const fs::path& from) {
   return {};
 }
 
-// `json` (a checkpoint's config.json) routing top_k experts per token: num_experts_per_tok, or
-// with compressed experts the auxiliary count K - K_m, K_m as the file records it. Fields that are
-// missing or not integers are left for ParseModelConfig to name.
-void SetRunTopK(nlohmann::json& json, int64_t top_k) {
-  auto integer = [](const nlohmann::json& j, const char* key) {
-    return j.is_object() && j.contains(key) && j[key].is_number_integer();
-  };
-  const bool authors = json.contains("use_ce") && json["use_ce"].is_boolean() &&
-                       json["use_ce"].get<bool>();
-  if (authors && integer(json, "n_ce") && integer(json, "num_experts_per_tok")) {
-    const int64_t main =
-        json["num_experts_per_tok"].get<int64_t>() - json["n_ce"].get<int64_t>();
-    json["n_ce"] = top_k - main;
-    json["num_experts_per_tok"] = top_k;
-  } else if (json.contains("compressed_experts") &&
-             integer(json["compressed_experts"], "main_experts")) {
-    nlohmann::json& ce = json["compressed_experts"];
-    ce["auxiliary_experts"] = top_k - ce["main_experts"].get<int64_t>();
-  } else if (!authors) {
-    json["num_experts_per_tok"] = top_k;
-  }
-}
-
 void LinkOrCopy(const fs::path& src, const fs::path& dst) {
   std::error_code ec;
   fs::create_hard_link(src, dst, ec);
@@ -89,14 +65,19 @@ ExportResult ExportHfFolder(const std::string& from_arg, const std::string& out,
               "--from {}: neither a run folder with checkpoints/latest, a checkpoint step folder, "
               "nor a model folder with config.json", from_arg);
   const std::string config_file = (model_dir / "config.json").string();
-  nlohmann::json config_json = ReadJsonFile(config_file, "config file");
+  ModelConfig config = LoadModelConfig(config_file);
   std::optional<RunConfig> run;
   if (!step.empty() && fs::is_regular_file(step / kResolvedRecipeFileName)) {
     const fs::path recipe = step / kResolvedRecipeFileName;
     run = ResolveRecipeText(ReadText(recipe), recipe.string(), {}, "");
-    if (run->model.top_k > 0 && config_json.is_object()) SetRunTopK(config_json, run->model.top_k);
+    // The run's routing. Checkpoints record it themselves (CausalLMImpl::set_top_k); this keeps
+    // checkpoints written before they did exporting at the trained top_k. With compressed experts
+    // K_m stays as the checkpoint records it, and K_a = top_k - K_m follows.
+    if (run->model.top_k > 0) {
+      config.num_experts_per_tok = run->model.top_k;
+      ValidateModelConfig(config, config_file + " at the recipe's model.top_k");
+    }
   }
-  ModelConfig config = ParseModelConfig(config_json, config_file);
   CheckConfigMatchesCheckpoint(config, model_dir.string());
   if (run && run->model.renormalize != "checkpoint" && config.is_olmoe()) {
     config.norm_topk_prob = run->model.renormalize == "true";
