@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 
+#include "model/check.h"
 #include "model/norm.h"
 
 namespace cemoe {
@@ -49,8 +50,7 @@ at::Tensor CausalAttention(const at::Tensor& q_BNSH, const at::Tensor& k_BNSH,
   return at::matmul(probs, v_BNSH);
 }
 
-at::Tensor AttentionImpl::forward(const at::Tensor& x_BSD, const RopeTables& rope,
-                                  const at::Tensor& allowed_B1SS) {
+AttentionImpl::Projected AttentionImpl::Project(const at::Tensor& x_BSD, const RopeTables& rope) {
   const int64_t b = x_BSD.size(0), s = x_BSD.size(1), h = config_.head_dim;
   const int64_t n = config_.num_attention_heads, g = config_.num_key_value_heads;
   at::Tensor q = q_proj->forward(x_BSD);
@@ -66,15 +66,47 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x_BSD, const RopeTables& rop
     k = k.clamp(-c, c);
     v = v.clamp(-c, c);
   }
-  q = ApplyRope(q.view({b, s, n, h}).transpose(1, 2), rope);
-  k = ApplyRope(k.view({b, s, g, h}).transpose(1, 2), rope);
-  v = v.view({b, s, g, h}).transpose(1, 2);
+  return {ApplyRope(q.view({b, s, n, h}).transpose(1, 2), rope),
+          ApplyRope(k.view({b, s, g, h}).transpose(1, 2), rope), v.view({b, s, g, h}).transpose(1, 2)};
+}
+
+at::Tensor AttentionImpl::Attend(const at::Tensor& q_BNSH, at::Tensor k, at::Tensor v,
+                                 const at::Tensor& allowed) {
+  const int64_t b = q_BNSH.size(0), s = q_BNSH.size(2), h = config_.head_dim;
+  const int64_t n = config_.num_attention_heads, g = config_.num_key_value_heads;
   if (g != n) {  // GQA: each kv head serves n / g query heads (adjacent query heads share)
     k = k.repeat_interleave(n / g, /*dim=*/1);
     v = v.repeat_interleave(n / g, /*dim=*/1);
   }
-  at::Tensor out = CausalAttention(q, k, v, 1.0 / std::sqrt(static_cast<double>(h)), allowed_B1SS);
+  at::Tensor out =
+      CausalAttention(q_BNSH, k, v, 1.0 / std::sqrt(static_cast<double>(h)), allowed);
   return o_proj->forward(out.transpose(1, 2).reshape({b, s, n * h}));
+}
+
+at::Tensor AttentionImpl::forward(const at::Tensor& x_BSD, const RopeTables& rope,
+                                  const at::Tensor& allowed_B1SS) {
+  Projected p = Project(x_BSD, rope);
+  return Attend(p.q_BNSH, std::move(p.k_BGSH), std::move(p.v_BGSH), allowed_B1SS);
+}
+
+at::Tensor AttentionImpl::ForwardCached(const at::Tensor& x_BSD, const RopeTables& rope,
+                                        const at::Tensor& allowed_B1SK, at::Tensor& k_cache_BGCH,
+                                        at::Tensor& v_cache_BGCH, int64_t start) {
+  const int64_t s = x_BSD.size(1);
+  CEMOE_CHECK(start >= 0 && start + s <= k_cache_BGCH.size(2),
+              "KV cache overflow: {} positions from slot {} exceed the capacity {}", s, start,
+              k_cache_BGCH.size(2));
+  CEMOE_CHECK(allowed_B1SK.defined() && allowed_B1SK.size(-1) == start + s &&
+                  allowed_B1SK.size(-2) == s,
+              "cached attention needs a mask [B, 1, {}, {}]", s, start + s);
+  Projected p = Project(x_BSD, rope);
+  {
+    at::NoGradGuard no_grad;  // the cache is inference state
+    k_cache_BGCH.narrow(2, start, s).copy_(p.k_BGSH);
+    v_cache_BGCH.narrow(2, start, s).copy_(p.v_BGSH);
+  }
+  return Attend(p.q_BNSH, k_cache_BGCH.narrow(2, 0, start + s),
+                v_cache_BGCH.narrow(2, 0, start + s), allowed_B1SK);
 }
 
 }  // namespace cemoe

@@ -24,11 +24,27 @@ class AttentionImpl : public torch::nn::Module {
   // allowed_B1SS: bool [B, 1, S, S] (true = may attend), or undefined for the plain causal mask.
   at::Tensor forward(const at::Tensor& x_BSD, const RopeTables& rope,
                      const at::Tensor& allowed_B1SS = {});
+  // Incremental decoding (model/kv_cache.h): the keys and values of x's S positions are written
+  // into slots [start, start + S) of k_cache_BGCH / v_cache_BGCH ([B, G, C, H], after RoPE and
+  // OLMoE's norms and clip, before the GQA repeat), and the queries attend to slots
+  // [0, start + S) where allowed_B1SK (bool [B, 1, S, start + S]) is true. rope holds the
+  // tables of x's positions. Equals forward() on the whole sequence for the same positions.
+  at::Tensor ForwardCached(const at::Tensor& x_BSD, const RopeTables& rope,
+                           const at::Tensor& allowed_B1SK, at::Tensor& k_cache_BGCH,
+                           at::Tensor& v_cache_BGCH, int64_t start);
 
   Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   ParamHolder q_norm{nullptr}, k_norm{nullptr};  // OLMoE only
 
  private:
+  struct Projected {
+    at::Tensor q_BNSH, k_BGSH, v_BGSH;  // after norms, clip and RoPE; k, v not yet repeated
+  };
+  Projected Project(const at::Tensor& x_BSD, const RopeTables& rope);
+  // softmax(q k^T / sqrt(H) + mask) v over keys k_BGKH, v_BGKH (repeated to N heads here), then
+  // o_proj: [B, S, D].
+  at::Tensor Attend(const at::Tensor& q_BNSH, at::Tensor k_BGKH, at::Tensor v_BGKH,
+                    const at::Tensor& allowed);
   ModelConfig config_;
 };
 TORCH_MODULE(Attention);

@@ -46,12 +46,7 @@ at::Tensor CausalLMImpl::Hidden(const at::Tensor& tokens_BS) {
 
 ModelOutput CausalLMImpl::Forward(const TokenBatch& batch, bool keep_moe_outputs) {
   const at::Tensor& tokens_BS = batch.tokens_BS;
-  CEMOE_CHECK(tokens_BS.dim() == 2, "tokens must be [batch, seq], got {} dims", tokens_BS.dim());
-  if (tokens_BS.numel() > 0) {
-    const int64_t lo = tokens_BS.min().item<int64_t>(), hi = tokens_BS.max().item<int64_t>();
-    CEMOE_CHECK(lo >= 0 && hi < config_.vocab_size, "token id {} outside the vocabulary [0, {})",
-                lo < 0 ? lo : hi, config_.vocab_size);
-  }
+  CheckTokens(tokens_BS);
   for (const at::Tensor* t : {&batch.position_ids_BS, &batch.segment_ids_BS}) {
     CEMOE_CHECK(!t->defined() || t->sizes() == tokens_BS.sizes(),
                 "position and segment ids must have the tokens' shape [{}, {}], got {} dims of "
@@ -76,10 +71,44 @@ ModelOutput CausalLMImpl::Forward(const TokenBatch& batch, bool keep_moe_outputs
     out.routing.push_back(std::move(o.routing));
     if (keep_moe_outputs) out.moe_out_BSD.push_back(std::move(o.mlp_out));
   }
-  out.hidden_BSD = config_.uses_layer_norm()
-                       ? LayerNorm(h, norm->weight, norm->bias, config_.norm_eps)
-                       : RmsNorm(h, norm->weight, config_.norm_eps);
+  out.hidden_BSD = FinalNorm(h);
   return out;
+}
+
+void CausalLMImpl::CheckTokens(const at::Tensor& tokens_BS) const {
+  CEMOE_CHECK(tokens_BS.dim() == 2, "tokens must be [batch, seq], got {} dims", tokens_BS.dim());
+  if (tokens_BS.numel() > 0) {
+    const int64_t lo = tokens_BS.min().item<int64_t>(), hi = tokens_BS.max().item<int64_t>();
+    CEMOE_CHECK(lo >= 0 && hi < config_.vocab_size, "token id {} outside the vocabulary [0, {})",
+                lo < 0 ? lo : hi, config_.vocab_size);
+  }
+}
+
+at::Tensor CausalLMImpl::FinalNorm(const at::Tensor& h) const {
+  return config_.uses_layer_norm() ? LayerNorm(h, norm->weight, norm->bias, config_.norm_eps)
+                                   : RmsNorm(h, norm->weight, config_.norm_eps);
+}
+
+at::Tensor CausalLMImpl::ForwardCached(const at::Tensor& tokens_BS,
+                                       const at::Tensor& position_ids_BS,
+                                       const at::Tensor& allowed_B1SK, KvCache& cache) {
+  CheckTokens(tokens_BS);
+  CEMOE_CHECK(position_ids_BS.defined() && position_ids_BS.sizes() == tokens_BS.sizes(),
+              "cached forward: position ids must have the tokens' shape [{}, {}]",
+              tokens_BS.size(0), tokens_BS.size(1));
+  CEMOE_CHECK(cache.batch() == tokens_BS.size(0) &&
+                  static_cast<int64_t>(cache.k_BGCH.size()) == config_.num_hidden_layers,
+              "cached forward: the KV cache holds {} rows of {} layers, the batch has {} rows",
+              cache.batch(), cache.k_BGCH.size(), tokens_BS.size(0));
+  at::Tensor h = at::embedding(embed_tokens->weight, tokens_BS);
+  const RopeTables rope = ComputeRopeAt(config_, position_ids_BS, h.device());
+  for (size_t l = 0; l < layers.size(); ++l) {
+    h = layers[l]
+            ->ForwardCached(h, rope, allowed_B1SK, cache.k_BGCH[l], cache.v_BGCH[l], cache.length)
+            .out;
+  }
+  cache.length += tokens_BS.size(1);
+  return FinalNorm(h);
 }
 
 at::Tensor CausalLMImpl::LmHead(const at::Tensor& hidden_BSD) {

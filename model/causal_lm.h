@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "model/decoder_layer.h"
+#include "model/kv_cache.h"
 
 namespace cemoe {
 
@@ -51,6 +52,14 @@ class CausalLMImpl : public torch::nn::Module {
   // keep_moe_outputs: also return every MoE block's output (distillation's per-layer MSE); it
   // keeps one [B, S, D] per layer alive, so training asks only when it needs them.
   ModelOutput Forward(const TokenBatch& batch, bool keep_moe_outputs = false);
+  // Incremental decoding: feeds S new positions of every row into slots [cache.length,
+  // cache.length + S) of `cache` and returns their hidden states after the final norm
+  // [B, S, D] (then cache.length += S). position_ids_BS: each token's position (int64 [B, S]);
+  // allowed_B1SK: bool [B, 1, S, cache.length + S], true where the query may attend to a slot
+  // (trainer/runtime/generation.h builds it from each row's padding). Every layer's routing runs
+  // on the S new positions only. No gradients are kept for the cache.
+  at::Tensor ForwardCached(const at::Tensor& tokens_BS, const at::Tensor& position_ids_BS,
+                           const at::Tensor& allowed_B1SK, KvCache& cache);
   // Recompute each decoder layer in backward instead of keeping its activations
   // (model/activation_checkpoint.h); gradients are identical. Only applies with grad mode on.
   void set_activation_checkpointing(bool on) { activation_checkpointing_ = on; }
@@ -79,6 +88,8 @@ class CausalLMImpl : public torch::nn::Module {
   at::Tensor lm_head_bias;    // undefined without lm_head_bias
 
  private:
+  void CheckTokens(const at::Tensor& tokens_BS) const;
+  at::Tensor FinalNorm(const at::Tensor& h_BSD) const;
   ModelConfig config_;
   bool activation_checkpointing_ = false;
 };

@@ -21,13 +21,27 @@ at::Tensor DecoderLayerImpl::Norm(const ParamHolder& norm, const at::Tensor& x) 
   return RmsNorm(x, norm->weight, config_.norm_eps);
 }
 
-MoeLayerImpl::Output DecoderLayerImpl::Forward(const at::Tensor& x_BSD, const RopeTables& rope,
-                                               const at::Tensor& allowed_B1SS) {
-  at::Tensor h = x_BSD + self_attn->forward(Norm(input_layernorm, x_BSD), rope, allowed_B1SS);
+MoeLayerImpl::Output DecoderLayerImpl::MlpBlock(const at::Tensor& h) {
   MoeLayerImpl::Output moe = mlp->Forward(Norm(post_attention_layernorm, h));
   moe.mlp_out = moe.out;
   moe.out = h + moe.out;
   return moe;
+}
+
+MoeLayerImpl::Output DecoderLayerImpl::Forward(const at::Tensor& x_BSD, const RopeTables& rope,
+                                               const at::Tensor& allowed_B1SS) {
+  return MlpBlock(x_BSD +
+                  self_attn->forward(Norm(input_layernorm, x_BSD), rope, allowed_B1SS));
+}
+
+MoeLayerImpl::Output DecoderLayerImpl::ForwardCached(const at::Tensor& x_BSD,
+                                                     const RopeTables& rope,
+                                                     const at::Tensor& allowed_B1SK,
+                                                     at::Tensor& k_cache_BGCH,
+                                                     at::Tensor& v_cache_BGCH, int64_t start) {
+  return MlpBlock(x_BSD + self_attn->ForwardCached(Norm(input_layernorm, x_BSD), rope,
+                                                   allowed_B1SK, k_cache_BGCH, v_cache_BGCH,
+                                                   start));
 }
 
 }  // namespace cemoe

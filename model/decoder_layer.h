@@ -21,6 +21,11 @@ class DecoderLayerImpl : public torch::nn::Module {
   // The block's output and the routing of its MoE layer.
   MoeLayerImpl::Output Forward(const at::Tensor& x_BSD, const RopeTables& rope,
                                const at::Tensor& allowed_B1SS = {});
+  // Incremental decoding: the attention reads and extends this layer's KV cache
+  // (AttentionImpl::ForwardCached); the MoE block runs on x's positions only.
+  MoeLayerImpl::Output ForwardCached(const at::Tensor& x_BSD, const RopeTables& rope,
+                                     const at::Tensor& allowed_B1SK, at::Tensor& k_cache_BGCH,
+                                     at::Tensor& v_cache_BGCH, int64_t start);
 
   ParamHolder input_layernorm{nullptr}, post_attention_layernorm{nullptr};
   Attention self_attn{nullptr};
@@ -28,6 +33,8 @@ class DecoderLayerImpl : public torch::nn::Module {
 
  private:
   at::Tensor Norm(const ParamHolder& norm, const at::Tensor& x) const;
+  // The second half of the block: h = x + attention; out = h + mlp(post_attention_layernorm(h)).
+  MoeLayerImpl::Output MlpBlock(const at::Tensor& h_BSD);
   ModelConfig config_;
 };
 TORCH_MODULE(DecoderLayer);
