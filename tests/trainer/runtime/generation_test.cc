@@ -8,6 +8,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
@@ -30,10 +31,24 @@ class GenerationTest : public ::testing::TestWithParam<Family> {
     ModelConfig config = PresetConfig(GetParam().arch, "tiny");
     model_ = CausalLM(config);
     model_->InitRandom(7);
-    // Larger embeddings and a sharper head than InitRandom's 0.02 make greedy choices decisive.
+    // Weights at the scale of a trained model (as tests/oracle/model_parity.py randomize does):
+    // projections ~ N(0, 1/fan_in), embeddings ~ N(0, 1), routers ~ N(0, 4/hidden), so that
+    // attention and positions shape the next token and greedy choices are decisive.
     {
       at::NoGradGuard g;
-      model_->embed_tokens->weight.mul_(40.0);
+      for (auto& item : model_->named_parameters()) {
+        at::Tensor p = item.value();
+        const std::string& name = item.key();
+        if (name.find("norm") != std::string::npos || name.find("bias") != std::string::npos ||
+            p.dim() < 2) {
+          continue;
+        }
+        const double fan_in = static_cast<double>(p.size(-1));
+        const double scale = name.find("embed_tokens") != std::string::npos ? 1.0
+                             : name.find("router") != std::string::npos ? 2.0 / std::sqrt(fan_in)
+                                                                          : 1.0 / std::sqrt(fan_in);
+        p.copy_(p / 0.02 * scale);
+      }
     }
     if (GetParam().top_k > 0) model_->set_top_k(GetParam().top_k);
     model_->eval();
