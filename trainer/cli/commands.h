@@ -18,5 +18,6 @@ void AddGenerateCommand(CLI::App& app);         // cemoe generate
 void AddBenchMoeLayerCommand(CLI::App& bench);  // cemoe bench moe-layer
 void AddBenchDispatchCommand(CLI::App& bench);  // cemoe bench dispatch
 void AddBenchTrainStepCommand(CLI::App& bench);  // cemoe bench train-step
+void AddBenchLatencyCommand(CLI::App& bench);    // cemoe bench latency
 
 }  // namespace cemoe

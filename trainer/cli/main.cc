@@ -36,6 +36,7 @@ int main(int argc, char** argv) {
   cemoe::AddBenchMoeLayerCommand(*bench);
   cemoe::AddBenchDispatchCommand(*bench);
   cemoe::AddBenchTrainStepCommand(*bench);
+  cemoe::AddBenchLatencyCommand(*bench);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
