@@ -338,7 +338,7 @@ TaskResult RunBbh(const TaskOptions& options, EvalModel& model, const ProgressFn
   result.score = result.metrics["exact_match"].get<double>();
   result.num_examples = total;
   result.notes.push_back(fmt::format(
-      "exact_match = mean of the {} subtasks' exact match (macro, as open-instruct); "
+      "exact_match = mean of the {} subtasks' exact match (macro); "
       "exact_match_micro = over all {} examples (lm-eval's bbh_cot_fewshot group, weight_by_size)",
       subtasks.size(), total));
   result.notes.push_back(

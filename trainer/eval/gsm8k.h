@@ -12,7 +12,7 @@
 //   strict-match:     the first match of "The answer is (\-?[0-9\.\,]+)." (group 1);
 //   flexible-extract: the last match of "(-?[$0-9.,]{2,})|(-?[0-9]+)" (its non-empty group).
 // A filter without a match yields "[invalid]". The primary metric is exact_match_flexible (the
-// paper's GSM8K numbers follow open-instruct, which takes the last number of the output).
+// rule closest to open-instruct's GSM8K script, which takes the last number of the output).
 // The filters are written out by hand (no regex engine): they reproduce Python re's leftmost,
 // backtracking matches of these patterns exactly (docs/evaluation.d/gsm8k.md).
 // Thread-safety: the functions are stateless; RunGsm8k is single-owner like its EvalModel.
