@@ -194,8 +194,8 @@ class TempFolder {
  public:
   explicit TempFolder(const std::string& root) {
     std::string tmpl = root + "/cemoe-sandbox-XXXXXX";
-    CEMOE_CHECK(mkdtemp(tmpl.data()) != nullptr,
-                "cannot create a sandbox folder under {}: {}", root, std::strerror(errno));
+    CEMOE_CHECK(mkdtemp(tmpl.data()) != nullptr, "cannot create a sandbox folder under {}: {}",
+                root, std::strerror(errno));
     path_ = tmpl;
   }
   TempFolder(const TempFolder&) = delete;
@@ -247,7 +247,8 @@ std::string ReadTail(const std::string& path, int64_t limit) {
   text.resize(static_cast<size_t>(done));
   if (start == 0) return text;
   size_t skip = 0;
-  while (skip < text.size() && skip < 4 && (static_cast<unsigned char>(text[skip]) & 0xC0) == 0x80) {
+  while (skip < text.size() && skip < 4 &&
+         (static_cast<unsigned char>(text[skip]) & 0xC0) == 0x80) {
     ++skip;
   }
   return "..." + text.substr(skip);
@@ -351,8 +352,8 @@ SandboxResult RunPython(const std::string& program, const SandboxOptions& option
   Fd report_read(pipe_fds[0]);
   Fd report_write(pipe_fds[1]);
 
-  std::vector<std::string> args = {interpreter, "-I", "-B", "-c", kPrelude, program_path,
-                                   options.python_guard ? "1" : "0"};
+  std::vector<std::string> args = {
+      interpreter, "-I", "-B", "-c", kPrelude, program_path, options.python_guard ? "1" : "0"};
   std::vector<std::string> env = {"PATH=/usr/local/bin:/usr/bin:/bin",
                                   "HOME=" + result.work_dir,
                                   "TMPDIR=" + result.work_dir,
@@ -397,9 +398,8 @@ SandboxResult RunPython(const std::string& program, const SandboxOptions& option
   int netns_errno = options.isolate_network ? -1 : ENOSYS;
   int failed_stage = 0, failed_errno = 0;
   for (;;) {
-    const int64_t ms = std::chrono::duration_cast<std::chrono::milliseconds>(deadline -
-                                                                             Clock::now())
-                           .count();
+    const int64_t ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
     if (ms <= 0) break;
     struct pollfd pfd = {report_read.fd, POLLIN, 0};
     const int rc = poll(&pfd, 1, static_cast<int>(std::min<int64_t>(ms, 1000)));
@@ -427,8 +427,8 @@ SandboxResult RunPython(const std::string& program, const SandboxOptions& option
       timed_out = true;
       break;
     }
-    const int64_t ms = std::max<int64_t>(
-        1, std::chrono::duration_cast<std::chrono::milliseconds>(left).count());
+    const int64_t ms =
+        std::max<int64_t>(1, std::chrono::duration_cast<std::chrono::milliseconds>(left).count());
     if (pidfd >= 0) {
       struct pollfd pfd = {pidfd, POLLIN, 0};
       poll(&pfd, 1, static_cast<int>(std::min<int64_t>(ms, 1000)));
@@ -491,8 +491,8 @@ std::vector<SandboxResult> RunPythonPrograms(const std::vector<std::string>& pro
   std::vector<SandboxResult> results(programs.size());
   if (programs.empty()) return results;
   const SandboxOptions resolved = ResolveSandboxPython(options);  // one error, not N
-  const int64_t num_threads = std::min<int64_t>(
-      workers > 0 ? workers : DefaultSandboxWorkers(), static_cast<int64_t>(programs.size()));
+  const int64_t num_threads = std::min<int64_t>(workers > 0 ? workers : DefaultSandboxWorkers(),
+                                                static_cast<int64_t>(programs.size()));
   std::atomic<size_t> next{0};
   std::mutex mutex;
   int64_t done = 0;

@@ -44,7 +44,7 @@ struct SandboxOptions {
   double cpu_limit_s = 0.0;                           // RLIMIT_CPU; 0 = the wall limit
   int64_t memory_limit_bytes = int64_t{4} << 30;      // RLIMIT_AS; 0 = unlimited
   int64_t file_size_limit_bytes = int64_t{16} << 20;  // RLIMIT_FSIZE; 0 = unlimited
-  int64_t max_processes = 1;  // RLIMIT_NPROC: 1 = no fork, no threads; 0 = unlimited
+  int64_t max_processes = 1;          // RLIMIT_NPROC: 1 = no fork, no threads; 0 = unlimited
   int64_t output_limit_bytes = 4096;  // the tail of stdout + stderr kept in the result
   bool isolate_network = true;        // try unshare(CLONE_NEWUSER | CLONE_NEWNET)
   bool python_guard = true;           // the reliability_guard + no-socket prelude

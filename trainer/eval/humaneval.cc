@@ -99,9 +99,9 @@ void CheckHumanEvalOptions(const TaskOptions& o) {
               "humaneval needs its data file (HumanEval.jsonl: task_id, prompt, test, "
               "entry_point per line; see docs/evaluation.md)");
   const std::string gz = ".gz";
-  CEMOE_CHECK(o.data.size() < gz.size() ||
-                  o.data.compare(o.data.size() - gz.size(), gz.size(), gz) != 0,
-              "humaneval data {} is gzipped; decompress it first (gzip -dk {})", o.data, o.data);
+  CEMOE_CHECK(
+      o.data.size() < gz.size() || o.data.compare(o.data.size() - gz.size(), gz.size(), gz) != 0,
+      "humaneval data {} is gzipped; decompress it first (gzip -dk {})", o.data, o.data);
   CEMOE_CHECK(o.samples >= 1 && o.samples <= 100000,
               "humaneval samples (completions per problem) must be in [1, 100000], got {}",
               o.samples);
@@ -228,16 +228,14 @@ TaskResult RunHumanEval(const TaskOptions& options, EvalModel& model, const Prog
   ks.insert(1);
   for (const int64_t k : ks) {
     if (k > n) {
-      result.notes.push_back(
-          fmt::format("pass@{} not computed: it needs at least {} samples per problem, got {}",
-                      k, k, n));
+      result.notes.push_back(fmt::format(
+          "pass@{} not computed: it needs at least {} samples per problem, got {}", k, k, n));
       continue;
     }
     result.metrics[fmt::format("pass@{}", k)] = MeanPassAtK(n, num_correct, k);
   }
-  const bool pass_at_10 =
-      n >= 10 && std::find(options.pass_at.begin(), options.pass_at.end(), 10) !=
-                     options.pass_at.end();
+  const bool pass_at_10 = n >= 10 && std::find(options.pass_at.begin(), options.pass_at.end(),
+                                               10) != options.pass_at.end();
   result.primary_metric = pass_at_10 ? "pass@10" : "pass@1";
   result.score = result.metrics[result.primary_metric].get<double>();
   result.harness = fmt::format("{} {} (0-shot{})", kHarnessVersion,
@@ -245,11 +243,12 @@ TaskResult RunHumanEval(const TaskOptions& options, EvalModel& model, const Prog
                                n > 1 ? fmt::format(", {} samples per problem", n) : "");
 
   if (n > 1 && options.temperature == 0.0) {
-    result.notes.push_back(fmt::format(
-        "{} samples at temperature 0 (greedy) are {} copies of one completion", n, n));
+    result.notes.push_back(
+        fmt::format("{} samples at temperature 0 (greedy) are {} copies of one completion", n, n));
   }
   std::vector<std::string> parts;
-  for (const auto& [status, count] : status_counts) parts.push_back(fmt::format("{} {}", status, count));
+  for (const auto& [status, count] : status_counts)
+    parts.push_back(fmt::format("{} {}", status, count));
   std::vector<std::string> nets;
   for (const auto& [net, count] : network_counts) nets.push_back(fmt::format("{} {}", net, count));
   result.notes.push_back(fmt::format(

@@ -5,8 +5,8 @@
 namespace cemoe {
 
 double PassAtK(int64_t n, int64_t c, int64_t k) {
-  CEMOE_CHECK(n >= 1 && c >= 0 && c <= n, "pass@k: need 0 <= correct <= samples, got {} of {}",
-              c, n);
+  CEMOE_CHECK(n >= 1 && c >= 0 && c <= n, "pass@k: need 0 <= correct <= samples, got {} of {}", c,
+              n);
   CEMOE_CHECK(k >= 1 && k <= n, "pass@{}: k must be in [1, samples = {}]", k, n);
   if (n - c < k) return 1.0;  // every draw of k contains a passing sample
   // C(n-c, k) / C(n, k) = prod_{i=n-c+1}^{n} (i - k) / i.

@@ -6,9 +6,8 @@
 // interpreter.
 #include "trainer/eval/code_sandbox.h"
 
-#include <unistd.h>
-
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <csignal>
@@ -37,7 +36,8 @@ SandboxResult Sandboxed(const std::string& program, SandboxOptions options = Bas
 }
 
 TEST(CodeSandbox, PassingProgramExitsZeroWithItsOutput) {
-  const SandboxResult r = Sandboxed("def f(x):\n    return x + 1\n\nassert f(1) == 2\nprint('ok')\n");
+  const SandboxResult r =
+      Sandboxed("def f(x):\n    return x + 1\n\nassert f(1) == 2\nprint('ok')\n");
   EXPECT_TRUE(r.passed) << r.output;
   EXPECT_EQ(r.status, "passed");
   EXPECT_EQ(r.exit_code, 0);
@@ -48,7 +48,8 @@ TEST(CodeSandbox, PassingProgramExitsZeroWithItsOutput) {
 }
 
 TEST(CodeSandbox, AssertionFailureFailsWithTraceback) {
-  const SandboxResult r = Sandboxed("def check(c):\n    assert c(2) == 5, 'two'\n\ncheck(lambda x: x)\n");
+  const SandboxResult r =
+      Sandboxed("def check(c):\n    assert c(2) == 5, 'two'\n\ncheck(lambda x: x)\n");
   EXPECT_FALSE(r.passed);
   EXPECT_EQ(r.status, "failed");
   EXPECT_EQ(r.exit_code, 1);
@@ -90,7 +91,8 @@ TEST(CodeSandbox, MemoryHogIsStopped) {
   const SandboxResult big = Sandboxed("x = bytearray(2 << 30)\n", o);
   EXPECT_EQ(big.status, "failed");
   EXPECT_TRUE(Contains(big.output, "MemoryError")) << big.output;
-  const SandboxResult grow = Sandboxed("chunks = []\nwhile True:\n    chunks.append(bytearray(1 << 24))\n", o);
+  const SandboxResult grow =
+      Sandboxed("chunks = []\nwhile True:\n    chunks.append(bytearray(1 << 24))\n", o);
   EXPECT_FALSE(grow.passed);
   EXPECT_TRUE(grow.status == "failed" || grow.status == "killed") << grow.status;
   EXPECT_LT(grow.wall_s, 5.0);
@@ -196,8 +198,8 @@ TEST(CodeSandbox, ParallelRunsKeepTheirOrder) {
                                    0.05 * (7 - i), i, i));
   }
   int64_t last_done = 0;
-  const auto results = RunPythonPrograms(programs, Base(), 3,
-                                         [&](int64_t done) { last_done = done; });
+  const auto results =
+      RunPythonPrograms(programs, Base(), 3, [&](int64_t done) { last_done = done; });
   ASSERT_EQ(results.size(), 7u);
   EXPECT_EQ(last_done, 7);
   for (int i = 0; i < 7; ++i) {
@@ -209,7 +211,8 @@ TEST(CodeSandbox, ParallelRunsKeepTheirOrder) {
 TEST(CodeSandbox, ResolvesTheInterpreterToItsExecutable) {
   const SandboxOptions o = Base();
   EXPECT_EQ(o.python.front(), '/') << o.python;
-  const SandboxResult r = Sandboxed("import sys\nprint(sys.flags.isolated, sys.flags.dont_write_bytecode)\n");
+  const SandboxResult r =
+      Sandboxed("import sys\nprint(sys.flags.isolated, sys.flags.dont_write_bytecode)\n");
   EXPECT_EQ(r.output, "1 1\n");
 }
 

@@ -33,7 +33,8 @@ class HumanEvalTest : public ::testing::Test {
   static void SetUpTestSuite() {
     const char* root = std::getenv("CEMOE_SOURCE_DIR");
     ASSERT_NE(root, nullptr) << "CEMOE_SOURCE_DIR is not set (run through ctest)";
-    const std::string gz = std::string(root) + "/tests/trainer/eval/data/humaneval/HumanEval.jsonl.gz";
+    const std::string gz =
+        std::string(root) + "/tests/trainer/eval/data/humaneval/HumanEval.jsonl.gz";
     data_ = (std::filesystem::temp_directory_path() /
              ("cemoe_humaneval_test_" + std::to_string(getpid()) + ".jsonl"))
                 .string();
@@ -75,6 +76,10 @@ TEST_F(HumanEvalTest, CanonicalSolutionsAllPassAndEmptyCompletionsAllFail) {
   EXPECT_EQ(good.metrics.at("pass@1"), 1.0);
   EXPECT_FALSE(good.metrics.contains("pass@10"));  // one sample per problem
   ASSERT_EQ(good.records.size(), 164u);
+  ASSERT_FALSE(good.notes.empty());
+  EXPECT_NE(good.notes.back().find("sandbox: 164 program runs"), std::string::npos);
+  EXPECT_NE(good.notes.back().find("statuses: passed 164;"), std::string::npos);
+  GTEST_LOG_(INFO) << good.notes.back();
   for (size_t i = 0; i < good.records.size(); ++i) {
     const nlohmann::json& r = good.records[i];
     EXPECT_EQ(r.at("index"), static_cast<int64_t>(i));
@@ -171,7 +176,8 @@ TEST_F(HumanEvalTest, PassAtKWithTenScriptedSamples) {
 TEST_F(HumanEvalTest, InstructVariantWrapsThePromptAndCutsAtTheFence) {
   ScriptedModel model([&](const std::string& prompt, int64_t) -> std::string {
     for (const auto& [p, i] : index_of_) {
-      if (prompt.size() > p.size() && prompt.compare(prompt.size() - p.size() - 1, p.size(), p) == 0) {
+      if (prompt.size() > p.size() &&
+          prompt.compare(prompt.size() - p.size() - 1, p.size(), p) == 0) {
         return problems_[i].canonical_solution + "```\n\nThis solution works because...\n";
       }
     }
@@ -184,8 +190,11 @@ TEST_F(HumanEvalTest, InstructVariantWrapsThePromptAndCutsAtTheFence) {
   const std::string& p0 = problems_[0].prompt;
   EXPECT_EQ(model.prompts_seen[0],
             "<|user|>\nWrite a solution to the following problem and make sure that it passes "
-            "the tests:\n```python\n" + p0 + "\n```\n\n<|assistant|>\nHere is the completed "
-            "function:\n```python\n" + p0 + "\n");
+            "the tests:\n```python\n" +
+                p0 +
+                "\n```\n\n<|assistant|>\nHere is the completed "
+                "function:\n```python\n" +
+                p0 + "\n");
   EXPECT_EQ(r.score, 1.0);
   EXPECT_EQ(r.records[0].at("extracted"), problems_[0].canonical_solution);
   EXPECT_NE(r.harness.find("humaneval_instruct"), std::string::npos) << r.harness;
@@ -221,8 +230,7 @@ TEST_F(HumanEvalTest, BadSetupsFailBeforeGenerating) {
   setenv("CEMOE_PYTHON", "cemoe-no-such-python3", 1);
   const std::string missing = error_of(o);
   unsetenv("CEMOE_PYTHON");
-  EXPECT_NE(missing.find("\"cemoe-no-such-python3\" is not on PATH"), std::string::npos)
-      << missing;
+  EXPECT_NE(missing.find("\"cemoe-no-such-python3\" is not on PATH"), std::string::npos) << missing;
   EXPECT_EQ(model.generate_calls, 0);
 }
 
