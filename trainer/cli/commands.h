@@ -14,6 +14,7 @@ void AddLogitsCommand(CLI::App& app);           // cemoe logits
 void AddTokenizeCommand(CLI::App& app);         // cemoe tokenize
 void AddTrainCommand(CLI::App& app);            // cemoe train
 void AddExportCommand(CLI::App& app);           // cemoe export
+void AddReportCommand(CLI::App& app);           // cemoe report
 void AddBenchMoeLayerCommand(CLI::App& bench);  // cemoe bench moe-layer
 void AddBenchDispatchCommand(CLI::App& bench);  // cemoe bench dispatch
 void AddBenchTrainStepCommand(CLI::App& bench);  // cemoe bench train-step
