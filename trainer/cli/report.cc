@@ -2,6 +2,8 @@
 // [--csv FILE] [--chart FILE.svg] [--allow-missing]`: the paper-style results table of the runs'
 // eval summaries (trainer/eval/report.h) as markdown on stdout, optionally as CSV and as an SVG
 // bar chart, each file written atomically.
+#include "trainer/eval/report.h"
+
 #include <CLI/CLI.hpp>
 #include <filesystem>
 #include <iostream>
@@ -12,7 +14,6 @@
 #include "model/atomic_folder.h"
 #include "model/check.h"
 #include "trainer/cli/commands.h"
-#include "trainer/eval/report.h"
 #include "trainer/eval/report_svg.h"
 
 namespace cemoe {

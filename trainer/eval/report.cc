@@ -22,8 +22,8 @@ namespace fs = std::filesystem;
 // Options that change a task's score (others, such as the data path or the batch size, do not;
 // a different `limit` shows up as a different num_examples).
 const std::vector<std::string>& ScoreOptionKeys() {
-  static const std::vector<std::string> keys = {"chat",    "max_new_tokens", "samples",
-                                                "temperature", "top_p"};
+  static const std::vector<std::string> keys = {"chat", "max_new_tokens", "samples", "temperature",
+                                                "top_p"};
   return keys;
 }
 // Latency options that are paths rather than settings.
@@ -68,7 +68,8 @@ void ReadModelInfo(const RunResults& run, ReportRow& row, std::vector<std::strin
   std::vector<std::string> order;
   for (const ReportTask& t : ReportScoreTasks()) order.push_back(t.name);
   order.push_back(ReportLatencyTask().name);
-  std::map<std::string, std::vector<std::pair<std::string, std::string>>> seen;  // field -> (task, value)
+  std::map<std::string, std::vector<std::pair<std::string, std::string>>>
+      seen;  // field -> (task, value)
   for (const std::string& task : order) {
     const auto it = run.summaries.find(task);
     if (it == run.summaries.end()) continue;
@@ -118,8 +119,8 @@ int ChooseBaseline(const std::vector<ReportRow>& rows, const std::string& baseli
               "--baseline \"{}\" matches {} rows (positions {}); give the row's position instead",
               baseline, matches.size(), fmt::join(positions, ", "));
   if (matches.size() == 1) return matches[0];
-  const bool digits = std::all_of(baseline.begin(), baseline.end(),
-                                  [](char c) { return c >= '0' && c <= '9'; });
+  const bool digits =
+      std::all_of(baseline.begin(), baseline.end(), [](char c) { return c >= '0' && c <= '9'; });
   if (digits && baseline.size() < 10) {
     const long n = std::stol(baseline);
     CEMOE_CHECK(n >= 1 && n <= static_cast<long>(rows.size()),
@@ -285,9 +286,10 @@ Report BuildReport(const std::vector<RunResults>& runs, const ReportOptions& opt
       const std::string why =
           !run.exists
               ? fmt::format("the run folder \"{}\" does not exist", run.run_dir)
-              : fmt::format("the run folder \"{}\" has no eval results (no eval/<task>/summary.json "
-                            "for ifeval, bbh, truthfulqa_mc2, gsm8k, humaneval or latency)",
-                            run.run_dir);
+              : fmt::format(
+                    "the run folder \"{}\" has no eval results (no eval/<task>/summary.json "
+                    "for ifeval, bbh, truthfulqa_mc2, gsm8k, humaneval or latency)",
+                    run.run_dir);
       CEMOE_CHECK(options.allow_missing, "{} (--allow-missing shows it as a row of \"-\")", why);
       row_notes.push_back(fmt::format("{}: no results: {}.", row.label, why));
     }
@@ -364,15 +366,17 @@ Report BuildReport(const std::vector<RunResults>& runs, const ReportOptions& opt
     }
     if (metrics.size() > 1) {
       std::vector<std::string> parts;
-      for (const auto& [row, c] : cells) parts.push_back(fmt::format("{} {}", row->label, c->metric));
-      notes.Add(fmt::format("{}: the rows report different metrics ({}).", title,
-                            fmt::join(parts, ", ")),
-                static_cast<int>(t));
+      for (const auto& [row, c] : cells)
+        parts.push_back(fmt::format("{} {}", row->label, c->metric));
+      notes.Add(
+          fmt::format("{}: the rows report different metrics ({}).", title, fmt::join(parts, ", ")),
+          static_cast<int>(t));
     }
     if (counts.size() > 1) {
       std::vector<std::string> parts;
       for (const auto& [row, c] : cells) {
-        if (c->num_examples >= 0) parts.push_back(fmt::format("{} {}", row->label, c->num_examples));
+        if (c->num_examples >= 0)
+          parts.push_back(fmt::format("{} {}", row->label, c->num_examples));
       }
       notes.Add(fmt::format("{}: the rows were scored on different numbers of examples ({}); "
                             "their scores are not directly comparable.",
@@ -384,8 +388,10 @@ Report BuildReport(const std::vector<RunResults>& runs, const ReportOptions& opt
     std::vector<const nlohmann::json*> opts;
     for (size_t r = 0; r < runs.size(); ++r) {
       const ReportCell& c = is_latency ? report.rows[r].latency : report.rows[r].scores[t];
-      if (c.present) opts.push_back(&runs[r].summaries.at(name).options);
-      else opts.push_back(nullptr);
+      if (c.present)
+        opts.push_back(&runs[r].summaries.at(name).options);
+      else
+        opts.push_back(nullptr);
     }
     if (is_latency) {
       std::set<std::string> all_keys;
@@ -430,12 +436,13 @@ Report BuildReport(const std::vector<RunResults>& runs, const ReportOptions& opt
     normalised_text = "Normalised: -";
   } else {
     const ReportRow& base = report.rows[report.baseline];
-    normalised_text = fmt::format("Normalised: Average / Average of {} (row {}), in %",
-                                  base.label, report.baseline + 1);
+    normalised_text = fmt::format("Normalised: Average / Average of {} (row {}), in %", base.label,
+                                  report.baseline + 1);
     if (!base.average || *base.average <= 0.0) {
-      notes.Add(fmt::format("Normalised: the baseline row {} has no {} average, so no row is "
-                            "normalised.",
-                            base.label, base.average ? "non-zero" : "five-task"));
+      notes.Add(
+          fmt::format("Normalised: the baseline row {} has no {} average, so no row is "
+                      "normalised.",
+                      base.label, base.average ? "non-zero" : "five-task"));
     } else {
       for (ReportRow& row : report.rows) {
         if (row.average) row.normalised = *row.average / *base.average;
@@ -463,16 +470,17 @@ Report BuildReport(const std::vector<RunResults>& runs, const ReportOptions& opt
   std::vector<std::string> latency_names;
   for (const ReportRow& row : report.rows) {
     const ReportCell& c = row.latency;
-    if (c.present && std::find(latency_names.begin(), latency_names.end(), c.metric) ==
-                         latency_names.end()) {
+    if (c.present &&
+        std::find(latency_names.begin(), latency_names.end(), c.metric) == latency_names.end()) {
       latency_names.push_back(c.metric);
     }
   }
-  report.header = fmt::format(
-      "Scores in % ({}); Average: mean of the five; Latency: {} in seconds; {}.",
-      fmt::join(parts, ", "),
-      latency_names.empty() ? std::string("no results") : fmt::format("{}", fmt::join(latency_names, " / ")),
-      normalised_text);
+  report.header =
+      fmt::format("Scores in % ({}); Average: mean of the five; Latency: {} in seconds; {}.",
+                  fmt::join(parts, ", "),
+                  latency_names.empty() ? std::string("no results")
+                                        : fmt::format("{}", fmt::join(latency_names, " / ")),
+                  normalised_text);
   report.footnotes = std::move(notes.texts);
   report.column_notes = std::move(notes.columns);
   return report;

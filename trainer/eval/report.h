@@ -43,12 +43,12 @@ const ReportTask& ReportLatencyTask();
 
 // One summary.json, checked.
 struct EvalSummary {
-  std::string file;            // where it was read (for messages)
-  std::string task;            // equals its folder's name
-  std::string primary_metric;  // e.g. "exact_match", "pass@1", "mean_s"
-  double score = 0.0;          // fraction in [0, 1]; latency: seconds >= 0
+  std::string file;                                   // where it was read (for messages)
+  std::string task;                                   // equals its folder's name
+  std::string primary_metric;                         // e.g. "exact_match", "pass@1", "mean_s"
+  double score = 0.0;                                 // fraction in [0, 1]; latency: seconds >= 0
   nlohmann::json metrics = nlohmann::json::object();  // name -> number
-  int64_t num_examples = -1;   // -1 when absent (latency may omit it)
+  int64_t num_examples = -1;                          // -1 when absent (latency may omit it)
   nlohmann::json options = nlohmann::json::object();  // the task's options as run
   nlohmann::json model = nlohmann::json::object();    // the model object, fields type-checked
 };
@@ -59,8 +59,8 @@ EvalSummary ParseEvalSummary(const nlohmann::json& summary, const std::string& f
 
 // What one run folder holds.
 struct RunResults {
-  std::string run_dir;                          // as given
-  bool exists = false;                          // the folder exists
+  std::string run_dir;                           // as given
+  bool exists = false;                           // the folder exists
   std::map<std::string, EvalSummary> summaries;  // by task name (the five and "latency")
 };
 
@@ -89,13 +89,13 @@ struct ReportCell {
 struct ReportRow {
   std::string label;
   std::string run_dir;
-  std::string stage;          // model.stage, "" unknown
-  int64_t top_k = -1;         // model.top_k, -1 unknown
-  int64_t main_experts = -1;  // model.main_experts, -1 unknown
-  std::vector<ReportCell> scores;     // one per ReportScoreTasks(), in order
-  ReportCell latency;                 // seconds
-  std::optional<double> average;      // fraction: mean of the five scores when all are present
-  std::optional<double> normalised;   // average / baseline average (1.0 = 100 %)
+  std::string stage;                 // model.stage, "" unknown
+  int64_t top_k = -1;                // model.top_k, -1 unknown
+  int64_t main_experts = -1;         // model.main_experts, -1 unknown
+  std::vector<ReportCell> scores;    // one per ReportScoreTasks(), in order
+  ReportCell latency;                // seconds
+  std::optional<double> average;     // fraction: mean of the five scores when all are present
+  std::optional<double> normalised;  // average / baseline average (1.0 = 100 %)
 };
 
 struct Report {

@@ -19,11 +19,21 @@ std::string XmlText(const std::string& s) {
   std::string out;
   for (char c : s) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&apos;"; break;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&apos;";
+        break;
       default:
         // Control characters other than tab/newline are not allowed in XML 1.0.
         if (static_cast<unsigned char>(c) < 0x20 && c != '\t' && c != '\n') {
@@ -50,7 +60,7 @@ std::string ReportSvg(const Report& report) {
   const double bar_w = std::clamp(120.0 / static_cast<double>(num_rows), 6.0, 22.0);
   const double gap = 28.0;
   const double group_w = bar_w * static_cast<double>(num_rows);
-  const double left = 56.0, top = 56.0, plot_h = kSvgPlotHeight;
+  const double left = 56.0, top = 64.0, plot_h = kSvgPlotHeight;
   const double plot_w = static_cast<double>(tasks.size()) * (group_w + gap) + gap;
   const double axis_y = top + plot_h;
   const double legend_x = left + plot_w + 24.0;

@@ -75,8 +75,11 @@ TEST_F(ReportCliTest, PrintsTableAndWritesCsvAndChart) {
   EXPECT_EQ(ReadText(P("out/t.csv")),
             "model,run_dir,IFEval,BBH,TruthfulQA,GSM8K,HumanEval,Average,Latency (s),"
             "Normalised (%)\n"
-            "Top-8 SFT," + P("top8") + ",39.60,32.50,41.10,36.90,39.90,38.00,7.140,100.00\n"
-            "Top-4 SFT w/ CE," + P("ce") + ",35.10,31.50,41.40,35.90,,,,\n");
+            "Top-8 SFT," +
+                P("top8") +
+                ",39.60,32.50,41.10,36.90,39.90,38.00,7.140,100.00\n"
+                "Top-4 SFT w/ CE," +
+                P("ce") + ",35.10,31.50,41.40,35.90,,,,\n");
   const std::string svg = ReadText(P("out/t.svg"));
   EXPECT_EQ(Count(svg, "<rect"), 9u) << svg;  // 5 + 4 present scores
   EXPECT_NE(svg.find(">Top-4 SFT w/ CE</text>"), std::string::npos);
@@ -86,7 +89,8 @@ TEST_F(ReportCliTest, PrintsTableAndWritesCsvAndChart) {
   const test::CliResult l = RunCemoe("report " + P("top8") + " " + P("ce") +
                                      " --labels X,Y --humaneval pass@1 --baseline 2");
   ASSERT_EQ(l.code, 0) << l.output;
-  EXPECT_NE(l.output.find("| X     |   39.6 | 32.5 |       41.1 |  36.9 |         - |       - |"),
+  EXPECT_NE(l.output.find("| X     |   39.6 | 32.5 |       41.1 |  36.9 |             - |       - |"
+                          "        7.14 |              - |\n"),
             std::string::npos)
       << l.output;
   EXPECT_NE(l.output.find("1. HumanEval: no pass@1 in the summary of X (shown as \"-\")."),
@@ -104,8 +108,8 @@ TEST_F(ReportCliTest, BadRunFolderIsAOneLineErrorNamingIt) {
             std::string::npos)
       << r.output;
   EXPECT_EQ(Count(r.output, "\n"), 1u) << r.output;
-  const test::CliResult allowed = RunCemoe("report " + P("ok") + " " + P("missing") +
-                                           " --allow-missing --csv " + P("t.csv"));
+  const test::CliResult allowed =
+      RunCemoe("report " + P("ok") + " " + P("missing") + " --allow-missing --csv " + P("t.csv"));
   EXPECT_EQ(allowed.code, 0) << allowed.output;
   EXPECT_NE(allowed.output.find("| missing |      - |"), std::string::npos) << allowed.output;
   // A malformed summary names the file and the field; no CSV is written on failure.

@@ -47,11 +47,11 @@ class ReportTest : public ::testing::Test {
   }
   static json Model(const std::string& label, const std::string& stage, int top_k,
                     int main_experts) {
-    return {{"dir", "/models/" + label}, {"label", label},  {"stage", stage},
-            {"top_k", top_k},            {"main_experts", main_experts}, {"describe", "test"}};
+    return {{"dir", "/models/" + label},    {"label", label},    {"stage", stage}, {"top_k", top_k},
+            {"main_experts", main_experts}, {"describe", "test"}};
   }
-  static json Summary(const std::string& task, const std::string& metric, double score,
-                      int64_t n, const json& model) {
+  static json Summary(const std::string& task, const std::string& metric, double score, int64_t n,
+                      const json& model) {
     return {{"task", task},
             {"harness", "lm-evaluation-harness test"},
             {"primary_metric", metric},
@@ -179,8 +179,7 @@ TEST_F(ReportTest, ExplicitBaselineByLabelOrPosition) {
             std::string::npos)
       << e;
   bad.baseline = "5";
-  EXPECT_NE(ErrorOf(dirs, bad).find("--baseline 5: the position must be 1..4"),
-            std::string::npos);
+  EXPECT_NE(ErrorOf(dirs, bad).find("--baseline 5: the position must be 1..4"), std::string::npos);
 }
 
 TEST_F(ReportTest, NoDefaultBaselineLeavesNormalisedEmptyWithANote) {
@@ -255,9 +254,11 @@ TEST_F(ReportTest, UnequalExampleCountsAndOptionsGetFootnotes) {
             std::string::npos)
       << md;
   // Latency options that differ are noted too.
-  json lat = {{"task", "latency"}, {"primary_metric", "mean_s"}, {"score", 1.5},
-              {"options", {{"batch_size", 1}, {"input_len", 32}, {"output_len", 128},
-                           {"model", "/m/b"}}}};
+  json lat = {
+      {"task", "latency"},
+      {"primary_metric", "mean_s"},
+      {"score", 1.5},
+      {"options", {{"batch_size", 1}, {"input_len", 32}, {"output_len", 128}, {"model", "/m/b"}}}};
   Write("b", "latency", lat);
   const Report l = BuildReportFromDirs({P("a"), P("b")}, {});
   ASSERT_EQ(l.footnotes.size(), 3u);
@@ -289,14 +290,18 @@ TEST_F(ReportTest, CsvHasUnroundedPercentagesAndEmptyCells) {
   EXPECT_EQ(ReportCsv(report),
             "model,run_dir,IFEval,BBH,TruthfulQA,GSM8K,HumanEval,Average,Latency (s),"
             "Normalised (%)\n"
-            "\"Top-8, SFT\"," + P("a") + ",39.63,32.50,41.10,36.90,39.90,38.01,7.142,100.00\n"
-            "B," + P("b") + ",35.10,,41.40,,38.40,,,\n");
+            "\"Top-8, SFT\"," +
+                P("a") +
+                ",39.63,32.50,41.10,36.90,39.90,38.01,7.142,100.00\n"
+                "B," +
+                P("b") + ",35.10,,41.40,,38.40,,,\n");
 }
 
 // Every <rect> in the chart, as (x, height) numbers.
 std::vector<std::pair<double, double>> Rects(const std::string& svg) {
   std::vector<std::pair<double, double>> out;
-  const std::regex rect("<rect x=\"([0-9.]+)\" y=\"[0-9.]+\" width=\"[0-9.]+\" height=\"([0-9.]+)\"");
+  const std::regex rect(
+      "<rect x=\"([0-9.]+)\" y=\"[0-9.]+\" width=\"[0-9.]+\" height=\"([0-9.]+)\"");
   for (auto it = std::sregex_iterator(svg.begin(), svg.end(), rect); it != std::sregex_iterator();
        ++it) {
     out.emplace_back(std::stod((*it)[1]), std::stod((*it)[2]));
@@ -324,8 +329,8 @@ TEST_F(ReportTest, SvgHasOneBarPerPresentScoreWithProportionalHeight) {
   for (size_t i = 0; i < rects.size(); ++i) {
     EXPECT_NEAR(rects[i].second, kSvgPlotHeight * scores[i], 0.006) << i;
   }
-  EXPECT_LT(rects[0].first, rects[1].first);  // B's bar right of A's in a group
-  EXPECT_LT(rects[1].first, rects[2].first);  // the next group further right
+  EXPECT_LT(rects[0].first, rects[1].first);               // B's bar right of A's in a group
+  EXPECT_LT(rects[1].first, rects[2].first);               // the next group further right
   EXPECT_NE(svg.find(">39.6</text>"), std::string::npos);  // value labels
   EXPECT_NE(svg.find(">100.0</text>"), std::string::npos);
   EXPECT_NE(svg.find(">A &lt;&amp;&gt; &quot;x&quot;</text>"), std::string::npos);  // legend
@@ -370,8 +375,8 @@ TEST_F(ReportTest, MalformedSummariesAreErrorsNamingFileAndField) {
   s["num_examples"] = 10;
   s["task"] = "bbh";
   Write("bad", "gsm8k", s);
-  EXPECT_NE(ErrorOf({P("bad")}).find(
-                gsm + ": field \"task\" must be \"gsm8k\" (the folder's name), got \"bbh\""),
+  EXPECT_NE(ErrorOf({P("bad")})
+                .find(gsm + ": field \"task\" must be \"gsm8k\" (the folder's name), got \"bbh\""),
             std::string::npos);
   s["task"] = "gsm8k";
   Write("bad", "gsm8k", s);
@@ -380,8 +385,9 @@ TEST_F(ReportTest, MalformedSummariesAreErrorsNamingFileAndField) {
   json he = Summary("humaneval", "pass@1", .5, 164, nullptr);
   he["metrics"]["pass@10"] = nullptr;
   Write("bad", "humaneval", he);
-  EXPECT_NE(ErrorOf({P("bad")}, o).find(P("bad/eval/humaneval/summary.json") +
-                                         ": field \"metrics.pass@10\" must be a fraction"),
+  EXPECT_NE(ErrorOf({P("bad")}, o)
+                .find(P("bad/eval/humaneval/summary.json") +
+                      ": field \"metrics.pass@10\" must be a fraction"),
             std::string::npos);
   WriteRaw("bad", "humaneval", "[1, 2]");
   EXPECT_NE(ErrorOf({P("bad")}).find("humaneval/summary.json: expected a JSON object, got [1, 2]"),
@@ -398,8 +404,7 @@ TEST_F(ReportTest, MissingOrEmptyRunFolderIsAnErrorUnlessAllowed) {
             std::string::npos)
       << e;
   e = ErrorOf({P("ok"), P("empty")});
-  EXPECT_NE(e.find("the run folder \"" + P("empty") + "\" has no eval results"),
-            std::string::npos)
+  EXPECT_NE(e.find("the run folder \"" + P("empty") + "\" has no eval results"), std::string::npos)
       << e;
   ReportOptions o;
   o.allow_missing = true;
