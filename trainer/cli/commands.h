@@ -15,6 +15,8 @@ void AddTokenizeCommand(CLI::App& app);         // cemoe tokenize
 void AddTrainCommand(CLI::App& app);            // cemoe train
 void AddExportCommand(CLI::App& app);           // cemoe export
 void AddGenerateCommand(CLI::App& app);         // cemoe generate
+void AddReportCommand(CLI::App& app);           // cemoe report
+void AddEvalCommand(CLI::App& app);             // cemoe eval
 void AddBenchMoeLayerCommand(CLI::App& bench);  // cemoe bench moe-layer
 void AddBenchDispatchCommand(CLI::App& bench);  // cemoe bench dispatch
 void AddBenchTrainStepCommand(CLI::App& bench);  // cemoe bench train-step

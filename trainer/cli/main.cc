@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   cemoe::AddTrainCommand(app);
   cemoe::AddExportCommand(app);
   cemoe::AddGenerateCommand(app);
+  cemoe::AddReportCommand(app);
   CLI::App* bench = app.add_subcommand("bench", "Micro-benchmarks that print measured ratios");
   bench->require_subcommand(1);
   cemoe::AddBenchMoeLayerCommand(*bench);
