@@ -1,0 +1,258 @@
+// eval.cc: `cemoe eval` scores a model folder on the paper's benchmarks (trainer/eval/task.h:
+// ifeval, bbh, truthfulqa_mc2, gsm8k, humaneval) and optionally measures its generation latency,
+// writing <out>/eval/<task>/records.jsonl + summary.json (and <out>/eval/latency/summary.json),
+// which `cemoe report` turns into the paper's table. One process, or expert-parallel under
+// mpirun: every rank runs the task code, the model calls are split over the ranks
+// (trainer/runtime/inference_session.h), world rank 0 writes and prints.
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <fmt/format.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "model/atomic_folder.h"
+#include "model/check.h"
+#include "parallel/mpi_communicator.h"
+#include "parallel/process_groups.h"
+#include "trainer/cli/checks.h"
+#include "trainer/cli/commands.h"
+#include "trainer/cli/model_options.h"
+#include "trainer/eval/task.h"
+#include "trainer/metrics/progress.h"
+#include "trainer/runtime/inference_session.h"
+
+namespace cemoe {
+
+namespace {
+
+struct EvalOptions : ModelOptions {
+  std::vector<std::string> tasks, data;
+  std::string fewshot, out = ".", label, stage = "model", chat_template = "model";
+  bool chat = false;
+  int64_t limit = 0, batch_size = 8, max_new_tokens = 0, samples = 1;
+  double temperature = 0.0, top_p = 1.0, timeout_s = 10.0;
+  uint64_t seed = 0;
+  std::vector<int64_t> pass_at = {1, 10};
+  bool latency = false;
+  int64_t latency_batch = 8, latency_input = 32, latency_new = 128, latency_warmup = 10,
+          latency_iters = 30;
+};
+
+// A one-line bar on a terminal ("\r" redraw), one line per 10 % otherwise; rank 0 only.
+ProgressFn MakeProgress(const std::string& task, bool root) {
+  if (!root) return [](int64_t, int64_t) {};
+  const bool terminal = StdoutIsTerminal();
+  auto last_decile = std::make_shared<int64_t>(-1);
+  const auto start = std::chrono::steady_clock::now();
+  return [task, terminal, last_decile, start](int64_t done, int64_t total) {
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double eta = done > 0 ? s / done * (total - done) : NAN;
+    if (terminal) {
+      const int width = 20, fill = total > 0 ? static_cast<int>(width * done / total) : width;
+      std::cout << fmt::format("\r{} [{}{}] {}/{} eta {}\x1b[K", task, std::string(fill, '#'),
+                               std::string(width - fill, '.'), done, total, FormatDuration(eta))
+                << (done >= total ? "\n" : "") << std::flush;
+      return;
+    }
+    const int64_t decile = total > 0 ? 10 * done / total : 10;
+    if (decile != *last_decile) {
+      *last_decile = decile;
+      std::cout << fmt::format("{}: {}/{} eta {}\n", task, done, total, FormatDuration(eta))
+                << std::flush;
+    }
+  };
+}
+
+nlohmann::json ModelInfo(const EvalOptions& opt, InferenceSession& engine) {
+  return {{"dir", opt.model},
+          {"label", opt.label.empty() ? std::filesystem::path(opt.model).filename().string()
+                                      : opt.label},
+          {"stage", opt.stage},
+          {"top_k", engine.model()->top_k()},
+          {"main_experts", engine.model()->main_experts()},
+          {"describe", engine.Describe()}};
+}
+
+// The paper's latency protocol on this configuration (see `cemoe bench latency`); written as a
+// task summary {"task": "latency", "primary_metric": "mean_s", "score": seconds}.
+void MeasureLatency(const EvalOptions& opt, InferenceSession& engine, ProcessGroups& groups,
+                    const std::string& dir, const nlohmann::json& model_info) {
+  CausalLM& model = engine.model();
+  at::Generator gen = at::detail::createCPUGenerator(opt.seed + 1);
+  const at::Tensor all = at::randint(model->config().vocab_size,
+                                     {opt.latency_batch, opt.latency_input}, gen, at::kLong);
+  const auto [begin, end] = RowsOfRank(opt.latency_batch, groups.world_rank(), groups.world_size());
+  std::vector<std::vector<int64_t>> prompts;
+  for (int64_t r = begin; r < end; ++r) {
+    const at::Tensor row = all[r].contiguous();
+    prompts.emplace_back(row.data_ptr<int64_t>(), row.data_ptr<int64_t>() + opt.latency_input);
+  }
+  GenerationOptions g;
+  g.max_new_tokens = opt.latency_new;
+  const AnyUnfinishedFn any = engine.WorldAnyUnfinished();
+  std::vector<double> times;
+  for (int64_t i = 0; i < opt.latency_warmup + opt.latency_iters; ++i) {
+    if (groups.world_size() > 1) groups.world_mpi().Barrier();
+    const auto t0 = std::chrono::steady_clock::now();
+    GenerateTokens(*model, prompts, g, engine.loaded().device, any);
+    std::vector<double> dt{
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()};
+    if (groups.world_size() > 1) groups.world_mpi().AllReduceHost(dt, ReduceOp::kMax);
+    if (i >= opt.latency_warmup) times.push_back(dt[0]);
+  }
+  double mean = 0, var = 0;
+  for (double t : times) mean += t / times.size();
+  for (double t : times) var += (t - mean) * (t - mean) / std::max<size_t>(times.size() - 1, 1);
+  if (groups.world_rank() != 0) return;
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  CEMOE_CHECK(!ec, "cannot create {}: {}", dir, ec.message());
+  const nlohmann::json summary = {
+      {"task", "latency"},
+      {"harness", "cemoe bench latency protocol (method.md 1.5)"},
+      {"primary_metric", "mean_s"},
+      {"score", mean},
+      {"metrics", {{"mean_s", mean}, {"std_s", std::sqrt(var)},
+                   {"tokens_per_s", opt.latency_batch * opt.latency_new / mean}}},
+      {"num_examples", static_cast<int64_t>(times.size())},
+      {"model", model_info},
+      {"options", {{"batch", opt.latency_batch}, {"input_len", opt.latency_input},
+                   {"new_tokens", opt.latency_new}, {"warmup", opt.latency_warmup},
+                   {"iters", opt.latency_iters}, {"device", opt.device},
+                   {"ranks", groups.world_size()}}},
+      {"notes", nlohmann::json::array()}};
+  WriteTextFileAtomically(dir + "/summary.json", summary.dump(2) + "\n");
+  std::cout << fmt::format("latency: mean {:.4f} s (std {:.4f}) over {} iterations -> {}\n", mean,
+                           std::sqrt(var), times.size(), dir);
+}
+
+void RunEval(EvalOptions& opt) {
+  CEMOE_CHECK(!opt.tasks.empty() || opt.latency,
+              "cemoe eval: give --task NAME --data FILE (repeatable) and/or --latency");
+  CEMOE_CHECK(opt.tasks.size() == opt.data.size(),
+              "cemoe eval: {} --task and {} --data options; give one data file per task",
+              opt.tasks.size(), opt.data.size());
+  const std::vector<std::string> names = TaskNames();
+  for (const std::string& t : opt.tasks) {
+    CEMOE_CHECK(std::find(names.begin(), names.end(), t) != names.end(),
+                "--task {}: unknown task; the tasks are {}", t, fmt::join(names, ", "));
+  }
+  for (const std::string& d : opt.data) {
+    CEMOE_CHECK(std::filesystem::exists(d), "--data {}: no such file or folder", d);
+  }
+  ResolveModelOptions(opt);
+  MpiSession session(nullptr, nullptr);
+  ProcessGroups groups(session, InferenceParallelOptions(opt));
+  const bool root = groups.world_rank() == 0;
+  InferenceOptions io;
+  io.model = ToModelRequest(opt);
+  io.chat_template = opt.chat_template;
+  io.batch_size = opt.batch_size;
+  InferenceSession engine(io, groups, session.local_rank());
+  const nlohmann::json info = ModelInfo(opt, engine);
+  if (root) std::cout << "eval: " << engine.Describe() << "\n" << std::flush;
+  for (size_t i = 0; i < opt.tasks.size(); ++i) {
+    TaskOptions t;
+    t.task = opt.tasks[i];
+    t.data = opt.data[i];
+    t.fewshot = opt.fewshot;
+    t.limit = opt.limit;
+    t.chat = opt.chat;
+    t.batch_size = opt.batch_size * groups.world_size();  // every rank gets batch_size rows
+    t.max_new_tokens = opt.max_new_tokens;
+    t.samples = opt.samples;
+    t.temperature = opt.temperature;
+    t.top_p = opt.top_p;
+    t.seed = opt.seed;
+    t.pass_at = opt.pass_at;
+    t.timeout_s = opt.timeout_s;
+    const TaskResult result = RunTask(t, engine, MakeProgress(t.task, root));
+    if (!root) continue;
+    const std::string dir = (std::filesystem::path(opt.out) / "eval" / t.task).string();
+    WriteTaskOutputs(dir, result, t, info);
+    std::cout << fmt::format("{}: {} = {:.2f} % over {} examples -> {}\n", t.task,
+                             result.primary_metric, 100.0 * result.score, result.num_examples, dir);
+    for (const std::string& note : result.notes) std::cout << "  note: " << note << "\n";
+    std::cout << std::flush;
+  }
+  if (opt.latency) {
+    MeasureLatency(opt, engine, groups,
+                   (std::filesystem::path(opt.out) / "eval" / "latency").string(), info);
+  }
+}
+
+}  // namespace
+
+void AddEvalCommand(CLI::App& app) {
+  auto opt = std::make_shared<EvalOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "eval", "Score a model folder on IFEval, BBH, TruthfulQA MC2, GSM8K, HumanEval and latency");
+  AddModelOptions(*cmd, *opt);
+  cmd->add_option("--task", opt->tasks,
+                  "Task (repeatable, paired with --data): ifeval, bbh, truthfulqa_mc2, gsm8k, "
+                  "humaneval");
+  cmd->add_option("--data", opt->data, "The task's data file (BBH: a file or folder)");
+  cmd->add_option("--fewshot", opt->fewshot, "BBH: the folder of 3-shot prompts <subtask>.txt");
+  cmd->add_option("--out", opt->out,
+                  "Run folder: results go to OUT/eval/<task>/ (records.jsonl, summary.json)")
+      ->capture_default_str();
+  cmd->add_option("--label", opt->label, "Row name in `cemoe report` (default: the model folder's name)");
+  cmd->add_option("--stage", opt->stage, "pretrained, sft, distill or model (for `cemoe report`)")
+      ->check(CLI::IsMember({"pretrained", "sft", "distill", "model"}))
+      ->capture_default_str();
+  cmd->add_flag("--chat", opt->chat, "Wrap prompts in the model's chat template");
+  cmd->add_option("--chat-template", opt->chat_template,
+                  "\"model\" (the folder's) or a built-in: tulu, phi3, chatml")
+      ->capture_default_str();
+  cmd->add_option("--limit", opt->limit, "Evaluate the first N examples (per BBH subtask); 0 = all")
+      ->check(AtLeast(0))
+      ->capture_default_str();
+  cmd->add_option("--batch-size", opt->batch_size, "Rows per forward on one rank")
+      ->check(AtLeast(1))
+      ->capture_default_str();
+  cmd->add_option("--max-new-tokens", opt->max_new_tokens, "0 = the task's default")
+      ->check(AtLeast(0))
+      ->capture_default_str();
+  cmd->add_option("--samples", opt->samples, "HumanEval: completions per problem")
+      ->check(AtLeast(1))
+      ->capture_default_str();
+  cmd->add_option("--temperature", opt->temperature, "HumanEval sampling; 0 = greedy")
+      ->check(AtLeastReal(0.0))
+      ->capture_default_str();
+  cmd->add_option("--top-p", opt->top_p, "HumanEval nucleus mass")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  cmd->add_option("--seed", opt->seed, "Sampling seed (and latency prompts)")->capture_default_str();
+  cmd->add_option("--pass-at", opt->pass_at, "HumanEval: the k of pass@k (repeatable)")
+      ->check(AtLeast(1));
+  cmd->add_option("--timeout", opt->timeout_s, "HumanEval: wall-clock seconds per program")
+      ->check(AtLeastReal(0.1))
+      ->capture_default_str();
+  cmd->add_flag("--latency", opt->latency,
+                "Also measure generation latency (the paper's protocol) -> OUT/eval/latency/");
+  cmd->add_option("--latency-batch", opt->latency_batch, "Latency: prompts per iteration")
+      ->check(AtLeast(1))
+      ->capture_default_str();
+  cmd->add_option("--latency-input", opt->latency_input, "Latency: prompt tokens")
+      ->check(AtLeast(1))
+      ->capture_default_str();
+  cmd->add_option("--latency-new-tokens", opt->latency_new, "Latency: generated tokens")
+      ->check(AtLeast(1))
+      ->capture_default_str();
+  cmd->add_option("--latency-warmup", opt->latency_warmup, "Latency: untimed iterations")
+      ->check(AtLeast(0))
+      ->capture_default_str();
+  cmd->add_option("--latency-iters", opt->latency_iters, "Latency: timed iterations (mean)")
+      ->check(AtLeast(1))
+      ->capture_default_str();
+  cmd->callback([opt] { RunEval(*opt); });
+}
+
+}  // namespace cemoe
