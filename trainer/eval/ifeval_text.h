@@ -57,7 +57,7 @@ int64_t CountWords(const std::u32string& s);
 // An approximation of nltk.word_tokenize (punkt sentences, then NLTKWordTokenizer) that keeps
 // what decides str.isupper() of each token: the characters NLTK isolates (quotes, brackets,
 // ?!;@#$%&*, dashes U+2012-2015, "--", runs of 2+ periods, ',' and ':' unless a digit follows,
-// a token-final period), contractions split as NLTK does ('s 'm 'd ' 'll 're 've n't, in the
+// a sentence-final period), contractions split as NLTK does ('s 'm 'd ' 'll 're 've n't, in the
 // cases NLTK lists; cannot, gimme, gonna, gotta, lemme, wanna, d'ye, more'n), an opening
 // single quote split off; run per punkt sentence (PunktSentences), as nltk.word_tokenize.
 // NLTK's quote rewriting (" -> `` / '') is not reproduced: those tokens have no cased letter.
