@@ -199,8 +199,11 @@ std::string Tokenizer::Decode(const std::vector<int64_t>& ids, bool skip_special
   std::vector<std::string> tokens;
   tokens.reserve(ids.size());
   for (int64_t id : ids) {
+    // An id outside the vocabulary is dropped, as tokenizers' decode does (its filter_map over
+    // id_to_token): a model's embedding is often larger than its tokenizer (OLMoE 50304 vs
+    // 50280 ids), and generation may sample the extra ids.
     std::optional<std::string> t = IdToToken(id);
-    CEMOE_CHECK(t.has_value(), "{}: token id {} is not in the vocabulary", m.source, id);
+    if (!t.has_value()) continue;
     if (skip_special_tokens && m.special_contents.count(*t)) continue;
     tokens.push_back(std::move(*t));
   }

@@ -49,6 +49,7 @@ class Tokenizer {
   std::vector<int64_t> Encode(std::string_view text) const;
   // Text of ids (an id outside the vocabulary throws). skip_special_tokens drops the added
   // tokens marked special.
+  // Ids outside the vocabulary are dropped (as tokenizers does).
   std::string Decode(const std::vector<int64_t>& ids, bool skip_special_tokens) const;
 
   // Added tokens first, then the model vocabulary (as Hugging Face's token_to_id).

@@ -107,6 +107,8 @@ TEST(Tokenizer, ByteFallbackEmitsByteTokens) {
   EXPECT_EQ(tok.Encode("a€"), (Ids{4, 0}));  // not all bytes in the vocab: unk
   EXPECT_EQ(tok.Decode({4, 1, 2, 3}, false), "a中");
   EXPECT_EQ(tok.Decode({4, 1, 2}, false), "a\xEF\xBF\xBD\xEF\xBF\xBD");  // one U+FFFD per byte
+  // Ids past the vocabulary (a model's larger embedding) are dropped, as tokenizers does.
+  EXPECT_EQ(tok.Decode({4, 1000, 1, 2, 3, -1}, false), "a中");
   // Without byte_fallback the character is unknown.
   EXPECT_EQ(Load(ByteFallbackFile(false, false)).Encode("a中"), (Ids{4, 0}));
 }
@@ -235,7 +237,8 @@ TEST(Tokenizer, LoadsFromAFolderAndRejectsBadFiles) {
   }
   fs::remove_all(dir);
   EXPECT_THROW(Load(TinyFile({{"a", 0}}, json::array())).Encode("\xC3"), Error);  // bad UTF-8
-  EXPECT_THROW(Load(TinyFile({{"a", 0}}, json::array())).Decode({7}, false), Error);
+  // An unknown id decodes to nothing, as in tokenizers (it is not an error).
+  EXPECT_EQ(Load(TinyFile({{"a", 0}}, json::array())).Decode({7, 0}, false), "a");
 }
 
 TEST(Tokenizer, UnsupportedOrInvalidPartsNameTheFileFieldAndValue) {
