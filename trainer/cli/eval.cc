@@ -1,7 +1,9 @@
 // eval.cc: `cemoe eval` scores a model folder on the paper's benchmarks (trainer/eval/task.h:
 // ifeval, bbh, truthfulqa_mc2, gsm8k, humaneval) and optionally measures its generation latency,
 // writing <out>/eval/<task>/records.jsonl + summary.json (and <out>/eval/latency/summary.json),
-// which `cemoe report` turns into the paper's table. One process, or expert-parallel under
+// which `cemoe report` turns into the paper's table. `cemoe eval RECIPE` takes the tasks, the
+// model ("final": the run's latest checkpoint; "pretrained"; or a folder), the routing, device
+// and layout from the recipe (its eval section, docs/recipes.md) and writes into its run folder. One process, or expert-parallel under
 // mpirun: every rank runs the task code, the model calls are split over the ranks
 // (trainer/runtime/inference_session.h), world rank 0 writes and prints.
 #include <ATen/ATen.h>
@@ -24,6 +26,8 @@
 #include "trainer/cli/checks.h"
 #include "trainer/cli/commands.h"
 #include "trainer/cli/model_options.h"
+#include "trainer/config/recipe_loader.h"
+#include "trainer/sft/checkpoint.h"
 #include "trainer/eval/task.h"
 #include "trainer/metrics/progress.h"
 #include "trainer/runtime/inference_session.h"
@@ -33,6 +37,8 @@ namespace cemoe {
 namespace {
 
 struct EvalOptions : ModelOptions {
+  std::string recipe, run_dir;  // `cemoe eval RECIPE [--set ...] [--run-dir DIR]`
+  std::vector<std::string> overrides;
   std::vector<std::string> tasks, data;
   std::string fewshot, out = ".", label, stage = "model", chat_template = "model";
   bool chat = false;
@@ -133,31 +139,20 @@ void MeasureLatency(const EvalOptions& opt, InferenceSession& engine, ProcessGro
                            std::sqrt(var), times.size(), dir);
 }
 
-void RunEval(EvalOptions& opt) {
+// What one `cemoe eval` does, from the command line or from a recipe's eval section.
+struct EvalPlan {
+  std::vector<TaskOptions> tasks;
+  std::string model_source;  // "final": the run's latest checkpoint, resolved collectively
+};
+
+EvalPlan PlanFromCommandLine(const EvalOptions& opt) {
   CEMOE_CHECK(!opt.tasks.empty() || opt.latency,
               "cemoe eval: give --task NAME --data FILE (repeatable) and/or --latency");
   CEMOE_CHECK(opt.tasks.size() == opt.data.size(),
               "cemoe eval: {} --task and {} --data options; give one data file per task",
               opt.tasks.size(), opt.data.size());
-  const std::vector<std::string> names = TaskNames();
-  for (const std::string& t : opt.tasks) {
-    CEMOE_CHECK(std::find(names.begin(), names.end(), t) != names.end(),
-                "--task {}: unknown task; the tasks are {}", t, fmt::join(names, ", "));
-  }
-  for (const std::string& d : opt.data) {
-    CEMOE_CHECK(std::filesystem::exists(d), "--data {}: no such file or folder", d);
-  }
-  ResolveModelOptions(opt);
-  MpiSession session(nullptr, nullptr);
-  ProcessGroups groups(session, InferenceParallelOptions(opt));
-  const bool root = groups.world_rank() == 0;
-  InferenceOptions io;
-  io.model = ToModelRequest(opt);
-  io.chat_template = opt.chat_template;
-  io.batch_size = opt.batch_size;
-  InferenceSession engine(io, groups, session.local_rank());
-  const nlohmann::json info = ModelInfo(opt, engine);
-  if (root) std::cout << "eval: " << engine.Describe() << "\n" << std::flush;
+  CEMOE_CHECK(!opt.model.empty(), "cemoe eval: give --model DIR (or a recipe)");
+  EvalPlan plan;
   for (size_t i = 0; i < opt.tasks.size(); ++i) {
     TaskOptions t;
     t.task = opt.tasks[i];
@@ -165,7 +160,6 @@ void RunEval(EvalOptions& opt) {
     t.fewshot = opt.fewshot;
     t.limit = opt.limit;
     t.chat = opt.chat;
-    t.batch_size = opt.batch_size * groups.world_size();  // every rank gets batch_size rows
     t.max_new_tokens = opt.max_new_tokens;
     t.samples = opt.samples;
     t.temperature = opt.temperature;
@@ -173,6 +167,103 @@ void RunEval(EvalOptions& opt) {
     t.seed = opt.seed;
     t.pass_at = opt.pass_at;
     t.timeout_s = opt.timeout_s;
+    plan.tasks.push_back(std::move(t));
+  }
+  return plan;
+}
+
+// The recipe's eval section into `opt` (model, routing, device, layout, output) and the plan.
+EvalPlan PlanFromRecipe(EvalOptions& opt) {
+  ValidateOptions checks;
+  checks.check_data_files = false;  // evaluation does not read the training data
+  checks.check_model_folder = false;
+  const RunConfig config = LoadRecipe(opt.recipe, opt.overrides, opt.run_dir, checks);
+  const EvalSection& ev = config.eval;
+  CEMOE_CHECK(!ev.task.empty() || ev.latency,
+              "{}: eval has no task and latency is off: nothing to evaluate", config.source);
+  EvalPlan plan;
+  opt.out = config.run_dir;
+  opt.ep = config.parallel.ep;
+  opt.device = config.train.device;
+  opt.batch_size = ev.batch_size;
+  opt.latency = ev.latency;
+  opt.seed = static_cast<uint64_t>(ev.seed);
+  opt.chat = ev.chat && config.data.chat_template != "plain";
+  opt.chat_template = config.data.chat_template;
+  opt.label = ev.label;
+  if (ev.model == "pretrained") {
+    opt.model = config.model.path;  // its own routing: the table's Pretrained row
+    opt.stage = "pretrained";
+    if (opt.label.empty()) opt.label = "Pretrained";
+  } else {
+    opt.top_k = config.model.top_k;
+    opt.main_experts = config.moe.compressed_experts == "false"  ? 0
+                       : config.moe.compressed_experts == "true" ? config.moe.main_experts
+                                                                  : -1;
+    opt.compressed_experts = config.moe.compressed_experts == "true" || config.distill.enabled();
+    if (opt.compressed_experts && opt.main_experts <= 0) opt.main_experts = -1;
+    opt.stage = config.distill.enabled() ? "distill" : "sft";
+    if (ev.model == "final") {
+      plan.model_source = "final";
+      // The checkpoint records the routing it was trained at.
+      opt.top_k = 0;
+      opt.main_experts = -1;
+      opt.compressed_experts = false;
+    } else {
+      opt.model = ev.model;
+      opt.stage = "model";
+    }
+    if (opt.label.empty()) opt.label = config.name;
+  }
+  for (const EvalTask& e : ev.task) {
+    TaskOptions t;
+    t.task = e.name;
+    t.data = e.data;
+    t.fewshot = e.fewshot;
+    t.limit = e.limit;
+    t.chat = opt.chat;
+    t.max_new_tokens = e.max_new_tokens;
+    t.samples = e.samples;
+    t.temperature = e.temperature;
+    t.top_p = e.top_p;
+    t.seed = opt.seed;
+    t.pass_at = e.pass_at;
+    t.timeout_s = e.timeout_s;
+    plan.tasks.push_back(std::move(t));
+  }
+  return plan;
+}
+
+void RunEval(EvalOptions& opt) {
+  EvalPlan plan = opt.recipe.empty() ? PlanFromCommandLine(opt) : PlanFromRecipe(opt);
+  const std::vector<std::string> names = TaskNames();
+  for (const TaskOptions& t : plan.tasks) {
+    CEMOE_CHECK(std::find(names.begin(), names.end(), t.task) != names.end(),
+                "--task {}: unknown task; the tasks are {}", t.task, fmt::join(names, ", "));
+    CEMOE_CHECK(std::filesystem::exists(t.data), "{} data {}: no such file or folder", t.task,
+                t.data);
+  }
+  MpiSession session(nullptr, nullptr);
+  ProcessGroups groups(session, InferenceParallelOptions(opt));
+  const bool root = groups.world_rank() == 0;
+  if (plan.model_source == "final") {
+    const std::optional<std::string> latest = FindLatestCheckpoint(opt.out, groups);
+    CEMOE_CHECK(latest.has_value(),
+                "{}: eval.model \"final\": the run folder {} has no checkpoint yet (train first, "
+                "or set eval.model to \"pretrained\" or a model folder)",
+                opt.recipe, opt.out);
+    opt.model = (std::filesystem::path(*latest) / "model").string();
+  }
+  ResolveModelOptions(opt);
+  InferenceOptions io;
+  io.model = ToModelRequest(opt);
+  io.chat_template = opt.chat_template;
+  io.batch_size = opt.batch_size;
+  InferenceSession engine(io, groups, session.local_rank());
+  const nlohmann::json info = ModelInfo(opt, engine);
+  if (root) std::cout << "eval: " << engine.Describe() << "\n" << std::flush;
+  for (TaskOptions& t : plan.tasks) {
+    t.batch_size = opt.batch_size * groups.world_size();  // every rank gets batch_size rows
     const TaskResult result = RunTask(t, engine, MakeProgress(t.task, root));
     if (!root) continue;
     const std::string dir = (std::filesystem::path(opt.out) / "eval" / t.task).string();
@@ -194,7 +285,11 @@ void AddEvalCommand(CLI::App& app) {
   auto opt = std::make_shared<EvalOptions>();
   CLI::App* cmd = app.add_subcommand(
       "eval", "Score a model folder on IFEval, BBH, TruthfulQA MC2, GSM8K, HumanEval and latency");
-  AddModelOptions(*cmd, *opt);
+  cmd->add_option("recipe", opt->recipe,
+                  "A recipe whose eval section names the tasks (instead of --model and --task)");
+  cmd->add_option("--set", opt->overrides, "With a recipe: override a field (field.path=value)");
+  cmd->add_option("--run-dir", opt->run_dir, "With a recipe: the run folder");
+  AddModelOptions(*cmd, *opt, /*require_model=*/false);
   cmd->add_option("--task", opt->tasks,
                   "Task (repeatable, paired with --data): ifeval, bbh, truthfulqa_mc2, gsm8k, "
                   "humaneval");

@@ -139,6 +139,28 @@ RunConfig RunConfigFromRecipe(const recipe::Recipe& r) {
   CEMOE_TAKE(c.moe, e, main_experts);
   CEMOE_TAKE(c.moe, e, aggregation);
 
+  const recipe::EvalSpec& ev = r.eval();
+  for (const recipe::EvalTaskSpec& t : ev.task()) {
+    EvalTask task;
+    CEMOE_TAKE(task, t, name);
+    CEMOE_TAKE(task, t, data);
+    CEMOE_TAKE(task, t, fewshot);
+    CEMOE_TAKE(task, t, limit);
+    CEMOE_TAKE(task, t, max_new_tokens);
+    CEMOE_TAKE(task, t, samples);
+    CEMOE_TAKE(task, t, temperature);
+    CEMOE_TAKE(task, t, top_p);
+    if (t.pass_at_size() > 0) task.pass_at.assign(t.pass_at().begin(), t.pass_at().end());
+    CEMOE_TAKE(task, t, timeout_s);
+    c.eval.task.push_back(task);
+  }
+  CEMOE_TAKE(c.eval, ev, model);
+  CEMOE_TAKE(c.eval, ev, chat);
+  CEMOE_TAKE(c.eval, ev, batch_size);
+  CEMOE_TAKE(c.eval, ev, label);
+  CEMOE_TAKE(c.eval, ev, latency);
+  CEMOE_TAKE(c.eval, ev, seed);
+
   const recipe::DistillSpec& x = r.distill();
   CEMOE_TAKE(c.distill, x, teacher);
   CEMOE_TAKE(c.distill, x, teacher_top_k);
@@ -236,6 +258,27 @@ recipe::Recipe RecipeFromRunConfig(const RunConfig& c) {
   CEMOE_PUT(e, c.moe, compressed_experts);
   CEMOE_PUT(e, c.moe, main_experts);
   CEMOE_PUT(e, c.moe, aggregation);
+
+  recipe::EvalSpec* ev = r.mutable_eval();
+  for (const EvalTask& task : c.eval.task) {
+    recipe::EvalTaskSpec* t = ev->add_task();
+    CEMOE_PUT(t, task, name);
+    CEMOE_PUT(t, task, data);
+    CEMOE_PUT(t, task, fewshot);
+    CEMOE_PUT(t, task, limit);
+    CEMOE_PUT(t, task, max_new_tokens);
+    CEMOE_PUT(t, task, samples);
+    CEMOE_PUT(t, task, temperature);
+    CEMOE_PUT(t, task, top_p);
+    for (int64_t k : task.pass_at) t->add_pass_at(k);
+    CEMOE_PUT(t, task, timeout_s);
+  }
+  CEMOE_PUT(ev, c.eval, model);
+  CEMOE_PUT(ev, c.eval, chat);
+  CEMOE_PUT(ev, c.eval, batch_size);
+  CEMOE_PUT(ev, c.eval, label);
+  CEMOE_PUT(ev, c.eval, latency);
+  CEMOE_PUT(ev, c.eval, seed);
 
   recipe::DistillSpec* x = r.mutable_distill();
   CEMOE_PUT(x, c.distill, teacher);

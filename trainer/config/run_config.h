@@ -103,6 +103,30 @@ struct DistillSection {
   bool enabled() const { return !teacher.empty(); }
 };
 
+// `cemoe eval RECIPE` (docs/evaluation.md): tasks as trainer/eval/task.h runs them.
+struct EvalTask {
+  std::string name;     // ifeval | bbh | truthfulqa_mc2 | gsm8k | humaneval
+  std::string data;
+  std::string fewshot;
+  int64_t limit = 0;
+  int64_t max_new_tokens = 0;  // 0 = the task's default
+  int64_t samples = 1;
+  double temperature = 0.0;
+  double top_p = 1.0;
+  std::vector<int64_t> pass_at = {1, 10};
+  double timeout_s = 10.0;
+};
+
+struct EvalSection {
+  std::vector<EvalTask> task;
+  std::string model = "final";  // "final" | "pretrained" | a model folder
+  bool chat = true;
+  int64_t batch_size = 8;
+  std::string label;  // "" = the recipe's name ("Pretrained" for model "pretrained")
+  bool latency = true;
+  int64_t seed = 0;
+};
+
 struct ParallelSection {
   int ep = 1;  // expert-parallel size: ranks sharing one copy of the experts
   int dp = 0;  // 0 = world / ep
@@ -139,6 +163,7 @@ struct RunConfig {
   LoggingSection logging;
   MoeSection moe;
   DistillSection distill;
+  EvalSection eval;
   std::string source;     // the recipe file, for messages (set by the loader; not a recipe field)
 };
 

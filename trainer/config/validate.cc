@@ -248,6 +248,27 @@ void Validate(const RunConfig& c, const ValidateOptions& options) {
     }
   }
 
+  // eval (task names as trainer/eval/task.h's TaskNames; this library stays free of it)
+  for (size_t i = 0; i < c.eval.task.size(); ++i) {
+    const EvalTask& t = c.eval.task[i];
+    const std::string at = fmt::format("eval.task[{}]", i);
+    OneOf(p, at + ".name", t.name, {"ifeval", "bbh", "truthfulqa_mc2", "gsm8k", "humaneval"});
+    NotEmpty(p, at + ".data", t.data, "must name the task's data file");
+    AtLeast(p, at + ".limit", t.limit, int64_t{0});
+    AtLeast(p, at + ".max_new_tokens", t.max_new_tokens, int64_t{0});
+    AtLeast(p, at + ".samples", t.samples, int64_t{1});
+    AtLeast(p, at + ".temperature", t.temperature, 0.0);
+    if (!std::isfinite(t.top_p) || t.top_p <= 0 || t.top_p > 1) {
+      p.Add(at + ".top_p", t.top_p, "must be in (0, 1]");
+    }
+    for (size_t k = 0; k < t.pass_at.size(); ++k) {
+      AtLeast(p, fmt::format("{}.pass_at[{}]", at, k), t.pass_at[k], int64_t{1});
+    }
+    Positive(p, at + ".timeout_s", t.timeout_s);
+  }
+  NotEmpty(p, "eval.model", c.eval.model, "must be \"final\", \"pretrained\" or a model folder");
+  AtLeast(p, "eval.batch_size", c.eval.batch_size, int64_t{1});
+
   p.Throw();
 }
 

@@ -68,6 +68,11 @@ class EvalModel {
   virtual std::string FormatChat(const std::string& user_message) = 0;
   // A short description for summaries: model folder, routing ("top_k 4: 2 main + 2 compressed").
   virtual std::string Describe() const = 0;
+  // Under mpirun: whether this is world rank 0, and (collective) `value` as rank 0 passed it, on
+  // every rank. A task does side work once this way (HumanEval runs its programs on rank 0 and
+  // shares the results). One process: true, and `value` itself.
+  virtual bool IsRoot() const { return true; }
+  virtual std::string ShareFromRoot(const std::string& value) { return value; }
 };
 
 }  // namespace cemoe

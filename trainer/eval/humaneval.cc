@@ -120,13 +120,43 @@ void CheckHumanEvalOptions(const TaskOptions& o) {
   }
 }
 
+// The sandbox results as JSON text and back (shared from rank 0 under mpirun).
+std::string SandboxResultsToJson(const std::vector<SandboxResult>& runs) {
+  nlohmann::json j = nlohmann::json::array();
+  for (const SandboxResult& r : runs) {
+    j.push_back({{"passed", r.passed}, {"status", r.status}, {"exit_code", r.exit_code},
+                 {"signal", r.signal}, {"wall_s", r.wall_s}, {"output", r.output},
+                 {"network", r.network}, {"work_dir", r.work_dir}});
+  }
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::vector<SandboxResult> SandboxResultsFromJson(const std::string& text) {
+  std::vector<SandboxResult> runs;
+  for (const nlohmann::json& j : nlohmann::json::parse(text)) {
+    SandboxResult r;
+    r.passed = j.at("passed").get<bool>();
+    r.status = j.at("status").get<std::string>();
+    r.exit_code = j.at("exit_code").get<int>();
+    r.signal = j.at("signal").get<int>();
+    r.wall_s = j.at("wall_s").get<double>();
+    r.output = j.at("output").get<std::string>();
+    r.network = j.at("network").get<std::string>();
+    r.work_dir = j.at("work_dir").get<std::string>();
+    runs.push_back(std::move(r));
+  }
+  return runs;
+}
+
 }  // namespace
 
 TaskResult RunHumanEval(const TaskOptions& options, EvalModel& model, const ProgressFn& progress) {
   CheckHumanEvalOptions(options);
   // The interpreter is found and tried before any generation: a missing python3 is an error
   // now, not after hours of sampling.
-  const SandboxOptions sandbox = ResolveSandboxPython(HumanEvalSandbox(options));
+  // Programs run on world rank 0 only (EvalModel::IsRoot); the others receive the results.
+  const SandboxOptions sandbox = model.IsRoot() ? ResolveSandboxPython(HumanEvalSandbox(options))
+                                                : HumanEvalSandbox(options);
   const int64_t workers = EnvInt("CEMOE_SANDBOX_WORKERS", 0, 0);
 
   const std::vector<EvalExample> examples =
@@ -175,7 +205,11 @@ TaskResult RunHumanEval(const TaskOptions& options, EvalModel& model, const Prog
     completions[i] = ProgramCompletion(generations[i].text, options.chat);
     programs[i] = Program(problems[i / static_cast<size_t>(n)], completions[i]);
   }
-  const std::vector<SandboxResult> runs = RunPythonPrograms(programs, sandbox, workers);
+  const std::vector<SandboxResult> runs = SandboxResultsFromJson(model.ShareFromRoot(
+      model.IsRoot() ? SandboxResultsToJson(RunPythonPrograms(programs, sandbox, workers))
+                     : std::string()));
+  CEMOE_CHECK(runs.size() == programs.size(), "humaneval: {} program results for {} programs",
+              runs.size(), programs.size());
 
   TaskResult result;
   result.task = "humaneval";

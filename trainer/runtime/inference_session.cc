@@ -54,21 +54,23 @@ std::vector<int64_t> ModelEosIds(const std::string& dir) {
   return ids;
 }
 
-std::vector<std::string> AllGatherStrings(ProcessGroups& groups, const std::string& local) {
-  const int P = groups.world_size();
-  std::vector<std::string> out(P);
+std::string BroadcastString(ProcessGroups& groups, const std::string& value, int root) {
   MpiCommunicator& world = groups.world_mpi();
-  for (int r = 0; r < P; ++r) {
-    at::Tensor n = at::zeros({1}, at::TensorOptions().dtype(at::kLong));
-    if (r == groups.world_rank()) n.fill_(static_cast<int64_t>(local.size()));
-    world.Broadcast(n, r);
-    at::Tensor bytes = at::empty({std::max<int64_t>(n.item<int64_t>(), 1)},
-                                 at::TensorOptions().dtype(at::kByte));
-    if (r == groups.world_rank()) std::copy(local.begin(), local.end(), bytes.data_ptr<uint8_t>());
-    world.Broadcast(bytes, r);
-    out[r].assign(reinterpret_cast<const char*>(bytes.data_ptr<uint8_t>()),
-                  static_cast<size_t>(n.item<int64_t>()));
-  }
+  const bool mine = groups.world_rank() == root;
+  at::Tensor n = at::full({1}, mine ? static_cast<int64_t>(value.size()) : int64_t{0},
+                          at::TensorOptions().dtype(at::kLong));
+  world.Broadcast(n, root);
+  at::Tensor bytes = at::zeros({std::max<int64_t>(n.item<int64_t>(), 1)},
+                               at::TensorOptions().dtype(at::kByte));
+  if (mine) std::copy(value.begin(), value.end(), bytes.data_ptr<uint8_t>());
+  world.Broadcast(bytes, root);
+  return std::string(reinterpret_cast<const char*>(bytes.data_ptr<uint8_t>()),
+                     static_cast<size_t>(n.item<int64_t>()));
+}
+
+std::vector<std::string> AllGatherStrings(ProcessGroups& groups, const std::string& local) {
+  std::vector<std::string> out;
+  for (int r = 0; r < groups.world_size(); ++r) out.push_back(BroadcastString(groups, local, r));
   return out;
 }
 
@@ -256,6 +258,10 @@ std::string InferenceSession::FormatChat(const std::string& user_message) {
     }
   }
   return chat_->Render({ChatMessage{"user", user_message}}, /*add_generation_prompt=*/true);
+}
+
+std::string InferenceSession::ShareFromRoot(const std::string& value) {
+  return groups_.world_size() == 1 ? value : BroadcastString(groups_, value, 0);
 }
 
 std::string InferenceSession::Describe() const {

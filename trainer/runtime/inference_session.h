@@ -52,6 +52,8 @@ class InferenceSession : public EvalModel {
       const std::vector<LogLikelihoodRequest>& requests) override;
   std::string FormatChat(const std::string& user_message) override;
   std::string Describe() const override;
+  bool IsRoot() const override { return groups_.world_rank() == 0; }
+  std::string ShareFromRoot(const std::string& value) override;
 
   // Token-level generation (the whole list, every rank gets every row's result).
   std::vector<GeneratedRow> GenerateIds(const std::vector<std::vector<int64_t>>& prompts,
@@ -85,6 +87,9 @@ class InferenceSession : public EvalModel {
 // The EOS ids of a model folder: generation_config.json "eos_token_id" (an id or a list) when
 // present, else config.json's eos_token_id; empty when neither has one.
 std::vector<int64_t> ModelEosIds(const std::string& dir);
+
+// `value` as world rank `root` passed it, on every rank. Collective over the world (MPI).
+std::string BroadcastString(ProcessGroups& groups, const std::string& value, int root);
 
 // Every rank's `local` string, in rank order, on every rank. Collective over the world (MPI).
 std::vector<std::string> AllGatherStrings(ProcessGroups& groups, const std::string& local);

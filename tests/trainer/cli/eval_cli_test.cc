@@ -106,6 +106,47 @@ TEST_F(EvalCliTest, EvalWritesRecordsSummariesAndLatency) {
   EXPECT_NE(rep.output.find("| tiny"), std::string::npos) << rep.output;
 }
 
+TEST_F(EvalCliTest, RecipeEvalScoresTheFinalCheckpointAndThePretrainedModel) {
+  std::ofstream(P("r.textproto"))
+      << "name: \"tiny-sft\"\nmodel { path: \"" << P("m") << "\" top_k: 2 }\n"
+      << "data { train { path: \"" << Src("recipes/tiny/data/chat.jsonl")
+      << "\" } chat_template: \"chatml\" max_length: 64 }\n"
+      << "train { global_batch_size: 2 micro_batch_size: 1 max_steps: 2 }\n"
+      << "checkpoint { every_steps: 2 }\nlogging { tensorboard: false }\n"
+      << "eval { task { name: \"gsm8k\" data: \"" << Src("tests/trainer/eval/data/tasks/gsm8k.jsonl")
+      << "\" limit: 2 max_new_tokens: 6 } latency: false }\n";
+  const std::string recipe = P("r.textproto") + " --run-dir " + P("run");
+  // Before training there is no final checkpoint to score.
+  test::CliResult none = RunCemoe("eval " + recipe);
+  EXPECT_EQ(none.code, 1);
+  EXPECT_NE(none.output.find("has no checkpoint yet"), std::string::npos) << none.output;
+  ASSERT_EQ(RunCemoe("train " + recipe).code, 0);
+  test::CliResult r = RunCemoe("eval " + recipe);
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("checkpoints/step-00000002/model (top_k 2"), std::string::npos)
+      << r.output;
+  std::ifstream in(P("run") + "/eval/gsm8k/summary.json");
+  const nlohmann::json s = nlohmann::json::parse(in);
+  EXPECT_EQ(s["model"]["label"], "tiny-sft");
+  EXPECT_EQ(s["model"]["stage"], "sft");
+  EXPECT_EQ(s["model"]["top_k"], 2);
+  EXPECT_EQ(s["options"]["chat"], true);
+  EXPECT_EQ(s["num_examples"], 2);
+  // The pretrained row: model.path at its own routing (top_k 4), into another folder.
+  ASSERT_EQ(RunCemoe("eval " + P("r.textproto") + " --run-dir " + P("pre") +
+                     " --set eval.model=pretrained")
+                .code,
+            0);
+  std::ifstream pin(P("pre") + "/eval/gsm8k/summary.json");
+  const nlohmann::json ps = nlohmann::json::parse(pin);
+  EXPECT_EQ(ps["model"]["label"], "Pretrained");
+  EXPECT_EQ(ps["model"]["stage"], "pretrained");
+  EXPECT_EQ(ps["model"]["top_k"], 4);
+  test::CliResult rep = RunCemoe("report " + P("pre") + " " + P("run"));
+  EXPECT_EQ(rep.code, 0) << rep.output;
+  EXPECT_LT(rep.output.find("| Pretrained"), rep.output.find("| tiny-sft")) << rep.output;
+}
+
 TEST_F(EvalCliTest, BenchLatencyPrintsThreeConfigurationsWithRatios) {
   test::CliResult r = RunCemoe(
       "bench latency --preset tiny --batch 2 --input-len 4 --new-tokens 3 --warmup 1 --iters 2 "

@@ -97,6 +97,7 @@ TEST(RecipeDocs, DefaultsMatchRunConfig) {
   const auto rows = DocumentedRows();
   RunConfig defaults;
   defaults.data.train.emplace_back();
+  defaults.eval.task.emplace_back();
   const recipe::Recipe resolved = RecipeFromRunConfig(defaults);
   // Defaults that depend on other values or are required: the docs say so in words.
   const std::set<std::string> in_words = {"name",
@@ -104,7 +105,9 @@ TEST(RecipeDocs, DefaultsMatchRunConfig) {
                                           "model.path",
                                           "data.train[].path",
                                           "data.train[].prompt_field",
-                                          "data.train[].completion_field"};
+                                          "data.train[].completion_field",
+                                          "eval.task[].name",
+                                          "eval.task[].data"};
   google::protobuf::TextFormat::Printer printer;
   int compared = 0;
   std::function<void(const Message&, const std::string&)> walk = [&](const Message& m,

@@ -236,3 +236,42 @@ TEST_F(HumanEvalTest, BadSetupsFailBeforeGenerating) {
 
 }  // namespace
 }  // namespace cemoe
+
+namespace cemoe {
+namespace {
+
+// Under mpirun only world rank 0 runs the programs: another rank runs none (its interpreter is
+// never even looked up) and scores what rank 0 shares.
+class NonRootModel : public testing::ScriptedModel {
+ public:
+  using ScriptedModel::ScriptedModel;
+  bool IsRoot() const override { return false; }
+  std::string ShareFromRoot(const std::string& value) override {
+    EXPECT_EQ(value, "");  // a non-root rank has no results of its own
+    ++shares;
+    return shared;
+  }
+  std::string shared;
+  int shares = 0;
+};
+
+TEST_F(HumanEvalTest, NonRootRanksRunNoProgramAndScoreTheSharedResults) {
+  NonRootModel model([](const std::string&, int64_t) { return std::string("    return 0\n"); });
+  auto run = [](bool passed) {
+    return nlohmann::json{{"passed", passed}, {"status", passed ? "passed" : "failed"},
+                          {"exit_code", passed ? 0 : 1}, {"signal", 0}, {"wall_s", 0.05},
+                          {"output", ""}, {"network", "guard"}, {"work_dir", "/tmp/x"}};
+  };
+  model.shared = nlohmann::json::array({run(true), run(false), run(true), run(false)}).dump();
+  TaskOptions o = Options();
+  o.limit = 4;
+  setenv("CEMOE_PYTHON", "cemoe-no-such-python3", 1);  // rank 0 would fail to find it
+  const TaskResult r = RunHumanEval(o, model, nullptr);
+  unsetenv("CEMOE_PYTHON");
+  EXPECT_EQ(model.shares, 1);
+  EXPECT_DOUBLE_EQ(r.metrics["pass@1"].get<double>(), 0.5);
+  EXPECT_EQ(r.records[1]["statuses"][0], "failed");
+}
+
+}  // namespace
+}  // namespace cemoe
