@@ -154,6 +154,24 @@ TEST_F(RecipesTest, FullSizeRecipesUseThePaperSettings) {
       EXPECT_EQ(c.model.path, c.distill.teacher);  // the student starts from the teacher
     }
     EXPECT_EQ(c.name.rfind(family + "-top" + std::to_string(k) + kind, 0), 0u) << c.name;
+    // Evaluation as the paper's tables: Tulu 3 rows on the five tasks, math rows on GSM8K, code
+    // rows on HumanEval; HumanEval pass@1 greedy for Phi-MoE, pass@10 (20 samples) for OLMoE.
+    std::vector<std::string> tasks;
+    for (const EvalTask& t : c.eval.task) {
+      tasks.push_back(t.name);
+      if (t.name == "humaneval") {
+        EXPECT_EQ(t.samples, family == "olmoe" ? 20 : 1);
+        EXPECT_EQ(t.temperature, family == "olmoe" ? 0.8 : 0.0);
+      }
+    }
+    const bool math = c.data.train[0].path.find("math") != std::string::npos;
+    const std::vector<std::string> want =
+        tulu ? std::vector<std::string>{"ifeval", "bbh", "truthfulqa_mc2", "gsm8k", "humaneval"}
+        : math ? std::vector<std::string>{"gsm8k"}
+               : std::vector<std::string>{"humaneval"};
+    EXPECT_EQ(tasks, want);
+    EXPECT_EQ(c.eval.model, "final");
+    EXPECT_TRUE(c.eval.latency);
 
     const std::string text = ReadText(path);
     EXPECT_NE(text.find("\n# Reproduces: "), std::string::npos);
