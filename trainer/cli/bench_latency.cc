@@ -9,14 +9,19 @@
 // are split over the ranks and an iteration ends when the slowest rank ends), or a preset's
 // shape with random weights (--preset; the published OLMoE / Phi-MoE shapes with --layers of
 // their layers, since the full model does not fit a small machine: the output says so).
-// docs/benchmarks.md has measured numbers.
+// In one CPU process it also runs transformers' generate on the same shapes
+// (launch/bench/latency_peer.py, the oracle environment's python; --no-peer skips it) and prints
+// cemoe's speed-up per configuration. docs/benchmarks.md has measured numbers.
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <fmt/format.h>
 #include <torch/cuda.h>
 
 #include <CLI/CLI.hpp>
+#include <ATen/Parallel.h>
+
 #include <chrono>
+#include <filesystem>
 #include <cmath>
 #include <iostream>
 #include <memory>
@@ -30,6 +35,7 @@
 #include "trainer/cli/checks.h"
 #include "trainer/cli/commands.h"
 #include "trainer/cli/model_options.h"
+#include "trainer/cli/python_peer.h"
 #include "trainer/runtime/generation.h"
 #include "trainer/runtime/inference_session.h"
 
@@ -48,6 +54,8 @@ struct LatencyOptions : ModelOptions {
   uint64_t seed = 0;
   std::string dtype = "float32";
   std::string json;
+  bool no_peer = false;
+  PeerOptions peer;
 };
 
 struct Config {
@@ -62,6 +70,66 @@ void Synchronize(const at::Device& device) {
 #else
   (void)device;
 #endif
+}
+
+double Mean(const std::vector<double>& t) {
+  double m = 0;
+  for (double x : t) m += x / t.size();
+  return m;
+}
+
+// transformers' generate on the same shapes (launch/bench/latency_peer.py): for each
+// configuration without compressed experts (transformers has none), its mean and cemoe's
+// speed-up over it. OLMoE only at top-K_m (Phi-MoE's sparsemixer always routes 2).
+nlohmann::json RunLatencyPeer(const LatencyOptions& opt, CausalLMImpl& model,
+                              const std::vector<Config>& configs, int64_t K,
+                              const std::vector<std::vector<double>>& times) {
+  std::vector<int64_t> ks;
+  for (const Config& c : configs) {
+    if (c.main_experts == 0 && (model.config().is_olmoe() || c.top_k == K)) ks.push_back(c.top_k);
+  }
+  if (ks.empty()) return {};
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / fmt::format("cemoe-bench-latency-{}", ::getpid());
+  std::string source;
+  if (opt.model.empty()) {
+    fs::create_directories(dir);
+    ModelConfig config = model.config();
+    config.num_experts_per_tok = K;
+    config.ce_main_experts = 0;
+    SaveModelConfig(config, dir.string());
+    source = "--config " + ShellQuote((dir / "config.json").string());
+  } else {
+    source = "--model " + ShellQuote(opt.model);
+  }
+  std::string k_list;
+  for (int64_t k : ks) k_list += (k_list.empty() ? "" : ",") + std::to_string(k);
+  nlohmann::json peer;
+  try {
+    peer = RunPeer(opt.peer, "latency_peer.py",
+                   fmt::format("{} --batch {} --input-len {} --new-tokens {} --warmup {} --iters {} "
+                               "--top-k {} --threads {} --seed {}",
+                               source, opt.batch, opt.input_len, opt.new_tokens, opt.warmup,
+                               opt.iters, k_list, at::get_num_threads(), opt.seed));
+  } catch (...) {
+    fs::remove_all(dir);
+    throw;
+  }
+  fs::remove_all(dir);
+  std::cout << fmt::format("  transformers {} generate (eager, float32, {} threads):\n",
+                           peer.value("transformers", "?"), peer.value("threads", 0));
+  std::cout << fmt::format("  {:<14} {:>10} {:>10} {:>18}\n", "config", "mean_s", "cemoe_s",
+                           "cemoe speed-up");
+  for (const nlohmann::json& r : peer["results"]) {
+    const int64_t k = r["top_k"].get<int64_t>();
+    for (size_t c = 0; c < configs.size(); ++c) {
+      if (configs[c].main_experts != 0 || configs[c].top_k != k) continue;
+      const double ours = Mean(times[c]), theirs = r["mean_s"].get<double>();
+      std::cout << fmt::format("  {:<14} {:>10.4f} {:>10.4f} {:>17.2f}x\n", configs[c].name,
+                               theirs, ours, theirs / ours);
+    }
+  }
+  return peer;
 }
 
 void RunLatency(LatencyOptions& opt) {
@@ -182,13 +250,20 @@ void RunLatency(LatencyOptions& opt) {
                    {"ratio_to_full", std::isnan(ratio) ? nlohmann::json() : nlohmann::json(ratio)},
                    {"times_s", t}});
   }
+  nlohmann::json peer_json;
+  if (!opt.no_peer && groups.world_size() == 1 && opt.device == "cpu") {
+    peer_json = RunLatencyPeer(opt, *model, configs, K, times);
+  } else if (!opt.no_peer) {
+    std::cout << "  transformers peer: skipped (it runs one CPU process; use --no-peer to "
+                 "silence this)\n";
+  }
   if (!opt.json.empty()) {
     WriteTextFileAtomically(
         opt.json, nlohmann::json{{"benchmark", "latency"}, {"what", what}, {"batch", opt.batch},
                                  {"input_len", opt.input_len}, {"new_tokens", opt.new_tokens},
                                  {"warmup", opt.warmup}, {"iters", opt.iters},
                                  {"device", opt.device}, {"ranks", groups.world_size()},
-                                 {"configs", out}}
+                                 {"configs", out}, {"transformers", peer_json}}
                           .dump(2) + "\n");
   }
 }
@@ -228,6 +303,12 @@ void AddBenchLatencyCommand(CLI::App& bench) {
       ->check(CLI::IsMember({"float32", "bfloat16"}))
       ->capture_default_str();
   cmd->add_option("--json", opt->json, "Also write the results as JSON here");
+  cmd->add_flag("--no-peer", opt->no_peer,
+                "Skip transformers' generate on the same shapes (run by default in one CPU "
+                "process, with the oracle environment's python)");
+  cmd->add_option("--peer-python", opt->peer.python, "Python of the peer (default: the oracle venv)");
+  cmd->add_option("--peer-script", opt->peer.script,
+                  "The peer script (default: launch/bench/latency_peer.py)");
   cmd->callback([opt] { RunLatency(*opt); });
 }
 

@@ -58,6 +58,7 @@
 #include "parallel/process_groups.h"
 #include "trainer/cli/checks.h"
 #include "trainer/cli/commands.h"
+#include "trainer/cli/python_peer.h"
 #include "trainer/sft/adamw.h"
 #include "trainer/sft/train_step.h"
 #include "trainer/sft/trainable.h"
@@ -418,79 +419,27 @@ CemoeResult RunCemoe(MpiSession& session, const TrainStepOptions& o, const Model
 
 // ---- the transformers peer -----------------------------------------------------------------
 
-std::string ShellQuote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
+PeerOptions PeerOf(const TrainStepOptions& o) { return {o.peer_python, o.peer_script}; }
 
-std::string FindPeerScript(const TrainStepOptions& o) {
-  if (!o.peer_script.empty()) {
-    CEMOE_CHECK(fs::is_regular_file(o.peer_script), "--peer-script {}: no such file",
-                o.peer_script);
-    return o.peer_script;
-  }
-  const fs::path rel = fs::path("launch") / "bench" / "train_step_peer.py";
-  std::vector<fs::path> candidates;
-  std::error_code ec;
-  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  if (!ec) {
-    for (fs::path dir = exe.parent_path(); !dir.empty() && dir != dir.root_path();
-         dir = dir.parent_path()) {
-      candidates.push_back(dir / rel);
-    }
-  }
-  candidates.push_back(fs::current_path() / rel);
-  for (const fs::path& p : candidates) {
-    if (fs::is_regular_file(p)) return p.string();
-  }
-  CEMOE_FAIL("cannot find {} above the cemoe executable or in the current folder; pass "
-             "--peer-script or --no-peer",
-             rel.string());
-}
-
-std::string FindPeerPython(const TrainStepOptions& o) {
-  if (!o.peer_python.empty()) return o.peer_python;
-  const char* venv = std::getenv("CEMOE_ORACLE_VENV");
-  const char* home = std::getenv("HOME");
-  const fs::path dir = venv ? fs::path(venv)
-                            : fs::path(home ? home : "") / ".cache" / "cemoe" / "oracle-venv";
-  const fs::path python = dir / "bin" / "python";
-  CEMOE_CHECK(fs::exists(python),
-              "no oracle environment at {} (bash launch/oracle_env.sh builds it; or pass "
-              "--peer-python or --no-peer)",
-              dir.string());
-  return python.string();
-}
-
-nlohmann::json RunPeer(const TrainStepOptions& o, const ModelConfig& config, int world) {
+nlohmann::json RunTrainStepPeer(const TrainStepOptions& o, const ModelConfig& config, int world) {
   const fs::path dir =
       fs::temp_directory_path() / fmt::format("cemoe-bench-train-step-{}", ::getpid());
   fs::create_directories(dir);
   SaveModelConfig(config, dir.string());
-  const std::string cmd = fmt::format(
-      "{} {} --config {} --rows {} --seq {} --micro-batches {} --threads {} --warmup {} --reps {} "
+  const std::string args = fmt::format(
+      "--config {} --rows {} --seq {} --micro-batches {} --threads {} --warmup {} --reps {} "
       "--lr {} --weight-decay {} --impl {} --max-gather-gib {}",
-      ShellQuote(FindPeerPython(o)), ShellQuote(FindPeerScript(o)),
       ShellQuote((dir / "config.json").string()), o.rows * world, o.seq, o.micro_batches,
       o.threads * world, o.warmup, o.reps, o.lr, o.weight_decay, o.peer_impl, o.peer_max_gib);
-  std::cout << "  running the transformers peer: " << cmd << std::endl;
-  FILE* pipe = popen(cmd.c_str(), "r");
-  CEMOE_CHECK(pipe != nullptr, "cannot start the peer: {}", cmd);
-  std::string out;
-  std::array<char, 4096> buf;
-  while (fgets(buf.data(), buf.size(), pipe)) out += buf.data();
-  const int status = pclose(pipe);
-  fs::remove_all(dir);
-  CEMOE_CHECK(status == 0, "the transformers peer failed (status {}): {}", status, cmd);
-  const size_t start = out.rfind("\n{");
-  const std::string line = out.substr(start == std::string::npos ? 0 : start + 1);
+  nlohmann::json result;
   try {
-    return nlohmann::json::parse(line);
-  } catch (const nlohmann::json::exception& e) {
-    CEMOE_FAIL("the transformers peer printed no result line ({}); its output ended with: {}",
-               e.what(), out.substr(out.size() > 400 ? out.size() - 400 : 0));
+    result = RunPeer(PeerOf(o), "train_step_peer.py", args);
+  } catch (...) {
+    fs::remove_all(dir);
+    throw;
   }
+  fs::remove_all(dir);
+  return result;
 }
 
 void Report(const TrainStepOptions& o, const ModelConfig& c, const CemoeResult& r) {
@@ -583,8 +532,8 @@ void AddBenchTrainStepCommand(CLI::App& bench) {
     const ModelConfig config = BenchConfig(*o);
     // Fail on a missing peer before minutes of measuring.
     if (!o->no_peer) {
-      FindPeerScript(*o);
-      FindPeerPython(*o);
+      FindPeerScript(PeerOf(*o), "train_step_peer.py");
+      FindPeerPython(PeerOf(*o));
     }
     CemoeResult r;
     int rank = 0;
@@ -602,7 +551,7 @@ void AddBenchTrainStepCommand(CLI::App& bench) {
     Report(*o, config, r);
     if (o->no_peer) return;
     std::cout.flush();
-    const nlohmann::json peer = RunPeer(*o, config, r.world);
+    const nlohmann::json peer = RunTrainStepPeer(*o, config, r.world);
     std::cout << fmt::format(
         "  transformers {} / torch {} (OlmoeForCausalLM, attention {}, float32, train mode, "
         "torch.optim.AdamW, {} thread(s)), {} tokens per step:\n",

@@ -161,6 +161,11 @@ TEST_F(EvalCliTest, BenchLatencyPrintsThreeConfigurationsWithRatios) {
   EXPECT_EQ(j["configs"][1]["times_s"].size(), 2u);
   const double ratio = j["configs"][1]["mean_s"].get<double>() / j["configs"][0]["mean_s"].get<double>();
   EXPECT_NEAR(j["configs"][1]["ratio_to_full"].get<double>(), ratio, 1e-12);
+  // The transformers peer ran on the same shapes: OLMoE at top-4 and top-2 (no CE peer).
+  ASSERT_EQ(j["transformers"]["results"].size(), 2u) << r.output;
+  EXPECT_EQ(j["transformers"]["results"][1]["top_k"], 2);
+  EXPECT_EQ(j["transformers"]["results"][0]["times_s"].size(), 2u);
+  EXPECT_NE(r.output.find("cemoe speed-up"), std::string::npos) << r.output;
 }
 
 TEST_F(EvalCliTest, BadInputIsAOneLineError) {
