@@ -20,6 +20,7 @@ Cases
   ep2_same     `mpiexec -n 2 cemoe eval --ep 2` on GSM8K (generation) and TruthfulQA MC2 (log-likelihoods):
                every record's output equals the one-process run's, log-likelihoods within the same
                tolerance, and the scores are equal.
+  ep2_ce       the same on GSM8K with compressed experts (--top-k K --compressed-experts --main-experts K/2).
 """
 import argparse
 import json
@@ -165,7 +166,21 @@ def main():
             report.add(f"ep2_same_{t}", ok, records=len(r1), outputs_equal=sum(same_out),
                        score_one=s1["score"], score_ep2=s2["score"])
 
-    oc.run_cases(report, [("mc2_loglik", mc2_loglik), ("ep2_same", ep2_same)], args.only)
+    def ep2_ce():
+        # Compressed experts at K_m = K / 2 (vectors of ones: the aux experts' extras still travel
+        # and every rank steps together), one process against ep 2, on GSM8K generation.
+        k = 4 if args.family == "olmoe" else 2
+        extra = ["--max-new-tokens", 24, "--top-k", k, "--compressed-experts", "--main-experts", k // 2]
+        gsm = [tasks[1]]
+        a = run_eval(args, folder, os.path.join(args.work, "ce_one"), gsm, extra=extra)["gsm8k"]
+        b = run_eval(args, folder, os.path.join(args.work, "ce_two"), gsm,
+                     launcher=[args.mpiexec, "-n", "2", "--oversubscribe"], extra=extra + ["--ep", 2])["gsm8k"]
+        same = [x["output"] == y["output"] for x, y in zip(a[1], b[1])]
+        report.add("ep2_ce_gsm8k", len(a[1]) == len(b[1]) and all(same) and a[0]["score"] == b[0]["score"]
+                   and b[0]["model"]["main_experts"] == k // 2,
+                   records=len(a[1]), outputs_equal=sum(same), main_experts=b[0]["model"]["main_experts"])
+
+    oc.run_cases(report, [("mc2_loglik", mc2_loglik), ("ep2_same", ep2_same), ("ep2_ce", ep2_ce)], args.only)
     return report.finish()
 
 
