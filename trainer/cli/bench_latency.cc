@@ -13,7 +13,6 @@
 // (launch/bench/latency_peer.py, the oracle environment's python; --no-peer skips it) and prints
 // cemoe's speed-up per configuration. docs/benchmarks.md has measured numbers.
 #include <ATen/ATen.h>
-#include <ATen/CPUGeneratorImpl.h>
 #include <fmt/format.h>
 #include <torch/cuda.h>
 
@@ -38,10 +37,8 @@
 #include "trainer/cli/python_peer.h"
 #include "trainer/runtime/generation.h"
 #include "trainer/runtime/inference_session.h"
+#include "trainer/runtime/latency.h"
 
-#if defined(CEMOE_WITH_CUDA)
-#include <ATen/cuda/CUDAContext.h>
-#endif
 
 namespace cemoe {
 namespace {
@@ -63,20 +60,6 @@ struct Config {
   int64_t top_k;
   int64_t main_experts;  // 0 = off
 };
-
-void Synchronize(const at::Device& device) {
-#if defined(CEMOE_WITH_CUDA)
-  if (device.is_cuda()) at::cuda::getCurrentCUDAStream().synchronize();
-#else
-  (void)device;
-#endif
-}
-
-double Mean(const std::vector<double>& t) {
-  double m = 0;
-  for (double x : t) m += x / t.size();
-  return m;
-}
 
 // transformers' generate on the same shapes (launch/bench/latency_peer.py): for each
 // configuration without compressed experts (transformers has none), its mean and cemoe's
@@ -124,7 +107,7 @@ nlohmann::json RunLatencyPeer(const LatencyOptions& opt, CausalLMImpl& model,
     const int64_t k = r["top_k"].get<int64_t>();
     for (size_t c = 0; c < configs.size(); ++c) {
       if (configs[c].main_experts != 0 || configs[c].top_k != k) continue;
-      const double ours = Mean(times[c]), theirs = r["mean_s"].get<double>();
+      const double ours = ComputeLatencyStats(times[c]).mean_s, theirs = r["mean_s"].get<double>();
       std::cout << fmt::format("  {:<14} {:>10.4f} {:>10.4f} {:>17.2f}x\n", configs[c].name,
                                theirs, ours, theirs / ours);
     }
@@ -188,28 +171,14 @@ void RunLatency(LatencyOptions& opt) {
     else CEMOE_FAIL("--configs: unknown configuration \"{}\" (full, main, ce)", c);
   }
   // This rank's rows of the random prompt batch (the same batch on every rank and run).
-  at::Generator gen = at::detail::createCPUGenerator(opt.seed + 1);
-  const at::Tensor all_prompts =
-      at::randint(model->config().vocab_size, {opt.batch, opt.input_len}, gen, at::kLong);
-  const auto [begin, end] = RowsOfRank(opt.batch, groups.world_rank(), groups.world_size());
-  std::vector<std::vector<int64_t>> prompts;
-  for (int64_t r = begin; r < end; ++r) {
-    const at::Tensor row = all_prompts[r].contiguous();
-    prompts.emplace_back(row.data_ptr<int64_t>(), row.data_ptr<int64_t>() + opt.input_len);
-  }
-  GenerationOptions gen_opt;
-  gen_opt.max_new_tokens = opt.new_tokens;  // no EOS ids: always new_tokens tokens
+  const std::vector<std::vector<int64_t>> prompts =
+      LatencyPrompts(model->config().vocab_size, opt.batch, opt.input_len, opt.seed,
+                     groups.world_rank(), groups.world_size());
   const AnyUnfinishedFn any = engine ? engine->WorldAnyUnfinished() : AnyUnfinishedFn();
   auto run_once = [&](const Config& c) {
     model->set_top_k(c.top_k);
     model->set_compressed_experts(c.main_experts);
-    if (groups.world_size() > 1) groups.world_mpi().Barrier();
-    const auto t0 = std::chrono::steady_clock::now();
-    GenerateTokens(*model, prompts, gen_opt, device, any);
-    Synchronize(device);
-    std::vector<double> dt{std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()};
-    if (groups.world_size() > 1) groups.world_mpi().AllReduceHost(dt, ReduceOp::kMax);
-    return dt[0];
+    return TimeGeneration(*model, prompts, opt.new_tokens, device, any, groups);
   };
   if (root) {
     std::cout << fmt::format(
@@ -233,20 +202,19 @@ void RunLatency(LatencyOptions& opt) {
   double full_mean = 0;
   for (size_t c = 0; c < configs.size(); ++c) {
     const std::vector<double>& t = times[c];
-    double mean = 0, var = 0;
-    for (double x : t) mean += x / t.size();
-    for (double x : t) var += (x - mean) * (x - mean) / std::max<size_t>(t.size() - 1, 1);
+    const LatencyStats stats = ComputeLatencyStats(t);
+    const double mean = stats.mean_s, sd = stats.std_s;
     if (configs[c].main_experts == 0 && configs[c].top_k == K) full_mean = mean;
     const double tps = opt.batch * opt.new_tokens / mean;
     const double ratio = full_mean > 0 ? mean / full_mean : NAN;
     std::cout << fmt::format("  {:<14} {:>5} {:>5} {:>10.4f} {:>9.4f} {:>10.1f} {:>9}\n",
                              configs[c].name, configs[c].top_k,
                              configs[c].main_experts ? std::to_string(configs[c].main_experts) : "-",
-                             mean, std::sqrt(var), tps,
+                             mean, sd, tps,
                              std::isnan(ratio) ? std::string("-") : fmt::format("{:.3f}", ratio));
     out.push_back({{"config", configs[c].name}, {"top_k", configs[c].top_k},
                    {"main_experts", configs[c].main_experts}, {"mean_s", mean},
-                   {"std_s", std::sqrt(var)}, {"tokens_per_s", tps},
+                   {"std_s", sd}, {"tokens_per_s", tps},
                    {"ratio_to_full", std::isnan(ratio) ? nlohmann::json() : nlohmann::json(ratio)},
                    {"times_s", t}});
   }

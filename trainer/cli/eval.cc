@@ -6,8 +6,6 @@
 // and layout from the recipe (its eval section, docs/recipes.md) and writes into its run folder. One process, or expert-parallel under
 // mpirun: every rank runs the task code, the model calls are split over the ranks
 // (trainer/runtime/inference_session.h), world rank 0 writes and prints.
-#include <ATen/ATen.h>
-#include <ATen/CPUGeneratorImpl.h>
 #include <fmt/format.h>
 
 #include <CLI/CLI.hpp>
@@ -31,6 +29,7 @@
 #include "trainer/eval/task.h"
 #include "trainer/metrics/progress.h"
 #include "trainer/runtime/inference_session.h"
+#include "trainer/runtime/latency.h"
 
 namespace cemoe {
 
@@ -91,31 +90,18 @@ nlohmann::json ModelInfo(const EvalOptions& opt, InferenceSession& engine) {
 void MeasureLatency(const EvalOptions& opt, InferenceSession& engine, ProcessGroups& groups,
                     const std::string& dir, const nlohmann::json& model_info) {
   CausalLM& model = engine.model();
-  at::Generator gen = at::detail::createCPUGenerator(opt.seed + 1);
-  const at::Tensor all = at::randint(model->config().vocab_size,
-                                     {opt.latency_batch, opt.latency_input}, gen, at::kLong);
-  const auto [begin, end] = RowsOfRank(opt.latency_batch, groups.world_rank(), groups.world_size());
-  std::vector<std::vector<int64_t>> prompts;
-  for (int64_t r = begin; r < end; ++r) {
-    const at::Tensor row = all[r].contiguous();
-    prompts.emplace_back(row.data_ptr<int64_t>(), row.data_ptr<int64_t>() + opt.latency_input);
-  }
-  GenerationOptions g;
-  g.max_new_tokens = opt.latency_new;
+  const std::vector<std::vector<int64_t>> prompts =
+      LatencyPrompts(model->config().vocab_size, opt.latency_batch, opt.latency_input, opt.seed,
+                     groups.world_rank(), groups.world_size());
   const AnyUnfinishedFn any = engine.WorldAnyUnfinished();
   std::vector<double> times;
   for (int64_t i = 0; i < opt.latency_warmup + opt.latency_iters; ++i) {
-    if (groups.world_size() > 1) groups.world_mpi().Barrier();
-    const auto t0 = std::chrono::steady_clock::now();
-    GenerateTokens(*model, prompts, g, engine.loaded().device, any);
-    std::vector<double> dt{
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()};
-    if (groups.world_size() > 1) groups.world_mpi().AllReduceHost(dt, ReduceOp::kMax);
-    if (i >= opt.latency_warmup) times.push_back(dt[0]);
+    const double dt =
+        TimeGeneration(*model, prompts, opt.latency_new, engine.loaded().device, any, groups);
+    if (i >= opt.latency_warmup) times.push_back(dt);
   }
-  double mean = 0, var = 0;
-  for (double t : times) mean += t / times.size();
-  for (double t : times) var += (t - mean) * (t - mean) / std::max<size_t>(times.size() - 1, 1);
+  const LatencyStats stats = ComputeLatencyStats(times);
+  const double mean = stats.mean_s, sd = stats.std_s;
   if (groups.world_rank() != 0) return;
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
@@ -125,7 +111,7 @@ void MeasureLatency(const EvalOptions& opt, InferenceSession& engine, ProcessGro
       {"harness", "cemoe bench latency protocol (method.md 1.5)"},
       {"primary_metric", "mean_s"},
       {"score", mean},
-      {"metrics", {{"mean_s", mean}, {"std_s", std::sqrt(var)},
+      {"metrics", {{"mean_s", mean}, {"std_s", sd},
                    {"tokens_per_s", opt.latency_batch * opt.latency_new / mean}}},
       {"num_examples", static_cast<int64_t>(times.size())},
       {"model", model_info},
@@ -136,7 +122,7 @@ void MeasureLatency(const EvalOptions& opt, InferenceSession& engine, ProcessGro
       {"notes", nlohmann::json::array()}};
   WriteTextFileAtomically(dir + "/summary.json", summary.dump(2) + "\n");
   std::cout << fmt::format("latency: mean {:.4f} s (std {:.4f}) over {} iterations -> {}\n", mean,
-                           std::sqrt(var), times.size(), dir);
+                           sd, times.size(), dir);
 }
 
 // What one `cemoe eval` does, from the command line or from a recipe's eval section.

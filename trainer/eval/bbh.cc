@@ -297,32 +297,25 @@ TaskResult RunBbh(const TaskOptions& options, EvalModel& model, const ProgressFn
   std::vector<int64_t> num_correct(subtasks.size(), 0);
   std::vector<int64_t> num_seen(subtasks.size(), 0);
   const int64_t total = static_cast<int64_t>(prompts.size());
-  for (int64_t begin = 0; begin < total; begin += options.batch_size) {
-    const int64_t end = std::min(total, begin + options.batch_size);
-    const std::vector<std::string> chunk(prompts.begin() + begin, prompts.begin() + end);
-    const std::vector<Generation> outputs = model.Generate(chunk, sampling);
-    CEMOE_CHECK(outputs.size() == chunk.size(),
-                "bbh: the model returned {} completions for {} prompts", outputs.size(),
-                chunk.size());
-    for (int64_t i = begin; i < end; ++i) {
-      const BbhExample& ex = examples[static_cast<size_t>(i)];
-      const Generation& g = outputs[static_cast<size_t>(i - begin)];
-      const std::string extracted = BbhExtractAnswer(g.text);
-      const bool correct = extracted == ex.target;
-      const size_t s = subtask_id[ex.subtask];
-      ++num_seen[s];
-      num_correct[s] += correct ? 1 : 0;
-      result.records.push_back({{"index", ex.index},
-                                {"subtask", ex.subtask},
-                                {"prompt", "Q: " + ex.input + kQuestionTail},
-                                {"output", g.text},
-                                {"extracted", extracted},
-                                {"target", ex.target},
-                                {"correct", correct},
-                                {"finish_reason", g.finish_reason},
-                                {"num_tokens", g.num_tokens}});
-    }
-    if (progress) progress(end, total);
+  const std::vector<Generation> outputs =
+      GenerateInChunks("bbh", model, prompts, sampling, options.batch_size, progress);
+  for (int64_t i = 0; i < total; ++i) {
+    const BbhExample& ex = examples[static_cast<size_t>(i)];
+    const Generation& g = outputs[static_cast<size_t>(i)];
+    const std::string extracted = BbhExtractAnswer(g.text);
+    const bool correct = extracted == ex.target;
+    const size_t s = subtask_id[ex.subtask];
+    ++num_seen[s];
+    num_correct[s] += correct ? 1 : 0;
+    result.records.push_back({{"index", ex.index},
+                              {"subtask", ex.subtask},
+                              {"prompt", "Q: " + ex.input + kQuestionTail},
+                              {"output", g.text},
+                              {"extracted", extracted},
+                              {"target", ex.target},
+                              {"correct", correct},
+                              {"finish_reason", g.finish_reason},
+                              {"num_tokens", g.num_tokens}});
   }
   double macro = 0.0;
   int64_t all_correct = 0;

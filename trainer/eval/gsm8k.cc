@@ -139,33 +139,26 @@ TaskResult RunGsm8k(const TaskOptions& options, EvalModel& model, const Progress
   const int64_t total = static_cast<int64_t>(prompts.size());
   int64_t num_strict = 0;
   int64_t num_flexible = 0;
-  for (int64_t begin = 0; begin < total; begin += options.batch_size) {
-    const int64_t end = std::min(total, begin + options.batch_size);
-    const std::vector<std::string> chunk(prompts.begin() + begin, prompts.begin() + end);
-    const std::vector<Generation> outputs = model.Generate(chunk, sampling);
-    CEMOE_CHECK(outputs.size() == chunk.size(),
-                "gsm8k: the model returned {} completions for {} prompts", outputs.size(),
-                chunk.size());
-    for (int64_t i = begin; i < end; ++i) {
-      const Generation& g = outputs[static_cast<size_t>(i - begin)];
-      const std::string strict = Gsm8kExtractStrict(g.text);
-      const std::string flexible = Gsm8kExtractFlexible(g.text);
-      const bool strict_ok = Gsm8kExactMatch(strict, answers[i]);
-      const bool flexible_ok = Gsm8kExactMatch(flexible, answers[i]);
-      num_strict += strict_ok ? 1 : 0;
-      num_flexible += flexible_ok ? 1 : 0;
-      result.records.push_back({{"index", i},
-                                {"prompt", prompts[i]},
-                                {"output", g.text},
-                                {"extracted", flexible},
-                                {"correct", flexible_ok},
-                                {"extracted_strict", strict},
-                                {"correct_strict", strict_ok},
-                                {"gold", Gsm8kNormalize(answers[i])},
-                                {"finish_reason", g.finish_reason},
-                                {"num_tokens", g.num_tokens}});
-    }
-    if (progress) progress(end, total);
+  const std::vector<Generation> outputs =
+      GenerateInChunks("gsm8k", model, prompts, sampling, options.batch_size, progress);
+  for (int64_t i = 0; i < total; ++i) {
+    const Generation& g = outputs[static_cast<size_t>(i)];
+    const std::string strict = Gsm8kExtractStrict(g.text);
+    const std::string flexible = Gsm8kExtractFlexible(g.text);
+    const bool strict_ok = Gsm8kExactMatch(strict, answers[i]);
+    const bool flexible_ok = Gsm8kExactMatch(flexible, answers[i]);
+    num_strict += strict_ok ? 1 : 0;
+    num_flexible += flexible_ok ? 1 : 0;
+    result.records.push_back({{"index", i},
+                              {"prompt", prompts[i]},
+                              {"output", g.text},
+                              {"extracted", flexible},
+                              {"correct", flexible_ok},
+                              {"extracted_strict", strict},
+                              {"correct_strict", strict_ok},
+                              {"gold", Gsm8kNormalize(answers[i])},
+                              {"finish_reason", g.finish_reason},
+                              {"num_tokens", g.num_tokens}});
   }
   result.num_examples = total;
   result.metrics = {

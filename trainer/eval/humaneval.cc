@@ -185,18 +185,8 @@ TaskResult RunHumanEval(const TaskOptions& options, EvalModel& model, const Prog
   sampling.num_samples = n;
 
   // Generation, in chunks of batch_size problems (n completions each, problem-major).
-  std::vector<Generation> generations;
-  generations.reserve(static_cast<size_t>(num_problems * n));
-  for (int64_t begin = 0; begin < num_problems; begin += options.batch_size) {
-    const int64_t end = std::min(num_problems, begin + options.batch_size);
-    const std::vector<std::string> chunk(prompts.begin() + begin, prompts.begin() + end);
-    std::vector<Generation> out = model.Generate(chunk, sampling);
-    CEMOE_CHECK(static_cast<int64_t>(out.size()) == (end - begin) * n,
-                "humaneval: the model returned {} completions for {} prompts x {} samples",
-                out.size(), end - begin, n);
-    for (Generation& g : out) generations.push_back(std::move(g));
-    if (progress) progress(end, num_problems);
-  }
+  const std::vector<Generation> generations =
+      GenerateInChunks("humaneval", model, prompts, sampling, options.batch_size, progress);
 
   // Every sample's program, run in the sandbox.
   std::vector<std::string> completions(generations.size());

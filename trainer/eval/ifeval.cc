@@ -91,16 +91,8 @@ TaskResult RunIfeval(const TaskOptions& options, EvalModel& model, const Progres
     prompts.push_back(options.chat ? model.FormatChat(ex.prompt) : ex.prompt);
   }
   const int64_t total = static_cast<int64_t>(prompts.size());
-  std::vector<Generation> outputs;
-  for (int64_t begin = 0; begin < total; begin += options.batch_size) {
-    const int64_t end = std::min(total, begin + options.batch_size);
-    const std::vector<std::string> chunk(prompts.begin() + begin, prompts.begin() + end);
-    std::vector<Generation> got = model.Generate(chunk, sampling);
-    CEMOE_CHECK(got.size() == chunk.size(), "the model returned {} completions for {} prompts",
-                got.size(), chunk.size());
-    for (Generation& g : got) outputs.push_back(std::move(g));
-    if (progress) progress(end, total);
-  }
+  const std::vector<Generation> outputs =
+      GenerateInChunks("ifeval", model, prompts, sampling, options.batch_size, progress);
 
   TaskResult result;
   result.task = "ifeval";

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <string>
@@ -41,6 +42,27 @@ TaskResult RunTask(const TaskOptions& options, EvalModel& model, const ProgressF
   TaskResult result = it->second(options, model, progress);
   result.task = options.task;
   return result;
+}
+
+std::vector<Generation> GenerateInChunks(const std::string& task, EvalModel& model,
+                                         const std::vector<std::string>& prompts,
+                                         const SamplingOptions& sampling, int64_t batch_size,
+                                         const ProgressFn& progress) {
+  const int64_t total = static_cast<int64_t>(prompts.size());
+  const int64_t n = sampling.num_samples;
+  std::vector<Generation> out;
+  out.reserve(static_cast<size_t>(total * n));
+  for (int64_t begin = 0; begin < total; begin += batch_size) {
+    const int64_t end = std::min(total, begin + batch_size);
+    const std::vector<std::string> chunk(prompts.begin() + begin, prompts.begin() + end);
+    std::vector<Generation> got = model.Generate(chunk, sampling);
+    CEMOE_CHECK(static_cast<int64_t>(got.size()) == (end - begin) * n,
+                "{}: the model returned {} completions for {} prompts x {} samples", task,
+                got.size(), end - begin, n);
+    for (Generation& g : got) out.push_back(std::move(g));
+    if (progress) progress(end, total);
+  }
+  return out;
 }
 
 nlohmann::json TaskOptionsJson(const TaskOptions& o) {

@@ -75,6 +75,14 @@ TaskResult RunBbh(const TaskOptions& options, EvalModel& model, const ProgressFn
 TaskResult RunIfeval(const TaskOptions& options, EvalModel& model, const ProgressFn& progress);
 TaskResult RunHumanEval(const TaskOptions& options, EvalModel& model, const ProgressFn& progress);
 
+// The model's completions of `prompts` (sampling.num_samples each, prompt-major), asked in
+// chunks of `batch_size` prompts with progress(prompts done, total) after each; an answer of the
+// wrong size is an error naming `task`.
+std::vector<Generation> GenerateInChunks(const std::string& task, EvalModel& model,
+                                         const std::vector<std::string>& prompts,
+                                         const SamplingOptions& sampling, int64_t batch_size,
+                                         const ProgressFn& progress);
+
 // The options as JSON (for summary.json).
 nlohmann::json TaskOptionsJson(const TaskOptions& options);
 
