@@ -160,6 +160,10 @@ EvalPlan PlanFromCommandLine(const EvalOptions& opt) {
 
 // The recipe's eval section into `opt` (model, routing, device, layout, output) and the plan.
 EvalPlan PlanFromRecipe(EvalOptions& opt) {
+  CEMOE_CHECK(opt.model.empty() && opt.tasks.empty() && opt.data.empty(),
+              "cemoe eval {}: the recipe names the model and the tasks; --model, --task and "
+              "--data are for evaluating without a recipe (change the recipe with --set)",
+              opt.recipe);
   ValidateOptions checks;
   checks.check_data_files = false;  // evaluation does not read the training data
   checks.check_model_folder = false;

@@ -120,6 +120,10 @@ TEST_F(EvalCliTest, RecipeEvalScoresTheFinalCheckpointAndThePretrainedModel) {
   test::CliResult none = RunCemoe("eval " + recipe);
   EXPECT_EQ(none.code, 1);
   EXPECT_NE(none.output.find("has no checkpoint yet"), std::string::npos) << none.output;
+  test::CliResult both = RunCemoe("eval " + recipe + " --task gsm8k --data x.jsonl");
+  EXPECT_EQ(both.code, 1);
+  EXPECT_NE(both.output.find("the recipe names the model and the tasks"), std::string::npos)
+      << both.output;
   ASSERT_EQ(RunCemoe("train " + recipe).code, 0);
   test::CliResult r = RunCemoe("eval " + recipe);
   ASSERT_EQ(r.code, 0) << r.output;
