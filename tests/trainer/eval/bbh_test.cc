@@ -12,25 +12,19 @@
 #include <map>
 
 #include "model/check.h"
+#include "tests/trainer/eval/eval_test_files.h"
 #include "tests/trainer/eval/scripted_model.h"
 
 namespace cemoe {
 namespace {
 
+std::string DataPath(const std::string& name) { return testing::EvalTestData("tasks/" + name); }
+std::string WriteTemp(const std::string& rel, const std::string& text) {
+  return testing::WriteTempFile("bbh_test/" + rel, text);
+}
+
 namespace fs = std::filesystem;
 using testing::ScriptedModel;
-
-std::string DataPath(const std::string& name) {
-  const char* root = std::getenv("CEMOE_SOURCE_DIR");
-  return std::string(root ? root : ".") + "/tests/trainer/eval/data/tasks/" + name;
-}
-
-std::string WriteTemp(const std::string& rel, const std::string& text) {
-  const fs::path path = fs::temp_directory_path() / "bbh_test" / rel;
-  fs::create_directories(path.parent_path());
-  std::ofstream(path, std::ios::binary) << text;
-  return path.string();
-}
 
 TEST(Bbh, AnswerFilterIsLmEvalsGetAnswerRegex) {
   EXPECT_EQ(BbhExtractAnswer("A = True. So the answer is False."), "False");

@@ -1,3 +1,4 @@
+#include "tests/trainer/eval/eval_test_files.h"
 #include "trainer/eval/eval_data.h"
 
 #include <gtest/gtest.h>
@@ -10,12 +11,6 @@
 namespace cemoe {
 namespace {
 
-std::string WriteFile(const std::string& name, const std::string& text) {
-  const std::string path = (std::filesystem::temp_directory_path() / name).string();
-  std::ofstream(path, std::ios::binary) << text;
-  return path;
-}
-
 std::string ErrorOf(const std::string& path, std::vector<std::string> fields, int64_t limit = 0) {
   try {
     ReadEvalJsonl(path, fields, limit);
@@ -27,7 +22,7 @@ std::string ErrorOf(const std::string& path, std::vector<std::string> fields, in
 
 TEST(EvalData, ReadsObjectsSkipsBlankLinesAndHonoursLimit) {
   const std::string p =
-      WriteFile("eval_data_ok.jsonl", "{\"q\": \"a\"}\n\n{\"q\": \"b\"}\r\n{\"q\": \"c\"}");
+      testing::WriteTempFile("eval_data_ok.jsonl", "{\"q\": \"a\"}\n\n{\"q\": \"b\"}\r\n{\"q\": \"c\"}");
   const auto all = ReadEvalJsonl(p, {"q"});
   ASSERT_EQ(all.size(), 3u);
   EXPECT_EQ(all[1].line, 3);
@@ -36,7 +31,7 @@ TEST(EvalData, ReadsObjectsSkipsBlankLinesAndHonoursLimit) {
 }
 
 TEST(EvalData, ErrorsNameFileLineAndField) {
-  const std::string p = WriteFile("eval_data_bad.jsonl", "{\"q\": 1}\n{\"x\": 2}\n");
+  const std::string p = testing::WriteTempFile("eval_data_bad.jsonl", "{\"q\": 1}\n{\"x\": 2}\n");
   const std::string missing = ErrorOf(p, {"q"});
   EXPECT_NE(missing.find(p + ":2"), std::string::npos) << missing;
   EXPECT_NE(missing.find("\"q\""), std::string::npos) << missing;
@@ -49,11 +44,11 @@ TEST(EvalData, ErrorsNameFileLineAndField) {
               std::string::npos)
         << e.what();
   }
-  EXPECT_NE(ErrorOf(WriteFile("eval_data_arr.jsonl", "[1]\n"), {}).find("expected a JSON object"),
+  EXPECT_NE(ErrorOf(testing::WriteTempFile("eval_data_arr.jsonl", "[1]\n"), {}).find("expected a JSON object"),
             std::string::npos);
-  EXPECT_NE(ErrorOf(WriteFile("eval_data_json.jsonl", "{\"q\":\n"), {}).find("eval_data_json.jsonl:1"),
+  EXPECT_NE(ErrorOf(testing::WriteTempFile("eval_data_json.jsonl", "{\"q\":\n"), {}).find("eval_data_json.jsonl:1"),
             std::string::npos);
-  EXPECT_NE(ErrorOf(WriteFile("eval_data_empty.jsonl", "\n"), {}).find("no examples"),
+  EXPECT_NE(ErrorOf(testing::WriteTempFile("eval_data_empty.jsonl", "\n"), {}).find("no examples"),
             std::string::npos);
   EXPECT_NE(ErrorOf("/nonexistent/eval.jsonl", {}).find("cannot read"), std::string::npos);
 }

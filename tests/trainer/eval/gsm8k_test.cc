@@ -11,23 +11,15 @@
 #include <map>
 
 #include "model/check.h"
+#include "tests/trainer/eval/eval_test_files.h"
 #include "tests/trainer/eval/scripted_model.h"
 
 namespace cemoe {
 namespace {
 
+std::string DataPath(const std::string& name) { return testing::EvalTestData("tasks/" + name); }
+
 using testing::ScriptedModel;
-
-std::string DataPath(const std::string& name) {
-  const char* root = std::getenv("CEMOE_SOURCE_DIR");
-  return std::string(root ? root : ".") + "/tests/trainer/eval/data/tasks/" + name;
-}
-
-std::string WriteTemp(const std::string& name, const std::string& text) {
-  const std::string path = (std::filesystem::temp_directory_path() / name).string();
-  std::ofstream(path, std::ios::binary) << text;
-  return path;
-}
 
 TEST(Gsm8k, PromptAndStopStringsAreLmEvalsZeroShotCot) {
   EXPECT_EQ(Gsm8kPrompt("What is 2 + 3?"), "Q: What is 2 + 3?\nA: Let's think step by step.");
@@ -196,7 +188,7 @@ TEST(Gsm8k, ChatWrapsThePromptAndLimitKeepsTheFirstExamples) {
 
 std::string RunError(const std::string& data_text, const std::string& name) {
   TaskOptions o = Options();
-  o.data = WriteTemp(name, data_text);
+  o.data = testing::WriteTempFile(name, data_text);
   ScriptedModel model = ModelAnswering({});
   try {
     RunGsm8k(o, model, nullptr);

@@ -8,6 +8,7 @@
 #include <map>
 
 #include "model/check.h"
+#include "tests/trainer/eval/eval_test_files.h"
 #include "tests/trainer/eval/scripted_model.h"
 #include "trainer/eval/task.h"
 
@@ -15,12 +16,6 @@ namespace cemoe {
 namespace {
 
 using testing::ScriptedModel;
-
-std::string WriteFile(const std::string& name, const std::string& text) {
-  const std::string path = (std::filesystem::temp_directory_path() / name).string();
-  std::ofstream(path, std::ios::binary) << text;
-  return path;
-}
 
 // One line of the public file's format; unused kwargs are null as in the HF export.
 std::string Line(int key, const std::string& prompt, const std::vector<std::string>& ids,
@@ -61,7 +56,7 @@ TaskOptions Options(const std::string& path) {
 }
 
 TEST(Ifeval, PerfectResponsesScoreOneAndPromptsAreTheHarnesss) {
-  const std::string path = WriteFile("ifeval_perfect.jsonl", ThreeExamples());
+  const std::string path = testing::WriteTempFile("ifeval_perfect.jsonl", ThreeExamples());
   ScriptedModel model = ModelAnswering({{"two words", "Hello there"},
                                         {"titled poem", "<<Joy>>\nRoses bloom."},
                                         {"quotes", "\"Hello, friend!\""}});
@@ -100,7 +95,7 @@ TEST(Ifeval, PerfectResponsesScoreOneAndPromptsAreTheHarnesss) {
 }
 
 TEST(Ifeval, ViolatingResponsesScoreZero) {
-  const std::string path = WriteFile("ifeval_violating.jsonl", ThreeExamples());
+  const std::string path = testing::WriteTempFile("ifeval_violating.jsonl", ThreeExamples());
   ScriptedModel model = ModelAnswering({{"two words", "Well, here are many more words"},
                                         {"titled poem", "Roses bloom."},
                                         {"quotes", "Hi there"}});
@@ -126,7 +121,7 @@ TEST(Ifeval, MixedFileHandComputedAndUnsupportedExcluded) {
       Line(12, "C?", {"startend:quotation", "detectable_format:title"}, {{}, {}}) +
       Line(13, "D?", {"language:response_language", "punctuation:no_comma"},
            {{{"language", "fr"}}, {}});
-  const std::string path = WriteFile("ifeval_mixed.jsonl", text);
+  const std::string path = testing::WriteTempFile("ifeval_mixed.jsonl", text);
   ScriptedModel model = ModelAnswering({{"A?", "a, b"},
                                         {"B?", "Sure, here it is:\nno commas at all"},
                                         {"C?", "\"<<T>> text\""},
@@ -159,7 +154,7 @@ TEST(Ifeval, MixedFileHandComputedAndUnsupportedExcluded) {
 }
 
 TEST(Ifeval, ChatFormattingLimitAndMaxNewTokens) {
-  const std::string path = WriteFile("ifeval_chat.jsonl", ThreeExamples());
+  const std::string path = testing::WriteTempFile("ifeval_chat.jsonl", ThreeExamples());
   ScriptedModel model = ModelAnswering({{"two words", "Hello there"}});
   TaskOptions o = Options(path);
   o.chat = true;
@@ -175,7 +170,7 @@ TEST(Ifeval, ChatFormattingLimitAndMaxNewTokens) {
 }
 
 TEST(Ifeval, BadKwargsFailBeforeGenerationNamingFileLineIdAndKwarg) {
-  const std::string path = WriteFile(
+  const std::string path = testing::WriteTempFile(
       "ifeval_badkw.jsonl",
       ThreeExamples() + Line(4, "x", {"keywords:frequency"},
                              {{{"keyword", "a"}, {"frequency", 2}, {"relation", "exactly"}}}));
@@ -192,7 +187,7 @@ TEST(Ifeval, BadKwargsFailBeforeGenerationNamingFileLineIdAndKwarg) {
   }
   EXPECT_EQ(model.generate_calls, 0);
 
-  const std::string mismatch = WriteFile(
+  const std::string mismatch = testing::WriteTempFile(
       "ifeval_mismatch.jsonl", Line(1, "x", {"punctuation:no_comma", "startend:quotation"}, {{}}));
   try {
     RunIfeval(Options(mismatch), model, nullptr);

@@ -13,23 +13,15 @@
 #include <map>
 
 #include "model/check.h"
+#include "tests/trainer/eval/eval_test_files.h"
 #include "tests/trainer/eval/scripted_model.h"
 
 namespace cemoe {
 namespace {
 
+std::string DataPath(const std::string& name) { return testing::EvalTestData("tasks/" + name); }
+
 using testing::ScriptedModel;
-
-std::string DataPath(const std::string& name) {
-  const char* root = std::getenv("CEMOE_SOURCE_DIR");
-  return std::string(root ? root : ".") + "/tests/trainer/eval/data/tasks/" + name;
-}
-
-std::string WriteTemp(const std::string& name, const std::string& text) {
-  const std::string path = (std::filesystem::temp_directory_path() / name).string();
-  std::ofstream(path, std::ios::binary) << text;
-  return path;
-}
 
 // lm-eval's formula as written: probs = exp(ll); sum(probs[labels == 1]) / sum(probs).
 double NaiveMc2(const std::vector<double>& ll, const std::vector<int>& labels) {
@@ -188,7 +180,7 @@ TEST(TruthfulQaMc2, ChatUsesTheTemplateAndDropsTheLeadingSpace) {
 
 std::string RunError(const std::string& line, const std::string& name) {
   TaskOptions o = Options();
-  o.data = WriteTemp(name, "{\"question\": \"ok\", \"mc2_targets\": {\"choices\": [\"a\"], "
+  o.data = testing::WriteTempFile(name, "{\"question\": \"ok\", \"mc2_targets\": {\"choices\": [\"a\"], "
                            "\"labels\": [1]}}\n" +
                                line + "\n");
   ScriptedModel model = ModelScoring({});
