@@ -131,6 +131,24 @@ struct EvalPlan {
   std::string model_source;  // "final": the run's latest checkpoint, resolved collectively
 };
 
+// One task as trainer/eval/task.h runs it: the task's own settings, the run's chat and seed.
+TaskOptions ToTaskOptions(const EvalTask& e, const EvalOptions& opt) {
+  TaskOptions t;
+  t.task = e.name;
+  t.data = e.data;
+  t.fewshot = e.fewshot;
+  t.limit = e.limit;
+  t.chat = opt.chat;
+  t.max_new_tokens = e.max_new_tokens;
+  t.samples = e.samples;
+  t.temperature = e.temperature;
+  t.top_p = e.top_p;
+  t.seed = opt.seed;
+  t.pass_at = e.pass_at;
+  t.timeout_s = e.timeout_s;
+  return t;
+}
+
 EvalPlan PlanFromCommandLine(const EvalOptions& opt) {
   CEMOE_CHECK(!opt.tasks.empty() || opt.latency,
               "cemoe eval: give --task NAME --data FILE (repeatable) and/or --latency");
@@ -140,20 +158,18 @@ EvalPlan PlanFromCommandLine(const EvalOptions& opt) {
   CEMOE_CHECK(!opt.model.empty(), "cemoe eval: give --model DIR (or a recipe)");
   EvalPlan plan;
   for (size_t i = 0; i < opt.tasks.size(); ++i) {
-    TaskOptions t;
-    t.task = opt.tasks[i];
-    t.data = opt.data[i];
-    t.fewshot = opt.fewshot;
-    t.limit = opt.limit;
-    t.chat = opt.chat;
-    t.max_new_tokens = opt.max_new_tokens;
-    t.samples = opt.samples;
-    t.temperature = opt.temperature;
-    t.top_p = opt.top_p;
-    t.seed = opt.seed;
-    t.pass_at = opt.pass_at;
-    t.timeout_s = opt.timeout_s;
-    plan.tasks.push_back(std::move(t));
+    EvalTask e;  // the recipe's form of a task, filled from the command line
+    e.name = opt.tasks[i];
+    e.data = opt.data[i];
+    e.fewshot = opt.fewshot;
+    e.limit = opt.limit;
+    e.max_new_tokens = opt.max_new_tokens;
+    e.samples = opt.samples;
+    e.temperature = opt.temperature;
+    e.top_p = opt.top_p;
+    e.pass_at = opt.pass_at;
+    e.timeout_s = opt.timeout_s;
+    plan.tasks.push_back(ToTaskOptions(e, opt));
   }
   return plan;
 }
@@ -205,22 +221,7 @@ EvalPlan PlanFromRecipe(EvalOptions& opt) {
     }
     if (opt.label.empty()) opt.label = config.name;
   }
-  for (const EvalTask& e : ev.task) {
-    TaskOptions t;
-    t.task = e.name;
-    t.data = e.data;
-    t.fewshot = e.fewshot;
-    t.limit = e.limit;
-    t.chat = opt.chat;
-    t.max_new_tokens = e.max_new_tokens;
-    t.samples = e.samples;
-    t.temperature = e.temperature;
-    t.top_p = e.top_p;
-    t.seed = opt.seed;
-    t.pass_at = e.pass_at;
-    t.timeout_s = e.timeout_s;
-    plan.tasks.push_back(std::move(t));
-  }
+  for (const EvalTask& e : ev.task) plan.tasks.push_back(ToTaskOptions(e, opt));
   return plan;
 }
 

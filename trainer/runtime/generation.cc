@@ -23,6 +23,19 @@ size_t FindStop(const std::string& text, const std::vector<std::string>& stop) {
   return best;
 }
 
+// The mask of a forward over slots [0, n) from an empty cache: query i may attend to slot
+// j <= i holding a real token (valid_BC: bool [B, >= n]); every slot also sees itself, so a
+// padding query's softmax is never empty. Returns bool [B, 1, n, n].
+at::Tensor PrefixMask(const at::Tensor& valid_BC, int64_t n) {
+  const at::TensorOptions b8 = at::TensorOptions().dtype(at::kBool);
+  return at::ones({n, n}, b8)
+      .tril()
+      .unsqueeze(0)
+      .logical_and(valid_BC.narrow(1, 0, n).unsqueeze(1))
+      .logical_or(at::eye(n, b8).unsqueeze(0))
+      .unsqueeze(1);
+}
+
 }  // namespace
 
 int64_t SampleToken(const at::Tensor& logits_V, double temperature, int64_t top_k, double top_p,
@@ -73,28 +86,26 @@ std::vector<GeneratedRow> GenerateTokens(CausalLMImpl& model,
   }
   at::NoGradGuard no_grad;
   const at::TensorOptions i64 = at::TensorOptions().dtype(at::kLong);
-  // Prompt slots, positions and which slots hold a real token.
-  at::Tensor tokens = at::full({B, P}, options.pad_id, i64);
-  at::Tensor positions = at::zeros({B, P}, i64);
+  // Every slot's token and position (prompts, then the fed tokens: the longrope refill feeds
+  // them again) and which slots hold a real token.
   const int64_t C = P + options.max_new_tokens;
+  at::Tensor tokens_BC = at::full({B, C}, options.pad_id, i64);
+  at::Tensor positions_BC = at::zeros({B, C}, i64);
   at::Tensor valid = at::zeros({B, C}, at::TensorOptions().dtype(at::kBool));
   std::vector<int64_t> last_slot(B);
   for (int64_t b = 0; b < B; ++b) {
     const int64_t off = options.pad_left ? P - len[b] : 0;
-    tokens[b].narrow(0, off, len[b]).copy_(at::tensor(prompts[b], i64));
-    positions[b].narrow(0, off, len[b]).copy_(at::arange(len[b], i64));
+    tokens_BC[b].narrow(0, off, len[b]).copy_(at::tensor(prompts[b], i64));
+    positions_BC[b].narrow(0, off, len[b]).copy_(at::arange(len[b], i64));
     valid[b].narrow(0, off, len[b]).fill_(true);
     last_slot[b] = off + len[b] - 1;
   }
   const at::TensorOptions on = at::TensorOptions().device(device);
-  // Prefill mask [B, 1, P, P]: causal over real slots; each slot also sees itself.
-  at::Tensor causal = at::ones({P, P}, at::TensorOptions().dtype(at::kBool)).tril();
-  at::Tensor allowed = causal.unsqueeze(0).logical_and(valid.narrow(1, 0, P).unsqueeze(1));
-  allowed = allowed.logical_or(at::eye(P, at::TensorOptions().dtype(at::kBool)).unsqueeze(0));
   const at::ScalarType dtype = model.embed_tokens->weight.scalar_type();
   KvCache cache(model.config(), B, C, at::TensorOptions().dtype(dtype).device(device));
-  at::Tensor hidden = model.ForwardCached(tokens.to(on), positions.to(on),
-                                          allowed.unsqueeze(1).to(on), cache);
+  at::Tensor hidden =
+      model.ForwardCached(tokens_BC.narrow(1, 0, P).to(on), positions_BC.narrow(1, 0, P).to(on),
+                          PrefixMask(valid, P).to(on), cache);
   // Each row's last real slot: flat index b * P + last_slot[b] of [B * P, D].
   at::Tensor flat_last = at::arange(B, i64) * P + at::tensor(last_slot, i64);
   at::Tensor logits = model.LmHead(
@@ -107,11 +118,6 @@ std::vector<GeneratedRow> GenerateTokens(CausalLMImpl& model,
     for (int64_t b = 0; b < B; ++b) gens.push_back(at::detail::createCPUGenerator(options.row_seeds[b]));
   }
   std::vector<int64_t> next(B, options.pad_id);
-  // Every slot's token and position (prompts, then the fed tokens), for the longrope refill.
-  at::Tensor tokens_BC = at::full({B, C}, options.pad_id, i64);
-  at::Tensor positions_BC = at::zeros({B, C}, i64);
-  tokens_BC.narrow(1, 0, P).copy_(tokens);
-  positions_BC.narrow(1, 0, P).copy_(positions);
   const auto& rope = model.config().longrope;
   const int64_t refill_slot =
       rope && P <= rope->original_max_position_embeddings ? rope->original_max_position_embeddings
@@ -168,13 +174,9 @@ std::vector<GeneratedRow> GenerateTokens(CausalLMImpl& model,
       // Phi-3 / Phi-MoE prepare_inputs_for_generation drops its cache at the same step).
       cache.length = 0;
       const int64_t n = slot + 1;
-      at::Tensor full_allowed = at::ones({n, n}, at::TensorOptions().dtype(at::kBool)).tril()
-                                    .unsqueeze(0)
-                                    .logical_and(valid.narrow(1, 0, n).unsqueeze(1))
-                                    .logical_or(at::eye(n, at::TensorOptions().dtype(at::kBool)).unsqueeze(0));
       hidden = model.ForwardCached(tokens_BC.narrow(1, 0, n).to(on),
-                                   positions_BC.narrow(1, 0, n).to(on),
-                                   full_allowed.unsqueeze(1).to(on), cache);
+                                   positions_BC.narrow(1, 0, n).to(on), PrefixMask(valid, n).to(on),
+                                   cache);
       logits = model.LmHead(hidden.select(1, slot));
       continue;
     }
