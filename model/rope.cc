@@ -37,9 +37,12 @@ RopeTables ComputeRopeAt(const ModelConfig& config, const at::Tensor& position_i
   const int64_t longest = position_ids_BS.numel() > 0 ? position_ids_BS.max().item<int64_t>() + 1 : 1;
   RopeTables all = ComputeRope(config, longest, device);
   const at::Tensor index = position_ids_BS.reshape({-1}).to(device);
+  // The last size is explicit: a rank with no rows (b = 0) still runs every forward under
+  // expert parallelism, and view() cannot infer a dimension of an empty tensor.
+  const int64_t h = all.cos_SH.size(1);
   RopeTables t;
-  t.cos_SH = all.cos_SH.index_select(0, index).view({b, 1, s, -1});
-  t.sin_SH = all.sin_SH.index_select(0, index).view({b, 1, s, -1});
+  t.cos_SH = all.cos_SH.index_select(0, index).view({b, 1, s, h});
+  t.sin_SH = all.sin_SH.index_select(0, index).view({b, 1, s, h});
   return t;
 }
 

@@ -21,7 +21,8 @@ A seed is rejected when, at some step of the reference, the top-2 logits of a ro
 MARGIN x the logits' scale (float32 summation order could then flip the argmax honestly).
 
 Cases: cemoe at batch size 1, 2 and 4 (padded batches), left and right padding, and under
-`mpiexec -n 2 ... --ep 2` (experts split over two ranks, prompts split over the ranks): every completion
+`mpiexec -n 2 ... --ep 2` (experts split over two ranks, prompts split over the ranks; also one prompt
+alone, so that rank 1 has no rows and still takes part in every forward): every completion
 must equal the reference's tokens exactly, and its finish reason must match (eos when the reference
 stopped at EOS before N tokens, else length).
 """
@@ -172,6 +173,10 @@ def main():
     cases.append(case("ep2_batch2", lambda: compare(
         report, "ep2_batch2", run_cemoe(args, folder, prompts, "ep2", ["--batch-size", 2, "--ep", 2], mpi),
         refs[(None, 2)])))
+    # One prompt on two ranks: rank 1 has no rows yet steps with rank 0 (every forward's all-to-alls).
+    cases.append(case("ep2_idle_rank", lambda: compare(
+        report, "ep2_idle_rank", run_cemoe(args, folder, prompts[:1], "ep2_idle", ["--ep", 2], mpi),
+        refs[(None, 1)][:1])))
     if args.family == "olmoe":
         cases.append(case("top2_batch4", lambda: compare(
             report, "top2_batch4", run_cemoe(args, folder, prompts, "top2", ["--batch-size", 4, "--top-k", 2]),
