@@ -33,6 +33,8 @@ fi
 
 # Build (ccache makes rebuilds on the same machine cheap).
 export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/ccache}"
+# Paths under the checkout are hashed relative to it: another clone or worktree hits the cache.
+export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$ROOT}"
 ccache --max-size=5G >/dev/null 2>&1 || true
 JOBS="${CEMOE_JOBS:-$(nproc)}"
 if [ ! -f build/CMakeCache.txt ]; then
