@@ -16,7 +16,7 @@
 #   8. a job that fails after progress, then before its first step: two mpiruns, no resubmission;
 #   9. USR1 while the job has made no progress in this allocation: stopped, nothing queued, exit 1;
 #  10. a new checkpoint folder counts as progress too (fails twice after checkpoints: resubmits).
-#  11. RECIPE without CEMOE_CMD runs `build/cemoe train RECIPE --run-dir RUN_DIR`.
+#  11. RECIPE without CEMOE_CMD runs `build/cemoe run RECIPE --run-dir RUN_DIR`.
 set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 SBATCH_SCRIPT="${CEMOE_SBATCH_SCRIPT:-$HERE/../../launch/slurm.sbatch}"
@@ -101,7 +101,7 @@ check 6 "exit 2 ($rc), 0 mpirun, 0 sbatch, 'set RECIPE' logged" $([ $rc = 2 ] &&
 
 # 11. RECIPE without CEMOE_CMD runs the trainer on it, in the run folder the script watches.
 CMD_OVERRIDE="" run recipe_default "done"; wait $PID; rc=$?
-check 11 "mpirun runs 'build/cemoe train recipes/x.textproto --run-dir RUN_DIR'" $(grep -q "^build/cemoe train recipes/x.textproto --run-dir $WORK/recipe_default\$" "$WORK/recipe_default.mpirun"; echo $?)
+check 11 "mpirun runs 'build/cemoe run recipes/x.textproto --run-dir RUN_DIR'" $(grep -q "^build/cemoe run recipes/x.textproto --run-dir $WORK/recipe_default\$" "$WORK/recipe_default.mpirun"; echo $?)
 
 run early "early done"; wait $PID; rc=$?
 check 7 "exit 3 ($rc), 1 mpirun, 0 sbatch, 'before its first step' logged" $([ $rc = 3 ] && [ "$(count "$WORK/early.mpirun")" = 1 ] && [ "$(count "$WORK/early.sbatch")" = 0 ] && grep -q "failed before its first step" "$WORK/early.log"; echo $?)

@@ -23,6 +23,7 @@
 #include "parallel/process_groups.h"
 #include "trainer/cli/checks.h"
 #include "trainer/cli/commands.h"
+#include "trainer/cli/eval_stage.h"
 #include "trainer/cli/model_options.h"
 #include "trainer/config/recipe_loader.h"
 #include "trainer/sft/checkpoint.h"
@@ -48,6 +49,10 @@ struct EvalOptions : ModelOptions {
   bool latency = false;
   int64_t latency_batch = 8, latency_input = 32, latency_new = 128, latency_warmup = 10,
           latency_iters = 30;
+  // `cemoe run` (RunRecipeEval): a model folder instead of eval.model, the row's stage and
+  // label, and whether tasks with a summary.json already are skipped.
+  std::string model_override, stage_override, label_override;
+  bool skip_done = false;
 };
 
 // A one-line bar on a terminal ("\r" redraw), one line per 10 % otherwise; rank 0 only.
@@ -197,7 +202,14 @@ EvalPlan PlanFromRecipe(EvalOptions& opt) {
   opt.chat = ev.chat && config.data.chat_template != "plain";
   opt.chat_template = config.data.chat_template;
   opt.label = ev.label;
-  if (ev.model == "pretrained") {
+  opt.latency_iters = ev.latency_iters;
+  opt.latency_warmup = ev.latency_warmup;
+  if (!opt.model_override.empty()) {
+    // An exported row (`cemoe run`): the folder's own routing, as trained.
+    opt.model = opt.model_override;
+    opt.stage = config.distill.enabled() ? "distill" : "sft";
+    if (opt.label.empty()) opt.label = config.name;
+  } else if (ev.model == "pretrained") {
     opt.model = config.model.path;  // its own routing: the table's Pretrained row
     opt.stage = "pretrained";
     if (opt.label.empty()) opt.label = "Pretrained";
@@ -221,6 +233,8 @@ EvalPlan PlanFromRecipe(EvalOptions& opt) {
     }
     if (opt.label.empty()) opt.label = config.name;
   }
+  if (!opt.stage_override.empty()) opt.stage = opt.stage_override;
+  if (!opt.label_override.empty()) opt.label = opt.label_override;
   for (const EvalTask& e : ev.task) plan.tasks.push_back(ToTaskOptions(e, opt));
   return plan;
 }
@@ -253,7 +267,17 @@ void RunEval(EvalOptions& opt) {
   InferenceSession engine(io, groups, session.local_rank());
   const nlohmann::json info = ModelInfo(opt, engine);
   if (root) std::cout << "eval: " << engine.Describe() << "\n" << std::flush;
+  // With skip_done, a result already in the run folder is kept (world rank 0 decides for all).
+  const auto done = [&](const std::string& task) {
+    const std::filesystem::path summary =
+        std::filesystem::path(opt.out) / "eval" / task / "summary.json";
+    const bool here = opt.skip_done && root && std::filesystem::is_regular_file(summary);
+    const bool skip = BroadcastString(groups, here ? "1" : "0", 0) == "1";
+    if (skip && root) std::cout << fmt::format("{}: done ({}), not recomputed\n", task, summary.string());
+    return skip;
+  };
   for (TaskOptions& t : plan.tasks) {
+    if (done(t.task)) continue;
     t.batch_size = opt.batch_size * groups.world_size();  // every rank gets batch_size rows
     const TaskResult result = RunTask(t, engine, MakeProgress(t.task, root));
     if (!root) continue;
@@ -264,13 +288,25 @@ void RunEval(EvalOptions& opt) {
     for (const std::string& note : result.notes) std::cout << "  note: " << note << "\n";
     std::cout << std::flush;
   }
-  if (opt.latency) {
+  if (opt.latency && !done("latency")) {
     MeasureLatency(opt, engine, groups,
                    (std::filesystem::path(opt.out) / "eval" / "latency").string(), info);
   }
 }
 
 }  // namespace
+
+void RunRecipeEval(const RecipeEvalRequest& request) {
+  EvalOptions opt;
+  opt.recipe = request.recipe;
+  opt.overrides = request.overrides;
+  opt.run_dir = request.run_dir;
+  opt.model_override = request.model;
+  opt.stage_override = request.stage;
+  opt.label_override = request.label;
+  opt.skip_done = request.skip_done;
+  RunEval(opt);
+}
 
 void AddEvalCommand(CLI::App& app) {
   auto opt = std::make_shared<EvalOptions>();

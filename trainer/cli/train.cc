@@ -114,7 +114,7 @@ void PrintEstimate(const TrainOptions& opt) {
 
 namespace {
 
-void AddRunCommand(CLI::App& app, const std::string& name, const std::string& help,
+void AddTrainLikeCommand(CLI::App& app, const std::string& name, const std::string& help,
                    bool require_teacher) {
   auto opt = std::make_shared<TrainOptions>();
   opt->require_teacher = require_teacher;
@@ -150,11 +150,11 @@ void AddRunCommand(CLI::App& app, const std::string& name, const std::string& he
 
 // Registers `cemoe train` and `cemoe distill`.
 void AddTrainCommand(CLI::App& app) {
-  AddRunCommand(app, "train",
+  AddTrainLikeCommand(app, "train",
                 "Supervised fine-tuning from a recipe (recipes/<family>/<experiment>.textproto); "
                 "distils when the recipe names distill.teacher",
                 false);
-  AddRunCommand(app, "distill",
+  AddTrainLikeCommand(app, "distill",
                 "Distillation into compressed experts: `train` for a recipe that must name "
                 "distill.teacher",
                 true);

@@ -53,6 +53,8 @@ void FillDependentDefaults(RunConfig* c, const std::string& path) {
     } else if (s.format == "instruction") {
       if (s.prompt_field.empty()) s.prompt_field = "instruction";
       if (s.completion_field.empty()) s.completion_field = "output";
+    } else if (s.format == "text") {
+      if (s.completion_field.empty()) s.completion_field = "text";
     }
   }
 }

@@ -160,6 +160,27 @@ RunConfig RunConfigFromRecipe(const recipe::Recipe& r) {
   CEMOE_TAKE(c.eval, ev, label);
   CEMOE_TAKE(c.eval, ev, latency);
   CEMOE_TAKE(c.eval, ev, seed);
+  CEMOE_TAKE(c.eval, ev, latency_iters);
+  CEMOE_TAKE(c.eval, ev, latency_warmup);
+
+  const recipe::PipelineSpec& pl = r.pipeline();
+  for (const recipe::PipelineRowSpec& w : pl.row()) {
+    PipelineRow row;
+    CEMOE_TAKE(row, w, name);
+    CEMOE_TAKE(row, w, label);
+    CEMOE_TAKE(row, w, recipe);
+    row.set.assign(w.set().begin(), w.set().end());
+    CEMOE_TAKE(row, w, train);
+    c.pipeline.row.push_back(row);
+  }
+  const recipe::SynthSpec& sy = pl.synth();
+  CEMOE_TAKE(c.pipeline.synth, sy, out);
+  CEMOE_TAKE(c.pipeline.synth, sy, seed);
+  CEMOE_TAKE(c.pipeline.synth, sy, pretrain_docs);
+  CEMOE_TAKE(c.pipeline.synth, sy, sft_examples);
+  CEMOE_TAKE(c.pipeline.synth, sy, eval_examples);
+  CEMOE_TAKE(c.pipeline, pl, baseline);
+  CEMOE_TAKE(c.pipeline, pl, humaneval_metric);
 
   const recipe::DistillSpec& x = r.distill();
   CEMOE_TAKE(c.distill, x, teacher);
@@ -279,6 +300,26 @@ recipe::Recipe RecipeFromRunConfig(const RunConfig& c) {
   CEMOE_PUT(ev, c.eval, label);
   CEMOE_PUT(ev, c.eval, latency);
   CEMOE_PUT(ev, c.eval, seed);
+  CEMOE_PUT(ev, c.eval, latency_iters);
+  CEMOE_PUT(ev, c.eval, latency_warmup);
+
+  recipe::PipelineSpec* pl = r.mutable_pipeline();
+  for (const PipelineRow& row : c.pipeline.row) {
+    recipe::PipelineRowSpec* w = pl->add_row();
+    CEMOE_PUT(w, row, name);
+    CEMOE_PUT(w, row, label);
+    CEMOE_PUT(w, row, recipe);
+    for (const std::string& v : row.set) w->add_set(v);
+    CEMOE_PUT(w, row, train);
+  }
+  recipe::SynthSpec* sy = pl->mutable_synth();
+  CEMOE_PUT(sy, c.pipeline.synth, out);
+  CEMOE_PUT(sy, c.pipeline.synth, seed);
+  CEMOE_PUT(sy, c.pipeline.synth, pretrain_docs);
+  CEMOE_PUT(sy, c.pipeline.synth, sft_examples);
+  CEMOE_PUT(sy, c.pipeline.synth, eval_examples);
+  CEMOE_PUT(pl, c.pipeline, baseline);
+  CEMOE_PUT(pl, c.pipeline, humaneval_metric);
 
   recipe::DistillSpec* x = r.mutable_distill();
   CEMOE_PUT(x, c.distill, teacher);

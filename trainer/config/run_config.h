@@ -28,6 +28,8 @@ struct ModelSection {
 //   "prompt_completion": `prompt_field` and `completion_field` strings
 //   "instruction": `prompt_field` (default "instruction") and `completion_field` (default
 //                  "output"; Magicoder: "response"), with optional `system_field`
+//   "text":        one document under `completion_field` (default "text"): a single assistant
+//                  message, trained on whole (pretraining; with chat_template "plain")
 // Non-chat formats become [system?, user, assistant] messages and go through the chat template.
 struct DataSource {
   std::string path;
@@ -125,6 +127,32 @@ struct EvalSection {
   std::string label;  // "" = the recipe's name ("Pretrained" for model "pretrained")
   bool latency = true;
   int64_t seed = 0;
+  int64_t latency_iters = 30;   // the paper's protocol: 10 warm-up, then the mean of 30
+  int64_t latency_warmup = 10;
+};
+
+// `cemoe run` (docs/pipeline.md): one row of a paper table.
+struct PipelineRow {
+  std::string name;              // RUN_DIR/<name>/
+  std::string label;             // "" = the row recipe's eval.label, else name
+  std::string recipe;            // "" = the recipe holding the pipeline
+  std::vector<std::string> set;  // overrides; "@ROW" values = that row's exported model
+  bool train = true;             // false: evaluate model.path as it is (Pretrained)
+};
+
+struct SynthSection {
+  std::string out;  // "" = none
+  int64_t seed = 0;
+  int64_t pretrain_docs = 0;  // 0 = the generator's default
+  int64_t sft_examples = 0;
+  int64_t eval_examples = 0;
+};
+
+struct PipelineSection {
+  std::vector<PipelineRow> row;  // empty = the recipe itself is the one row
+  SynthSection synth;
+  std::string baseline;          // a row name; "" = the report's default
+  std::string humaneval_metric;  // "pass@K"; "" = each summary's primary metric
 };
 
 struct ParallelSection {
@@ -164,6 +192,7 @@ struct RunConfig {
   MoeSection moe;
   DistillSection distill;
   EvalSection eval;
+  PipelineSection pipeline;
   std::string source;     // the recipe file, for messages (set by the loader; not a recipe field)
 };
 

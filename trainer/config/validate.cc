@@ -150,7 +150,7 @@ void Validate(const RunConfig& c, const ValidateOptions& options) {
     const std::string at = fmt::format("data.train[{}]", i);
     NotEmpty(p, at + ".path", s.path, "must name a JSONL file");
     if (!s.path.empty() && options.check_data_files) CheckDataFile(p, at + ".path", s.path);
-    OneOf(p, at + ".format", s.format, {"messages", "prompt_completion", "instruction"});
+    OneOf(p, at + ".format", s.format, {"messages", "prompt_completion", "instruction", "text"});
     if (s.format == "messages") {
       NotEmpty(p, at + ".messages_field", s.messages_field);
       if (!s.system_field.empty()) {
@@ -161,6 +161,11 @@ void Validate(const RunConfig& c, const ValidateOptions& options) {
     } else if (s.format == "prompt_completion" || s.format == "instruction") {
       NotEmpty(p, at + ".prompt_field", s.prompt_field);
       NotEmpty(p, at + ".completion_field", s.completion_field);
+    } else if (s.format == "text") {
+      NotEmpty(p, at + ".completion_field", s.completion_field);
+      if (!s.system_field.empty()) {
+        p.Add(at + ".system_field", s.system_field, "not for format \"text\" (a plain document)");
+      }
     }
   }
   OneOf(p, "data.chat_template", c.data.chat_template,
@@ -268,6 +273,53 @@ void Validate(const RunConfig& c, const ValidateOptions& options) {
   }
   NotEmpty(p, "eval.model", c.eval.model, "must be \"final\", \"pretrained\" or a model folder");
   AtLeast(p, "eval.batch_size", c.eval.batch_size, int64_t{1});
+  AtLeast(p, "eval.latency_iters", c.eval.latency_iters, int64_t{1});
+  AtLeast(p, "eval.latency_warmup", c.eval.latency_warmup, int64_t{0});
+
+  // pipeline (`cemoe run`, docs/pipeline.md)
+  std::vector<std::string> row_names;
+  for (size_t i = 0; i < c.pipeline.row.size(); ++i) {
+    const PipelineRow& row = c.pipeline.row[i];
+    const std::string at = fmt::format("pipeline.row[{}]", i);
+    if (row.name.empty() ||
+        row.name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                   "0123456789-_.") != std::string::npos ||
+        row.name == "." || row.name == ".." || row.name == "report") {
+      p.Add(at + ".name", row.name,
+            "must be a folder name of letters, digits, '-', '_' and '.' (not \".\", \"..\", "
+            "\"report\")");
+    } else if (std::find(row_names.begin(), row_names.end(), row.name) != row_names.end()) {
+      p.Add(at + ".name", row.name, "names an earlier row too: row names must be unique");
+    }
+    for (size_t k = 0; k < row.set.size(); ++k) {
+      const std::string& v = row.set[k];
+      const size_t eq = v.find('=');
+      if (eq == std::string::npos || eq == 0) {
+        p.Add(fmt::format("{}.set[{}]", at, k), v, "must be field.path=value");
+        continue;
+      }
+      const std::string value = v.substr(eq + 1);
+      if (!value.empty() && value[0] == '@' &&
+          std::find(row_names.begin(), row_names.end(), value.substr(1)) == row_names.end()) {
+        p.Add(fmt::format("{}.set[{}]", at, k), v,
+              "refers to a row that does not come before this one (\"@ROW\" is an earlier "
+              "row's exported model)");
+      }
+    }
+    row_names.push_back(row.name);
+  }
+  if (!c.pipeline.baseline.empty() &&
+      std::find(row_names.begin(), row_names.end(), c.pipeline.baseline) == row_names.end()) {
+    p.Add("pipeline.baseline", c.pipeline.baseline, "names no pipeline.row");
+  }
+  const std::string& he = c.pipeline.humaneval_metric;
+  if (!he.empty() && (he.size() <= 5 || he.rfind("pass@", 0) != 0 ||
+                      he.find_first_not_of("0123456789", 5) != std::string::npos)) {
+    p.Add("pipeline.humaneval_metric", he, "must be pass@K (pass@1, pass@10) or \"\"");
+  }
+  AtLeast(p, "pipeline.synth.pretrain_docs", c.pipeline.synth.pretrain_docs, int64_t{0});
+  AtLeast(p, "pipeline.synth.sft_examples", c.pipeline.synth.sft_examples, int64_t{0});
+  AtLeast(p, "pipeline.synth.eval_examples", c.pipeline.synth.eval_examples, int64_t{0});
 
   p.Throw();
 }

@@ -58,6 +58,11 @@ constexpr BuiltinTemplate kBuiltins[] = {
      "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
      "{% endfor %}"
      "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"},
+    // No template: the messages' texts concatenated, EOS after each assistant text (so packed
+    // pretraining documents, format "text", end in EOS as a tokenizer's post-processor would).
+    {"plain",
+     "{{ bos_token }}{% for message in messages %}{{ message['content'] }}"
+     "{% if message['role'] == 'assistant' %}{{ eos_token }}{% endif %}{% endfor %}"},
 };
 
 std::string ReadTextFile(const fs::path& path, const std::string& what) {

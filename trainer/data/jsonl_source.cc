@@ -77,6 +77,11 @@ std::vector<ChatMessage> PairOf(const json& obj, const SourceFields& f, const st
       }
     }
   }
+  if (f.format == "text") {  // one document: all of it is the assistant's (the loss covers it)
+    out.push_back({"assistant", StringField(obj, f.completion_field,
+                                            f.recipe_field + ".completion_field", where)});
+    return out;
+  }
   out.push_back(
       {"user", StringField(obj, f.prompt_field, f.recipe_field + ".prompt_field", where)});
   out.push_back({"assistant", StringField(obj, f.completion_field,
@@ -102,9 +107,12 @@ SourceFields ResolveSourceFields(const DataSource& source, size_t index) {
   } else if (f.format == "instruction") {
     if (f.prompt_field.empty()) f.prompt_field = "instruction";
     if (f.completion_field.empty()) f.completion_field = "output";
+  } else if (f.format == "text") {
+    if (f.completion_field.empty()) f.completion_field = "text";
   } else {
     CEMOE_CHECK(f.format == "messages",
-                "{}.format (\"{}\") must be \"messages\", \"prompt_completion\" or \"instruction\"",
+                "{}.format (\"{}\") must be \"messages\", \"prompt_completion\", "
+                "\"instruction\" or \"text\"",
                 f.recipe_field, Excerpt(f.format, 60));
   }
   return f;

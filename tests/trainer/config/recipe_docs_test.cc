@@ -98,6 +98,7 @@ TEST(RecipeDocs, DefaultsMatchRunConfig) {
   RunConfig defaults;
   defaults.data.train.emplace_back();
   defaults.eval.task.emplace_back();
+  defaults.pipeline.row.emplace_back();
   const recipe::Recipe resolved = RecipeFromRunConfig(defaults);
   // Defaults that depend on other values or are required: the docs say so in words.
   const std::set<std::string> in_words = {"name",
@@ -107,7 +108,8 @@ TEST(RecipeDocs, DefaultsMatchRunConfig) {
                                           "data.train[].prompt_field",
                                           "data.train[].completion_field",
                                           "eval.task[].name",
-                                          "eval.task[].data"};
+                                          "eval.task[].data",
+                                          "pipeline.row[].name"};
   google::protobuf::TextFormat::Printer printer;
   int compared = 0;
   std::function<void(const Message&, const std::string&)> walk = [&](const Message& m,

@@ -10,10 +10,12 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 
 #include "model/check.h"
+#include "trainer/config/pipeline_plan.h"
 #include "trainer/config/recipe_loader.h"
 #include "trainer/config/recipe_proto.h"
 #include "trainer/config/validate.h"
@@ -38,6 +40,11 @@ ModelFacts FactsFor(const std::string& model_path) {
       {"models/Phi-3.5-MoE-instruct", {"phimoe", 16, 2}},
       {"runs/tiny-olmoe", {"olmoe", 8, 4}},
       {"runs/tiny-phimoe", {"phimoe", 4, 2}},
+      // The tiny default models (recipes/tiny/models/, recipes/tiny/pretrain/*_config.json).
+      {"recipes/tiny/models/olmoe", {"olmoe", 16, 4}},
+      {"recipes/tiny/models/phimoe", {"phimoe", 16, 2}},
+      {"runs/tiny/olmoe-init", {"olmoe", 16, 4}},
+      {"runs/tiny/phimoe-init", {"phimoe", 16, 2}},
       // Teachers of the distillation recipes: the exported Top-k SFT runs (no CE).
       {"models/olmoe-top8-sft-tulu3", {"olmoe", 64, 8}},
       {"models/phimoe-top2-sft-tulu3", {"phimoe", 16, 2}},
@@ -60,12 +67,14 @@ class RecipesTest : public ::testing::Test {
   }
   void TearDown() override { fs::current_path(old_cwd_); }
 
-  // Every recipe, as a path relative to the repository root, sorted.
-  static std::vector<std::string> Recipes() {
+  // Every recipe, as a path relative to the repository root, sorted; `tables`: only those
+  // with pipeline rows (`cemoe run`'s tables), or only those without.
+  static std::vector<std::string> Recipes(std::optional<bool> tables = std::nullopt) {
     std::vector<std::string> out;
     for (const auto& entry : fs::recursive_directory_iterator("recipes")) {
       if (entry.is_regular_file() && entry.path().extension() == ".textproto") {
-        out.push_back(entry.path().string());
+        const bool table = ReadText(entry.path()).find("\npipeline {") != std::string::npos;
+        if (!tables || *tables == table) out.push_back(entry.path().string());
       }
     }
     std::sort(out.begin(), out.end());
@@ -84,8 +93,10 @@ TEST_F(RecipesTest, EveryRecipeLoadsAndPassesEveryRule) {
     const std::string family = fs::path(path).parent_path().filename().string();
     ++per_family[family];
     ValidateOptions options;
-    options.check_model_folder = false;           // downloaded or made by cemoe init
-    options.check_data_files = family == "tiny";  // shipped only for the tiny recipes
+    options.check_model_folder = false;  // downloaded or made by cemoe init
+    // Shipped only for the tiny recipes (runs/tiny/data is made by `cemoe data synth`).
+    options.check_data_files =
+        family == "tiny" && ReadText(path).find("runs/tiny/data/") == std::string::npos;
     try {
       const RunConfig c = LoadRecipe(path, {}, "", options);
       const int world = c.parallel.ep * (c.parallel.dp > 0 ? c.parallel.dp : 1);
@@ -99,9 +110,9 @@ TEST_F(RecipesTest, EveryRecipeLoadsAndPassesEveryRule) {
       ADD_FAILURE() << e.what();
     }
   }
-  // Without CE, with CE (joint SFT) and by distillation.
-  EXPECT_EQ(per_family["olmoe"], 8 + 5 + 1);
-  EXPECT_EQ(per_family["phimoe"], 6 + 3 + 1);
+  // Without CE, with CE (joint SFT) and by distillation; and the tables of `cemoe run`.
+  EXPECT_EQ(per_family["olmoe"], 8 + 5 + 1 + 2);
+  EXPECT_EQ(per_family["phimoe"], 6 + 3 + 1 + 1);
   EXPECT_GE(per_family["tiny"], 4);
 }
 
@@ -110,7 +121,7 @@ TEST_F(RecipesTest, EveryRecipeLoadsAndPassesEveryRule) {
 // Tulu 3) and the header every full-size recipe carries.
 TEST_F(RecipesTest, FullSizeRecipesUseThePaperSettings) {
   int checked = 0;
-  for (const std::string& path : Recipes()) {
+  for (const std::string& path : Recipes(/*tables=*/false)) {
     const std::string family = fs::path(path).parent_path().filename().string();
     if (family != "olmoe" && family != "phimoe") continue;
     SCOPED_TRACE(path);
@@ -184,20 +195,77 @@ TEST_F(RecipesTest, FullSizeRecipesUseThePaperSettings) {
   EXPECT_EQ(checked, 24);
 }
 
-// Each tiny recipe says how to make its model folder.
+// Each tiny recipe says how to make its model folder (the tables use the committed defaults).
 TEST_F(RecipesTest, TinyRecipesNameTheirInitCommand) {
-  for (const std::string& path : Recipes()) {
+  for (const std::string& path : Recipes(/*tables=*/false)) {
     if (fs::path(path).parent_path().filename() != "tiny") continue;
     SCOPED_TRACE(path);
     ValidateOptions options;
     options.check_model_folder = false;
+    options.check_data_files = false;
     const RunConfig c = LoadRecipe(path, {}, "", options);
     EXPECT_EQ(c.train.device, "cpu");
+    if (c.model.path.rfind("runs/tiny/", 0) == 0) {  // pretraining: cemoe init --config
+      EXPECT_NE(ReadText(path).find("cemoe init --config recipes/tiny/pretrain/"), std::string::npos);
+      continue;
+    }
     const std::string arch = c.model.path == "runs/tiny-phimoe" ? "phimoe" : "olmoe";
     EXPECT_NE(
         ReadText(path).find("cemoe init --arch " + arch + " --preset tiny --out " + c.model.path),
         std::string::npos);
   }
+}
+
+}  // namespace
+}  // namespace cemoe
+
+namespace cemoe {
+namespace {
+
+// The tables of `cemoe run` (docs/pipeline.md): every row's recipe loads with the row's
+// overrides and passes every rule, "@ROW" teachers are the table's own full-top-k SFT row, and the
+// rows are the paper's (Pretrained, full top-k SFT, half top-k SFT, with CE; distilled).
+TEST_F(RecipesTest, TablesRunThePapersRows) {
+  std::map<std::string, std::vector<std::string>> labels;
+  for (const std::string& path : Recipes(/*tables=*/true)) {
+    SCOPED_TRACE(path);
+    ValidateOptions options;
+    options.check_model_folder = false;
+    options.check_data_files = false;
+    const RunConfig table = LoadRecipe(path, {}, "", options);
+    const std::vector<RowPlan> rows = PlanPipeline(table, path, {});
+    for (const RowPlan& row : rows) {
+      SCOPED_TRACE(row.name);
+      labels[path].push_back(row.label);
+      const RunConfig c = LoadRecipe(row.recipe, row.overrides, "", options);
+      const int world = c.parallel.ep * (c.parallel.dp > 0 ? c.parallel.dp : 1);
+      ValidateForWorld(c, world);
+      const bool ref = c.model.path.find("/export") != std::string::npos;
+      if (!ref) ValidateForModel(c, FactsFor(c.model.path));
+      EXPECT_EQ(c.distill.enabled(), row.name.find("distill") != std::string::npos);
+      if (c.distill.enabled()) {
+        EXPECT_EQ(c.distill.teacher, RowExportDir(table.run_dir, rows[1].name));
+        EXPECT_EQ(c.model.path, c.distill.teacher);
+      }
+      EXPECT_EQ(row.train, row.name != "pretrained");
+      EXPECT_FALSE(c.eval.task.empty());
+    }
+    EXPECT_EQ(table.pipeline.baseline, rows.at(1).name);
+  }
+  using V = std::vector<std::string>;
+  EXPECT_EQ(labels["recipes/olmoe/table4.textproto"],
+            (V{"Pretrained", "Top-8 SFT", "Top-4 SFT", "Top-4 SFT w/ CE", "Top-4 w/ CE, distilled"}));
+  EXPECT_EQ(labels["recipes/phimoe/table3.textproto"],
+            (V{"Pretrained", "Top-2 SFT", "Top-1 SFT", "Top-1 SFT w/ CE", "Top-1 w/ CE, distilled"}));
+  EXPECT_EQ(labels["recipes/olmoe/table1.textproto"],
+            (V{"Pretrained", "Top-8", "Top-4", "Top-4 w/ CE", "Top-2", "Top-2 w/ CE", "Top-1",
+               "Top-1 w/ CE"}));
+  EXPECT_EQ(labels["recipes/tiny/table4.textproto"],
+            (V{"Pretrained (top-4)", "Top-4 SFT", "Top-2 SFT", "Top-2 SFT w/ CE",
+               "Top-2 w/ CE, distilled"}));
+  EXPECT_EQ(labels["recipes/tiny/table3.textproto"],
+            (V{"Pretrained (top-2)", "Top-2 SFT", "Top-1 SFT", "Top-1 SFT w/ CE",
+               "Top-1 w/ CE, distilled"}));
 }
 
 }  // namespace

@@ -148,6 +148,21 @@ TEST(JsonlSource, PromptCompletionAndInstructionDefaultsAndMappings) {
                                       "must be a string, got 5"));
 }
 
+// Pretraining documents: {"text": ...} -> one assistant message; another key via completion_field.
+TEST(JsonlSource, TextFormatIsOneAssistantMessage) {
+  TempDir dir;
+  const std::string docs = dir / "docs.jsonl";
+  WriteFile(docs, R"({"text": "Once upon a time."})"
+                  "\n"
+                  R"({"body": "x"})"
+                  "\n");
+  const ReadResult r = Read(Source(docs, "text"), /*first_turn_only=*/false, /*skip=*/true);
+  ASSERT_EQ(r.conversations.size(), 1u);
+  EXPECT_EQ(r.conversations[0], (Conversation{{"assistant", "Once upon a time."}}));
+  EXPECT_THAT(ReadError(Source(docs, "text")),
+              HasSubstr("docs.jsonl:2: missing field \"text\" (data.train[0].completion_field)"));
+}
+
 TEST(JsonlSource, ResolveSourceFieldsDefaultsAndBadFormat) {
   DataSource s = Source("x.jsonl", "instruction");
   SourceFields f = ResolveSourceFields(s, 3);
@@ -158,13 +173,16 @@ TEST(JsonlSource, ResolveSourceFieldsDefaultsAndBadFormat) {
   f = ResolveSourceFields(s, 0);
   EXPECT_EQ(f.prompt_field, "prompt");
   EXPECT_EQ(f.completion_field, "completion");
+  s.format = "text";
+  f = ResolveSourceFields(s, 0);
+  EXPECT_EQ(f.completion_field, "text");
   s.format = "csv";
   try {
     ResolveSourceFields(s, 2);
     FAIL() << "expected an error";
   } catch (const Error& e) {
     EXPECT_THAT(e.what(), HasSubstr("data.train[2].format (\"csv\") must be \"messages\", "
-                                    "\"prompt_completion\" or \"instruction\""));
+                                    "\"prompt_completion\", \"instruction\" or \"text\""));
   }
 }
 

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "model/check.h"
+#include "trainer/data/chat_template.h"
 #include "tests/trainer/data/data_test_util.h"
 
 namespace cemoe {
@@ -72,6 +73,20 @@ TEST_F(TokenizedExampleTest, TruncatesToMaxLengthAndReportsNoLossWhenAssistantIs
   EXPECT_TRUE(ex.truncated);
   EXPECT_EQ(ex.num_loss_tokens, 0);
   EXPECT_THROW(TokenizeConversation(conv, renderer_, tok_, {1, false}), Error);
+}
+
+// Pretraining: format "text" gives one assistant message; the "plain" template renders it as is
+// followed by EOS, so every token but the first is a target and the document ends in EOS.
+TEST_F(TokenizedExampleTest, PlainTemplateTrainsOnAWholeDocumentEndingInEos) {
+  const ChatTemplate plain = ChatTemplate::Builtin("plain", "", "<|end|>");
+  const TokenizedExample ex = TokenizeConversation({{"assistant", "ab c"}}, plain, tok_, {4096, false});
+  EXPECT_EQ(Widen(ex.tokens), (std::vector<int64_t>{Id('a'), Id('b'), Id(' '), Id('c'), kEndId}));
+  EXPECT_EQ(Mask(ex.loss_mask), (std::vector<int>{0, 1, 1, 1, 1}));
+  // A prompt (format prompt_completion with "plain") is concatenated and not trained on.
+  const TokenizedExample pc =
+      TokenizeConversation({{"user", "q"}, {"assistant", "a"}}, plain, tok_, {4096, false});
+  EXPECT_EQ(Widen(pc.tokens), (std::vector<int64_t>{Id('q'), Id('a'), kEndId}));
+  EXPECT_EQ(Mask(pc.loss_mask), (std::vector<int>{0, 1, 1}));
 }
 
 }  // namespace
