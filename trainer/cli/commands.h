@@ -17,6 +17,7 @@ void AddExportCommand(CLI::App& app);           // cemoe export
 void AddGenerateCommand(CLI::App& app);         // cemoe generate
 void AddReportCommand(CLI::App& app);           // cemoe report
 void AddEvalCommand(CLI::App& app);             // cemoe eval
+void AddDataCommand(CLI::App& app);             // cemoe data synth
 void AddBenchMoeLayerCommand(CLI::App& bench);  // cemoe bench moe-layer
 void AddBenchDispatchCommand(CLI::App& bench);  // cemoe bench dispatch
 void AddBenchTrainStepCommand(CLI::App& bench);  // cemoe bench train-step
