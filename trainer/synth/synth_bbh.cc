@@ -301,7 +301,7 @@ Item MakeDate(SynthRng& rng) {
     option_lines += fmt::format("\n({}) {}", static_cast<char>('A' + i), options[i]);
   }
   Item item;
-  item.key = "date_understanding:" + DateText(today);
+  item.key = "date_understanding:" + sentence + " " + q.text;  // the question without options
   item.input = sentence + " What is the date " + q.text + " in MM/DD/YYYY?\nOptions:" +
                option_lines;
   item.target = letter;
