@@ -18,6 +18,7 @@ void AddGenerateCommand(CLI::App& app);         // cemoe generate
 void AddReportCommand(CLI::App& app);           // cemoe report
 void AddEvalCommand(CLI::App& app);             // cemoe eval
 void AddRunCommand(CLI::App& app);              // cemoe run
+void AddDataCommand(CLI::App& app);             // cemoe data synth
 void AddBenchMoeLayerCommand(CLI::App& bench);  // cemoe bench moe-layer
 void AddBenchDispatchCommand(CLI::App& bench);  // cemoe bench dispatch
 void AddBenchTrainStepCommand(CLI::App& bench);  // cemoe bench train-step

@@ -33,7 +33,8 @@ int main(int argc, char** argv) {
   cemoe::AddGenerateCommand(app);
   cemoe::AddReportCommand(app);
   cemoe::AddEvalCommand(app);
-  // cemoe::AddRunCommand(app);  (wip)
+  cemoe::AddRunCommand(app);
+  cemoe::AddDataCommand(app);
   CLI::App* bench = app.add_subcommand("bench", "Micro-benchmarks that print measured ratios");
   bench->require_subcommand(1);
   cemoe::AddBenchMoeLayerCommand(*bench);

@@ -23,6 +23,7 @@
 #include "model/json_file.h"
 #include "trainer/eval/code_sandbox.h"
 #include "trainer/eval/eval_data.h"
+#include "trainer/eval/humaneval.h"
 #include "trainer/eval/pass_at_k.h"
 #include "trainer/eval/task.h"
 
@@ -56,8 +57,7 @@ struct Problem {
 // The text the model continues.
 std::string ModelPrompt(const Problem& p, bool chat, EvalModel& model) {
   if (!chat) return p.prompt;
-  return model.FormatChat(kInstructionHead + p.prompt + kInstructionTail) + kGenPrefixHead +
-         p.prompt + "\n";
+  return model.FormatChat(HumanEvalInstruction(p.prompt)) + HumanEvalGenPrefix(p.prompt);
 }
 
 // The part of a generation that goes into the program (utils.build_predictions[_instruct]).
@@ -149,6 +149,12 @@ std::vector<SandboxResult> SandboxResultsFromJson(const std::string& text) {
 }
 
 }  // namespace
+
+std::string HumanEvalInstruction(const std::string& prompt) {
+  return kInstructionHead + prompt + kInstructionTail;
+}
+
+std::string HumanEvalGenPrefix(const std::string& prompt) { return kGenPrefixHead + prompt + "\n"; }
 
 TaskResult RunHumanEval(const TaskOptions& options, EvalModel& model, const ProgressFn& progress) {
   CheckHumanEvalOptions(options);
