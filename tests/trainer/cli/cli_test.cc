@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "model/config.h"
 #include "model/hf_checkpoint.h"
 #include "model/safetensors.h"
 #include "tests/cli_runner.h"
@@ -109,6 +110,44 @@ TEST_F(CliTest, InitThenLogitsEqualsTheLibraryAndHonoursTopK) {
       EXPECT_TRUE(at::equal(logits, ref)) << arch << " top-k " << k;
     }
   }
+}
+
+// --config: the shapes of a config.json (the tiny default's pretraining configs); --tokenizer:
+// its tokenizer files copied in; the folder loads with those shapes.
+TEST_F(CliTest, InitFromAConfigFileWithATokenizerFolder) {
+  const char* source = std::getenv("CEMOE_SOURCE_DIR");
+  ASSERT_NE(source, nullptr);
+  fs::create_directories(P("tok"));
+  std::ofstream(P("tok/tokenizer.json")) << kTinyTokenizer;
+  std::ofstream(P("tok/generation_config.json")) << R"({"eos_token_id": [2, 0]})";
+  for (const std::string arch : {"olmoe", "phimoe"}) {
+    const std::string config =
+        std::string(source) + "/recipes/tiny/pretrain/" + arch + "_config.json";
+    Result init = RunCemoe("init --config " + config + " --tokenizer " + P("tok") +
+                           " --seed 1 --out " + P(arch));
+    ASSERT_EQ(init.code, 0) << init.output;
+    const ModelConfig c = LoadModelConfig(P(arch));
+    EXPECT_EQ(c.model_type, arch);
+    EXPECT_EQ(c.vocab_size, 2048);
+    EXPECT_EQ(c.hidden_size, 128);
+    EXPECT_EQ(c.num_experts, 16);
+    EXPECT_EQ(c.num_experts_per_tok, arch == "olmoe" ? 4 : 2);
+    EXPECT_EQ(c.longrope.has_value(), arch == "phimoe");
+    EXPECT_TRUE(fs::exists(P(arch + "/tokenizer.json")));
+    EXPECT_TRUE(fs::exists(P(arch + "/generation_config.json")));
+    EXPECT_FALSE(fs::exists(P(arch + "/tokenizer_config.json")));  // none in the source
+    EXPECT_EQ(LoadHfModel(P(arch))->config().num_hidden_layers, 4);
+  }
+  Result both = RunCemoe("init --arch olmoe --config x.json --out " + P("x"));
+  EXPECT_EQ(both.code, 1);
+  EXPECT_NE(both.output.find("give --arch (with --preset) or --config, exactly one"),
+            std::string::npos)
+      << both.output;
+  Result no_tok = RunCemoe("init --arch olmoe --tokenizer " + P("missing") + " --out " + P("y"));
+  EXPECT_EQ(no_tok.code, 1);
+  EXPECT_NE(no_tok.output.find("no tokenizer.json or tokenizer_config.json there"),
+            std::string::npos)
+      << no_tok.output;
 }
 
 TEST_F(CliTest, BadInputGivesOneLineErrorAndNonZeroExit) {
