@@ -32,7 +32,13 @@ for arch in "${ARCHS[@]}"; do
     --tokenizer runs/tiny/tokenizer --seed 0 --out "runs/tiny/$arch-init"
   OMP_NUM_THREADS=1 "${MPIEXEC[@]}" build/cemoe train "recipes/tiny/pretrain_$arch.textproto"
   build/cemoe export --from "runs/tiny/pretrain-$arch" --out "recipes/tiny/models/$arch"
-  cp "runs/tiny/pretrain-$arch/metrics.jsonl" "recipes/tiny/models/$arch/pretrain_metrics.jsonl"
+  # The loss curve, with the scalars only (metrics.jsonl also holds per-expert loads).
+  python3 -c '
+import json, sys
+keep = ("step", "loss", "aux_loss", "lr", "grad_norm", "tokens", "tokens_per_s")
+rows = [json.loads(l) for l in open(sys.argv[1])]
+print("\n".join(json.dumps({k: r[k] for k in keep if k in r}) for r in rows if "step" in r))
+' "runs/tiny/pretrain-$arch/metrics.jsonl" > "recipes/tiny/models/$arch/pretrain_metrics.jsonl"
   (cd "recipes/tiny/models/$arch" && rm -f SHA256SUMS &&
    sha256sum -- * > SHA256SUMS.tmp && mv SHA256SUMS.tmp SHA256SUMS)
   echo "pretrain: $arch -> recipes/tiny/models/$arch"
