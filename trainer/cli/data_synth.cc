@@ -29,8 +29,7 @@ void AddDataCommand(CLI::App& app) {
                   "Output folder: pretrain.jsonl, sft.jsonl, eval/..., manifest.json")
       ->required();
   cmd->add_option("--seed", opt->synth.seed, "Seed of every generated file")->capture_default_str();
-  cmd->add_option("--pretrain-docs", opt->synth.pretrain_docs,
-                  "Documents in pretrain.jsonl")
+  cmd->add_option("--pretrain-docs", opt->synth.pretrain_docs, "Documents in pretrain.jsonl")
       ->capture_default_str();
   cmd->add_option("--sft-examples", opt->synth.sft_examples,
                   "Conversations in sft.jsonl (the five task families in equal shares)")

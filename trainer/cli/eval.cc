@@ -3,9 +3,9 @@
 // writing <out>/eval/<task>/records.jsonl + summary.json (and <out>/eval/latency/summary.json),
 // which `cemoe report` turns into the paper's table. `cemoe eval RECIPE` takes the tasks, the
 // model ("final": the run's latest checkpoint; "pretrained"; or a folder), the routing, device
-// and layout from the recipe (its eval section, docs/recipes.md) and writes into its run folder. One process, or expert-parallel under
-// mpirun: every rank runs the task code, the model calls are split over the ranks
-// (trainer/runtime/inference_session.h), world rank 0 writes and prints.
+// and layout from the recipe (its eval section, docs/recipes.md) and writes into its run folder.
+// One process, or expert-parallel under mpirun: every rank runs the task code, the model calls are
+// split over the ranks (trainer/runtime/inference_session.h), world rank 0 writes and prints.
 #include <fmt/format.h>
 
 #include <CLI/CLI.hpp>
@@ -26,11 +26,11 @@
 #include "trainer/cli/eval_stage.h"
 #include "trainer/cli/model_options.h"
 #include "trainer/config/recipe_loader.h"
-#include "trainer/sft/checkpoint.h"
 #include "trainer/eval/task.h"
 #include "trainer/metrics/progress.h"
 #include "trainer/runtime/inference_session.h"
 #include "trainer/runtime/latency.h"
+#include "trainer/sft/checkpoint.h"
 
 namespace cemoe {
 
@@ -62,7 +62,8 @@ ProgressFn MakeProgress(const std::string& task, bool root) {
   auto last_decile = std::make_shared<int64_t>(-1);
   const auto start = std::chrono::steady_clock::now();
   return [task, terminal, last_decile, start](int64_t done, int64_t total) {
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const double eta = done > 0 ? s / done * (total - done) : NAN;
     if (terminal) {
       const int width = 20, fill = total > 0 ? static_cast<int>(width * done / total) : width;
@@ -82,8 +83,8 @@ ProgressFn MakeProgress(const std::string& task, bool root) {
 
 nlohmann::json ModelInfo(const EvalOptions& opt, InferenceSession& engine) {
   return {{"dir", opt.model},
-          {"label", opt.label.empty() ? std::filesystem::path(opt.model).filename().string()
-                                      : opt.label},
+          {"label",
+           opt.label.empty() ? std::filesystem::path(opt.model).filename().string() : opt.label},
           {"stage", opt.stage},
           {"top_k", engine.model()->top_k()},
           {"main_experts", engine.model()->main_experts()},
@@ -111,20 +112,25 @@ void MeasureLatency(const EvalOptions& opt, InferenceSession& engine, ProcessGro
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   CEMOE_CHECK(!ec, "cannot create {}: {}", dir, ec.message());
-  const nlohmann::json summary = {
-      {"task", "latency"},
-      {"harness", "cemoe bench latency protocol (method.md 1.5)"},
-      {"primary_metric", "mean_s"},
-      {"score", mean},
-      {"metrics", {{"mean_s", mean}, {"std_s", sd},
-                   {"tokens_per_s", opt.latency_batch * opt.latency_new / mean}}},
-      {"num_examples", static_cast<int64_t>(times.size())},
-      {"model", model_info},
-      {"options", {{"batch", opt.latency_batch}, {"input_len", opt.latency_input},
-                   {"new_tokens", opt.latency_new}, {"warmup", opt.latency_warmup},
-                   {"iters", opt.latency_iters}, {"device", opt.device},
-                   {"ranks", groups.world_size()}}},
-      {"notes", nlohmann::json::array()}};
+  const nlohmann::json summary = {{"task", "latency"},
+                                  {"harness", "cemoe bench latency protocol (method.md 1.5)"},
+                                  {"primary_metric", "mean_s"},
+                                  {"score", mean},
+                                  {"metrics",
+                                   {{"mean_s", mean},
+                                    {"std_s", sd},
+                                    {"tokens_per_s", opt.latency_batch * opt.latency_new / mean}}},
+                                  {"num_examples", static_cast<int64_t>(times.size())},
+                                  {"model", model_info},
+                                  {"options",
+                                   {{"batch", opt.latency_batch},
+                                    {"input_len", opt.latency_input},
+                                    {"new_tokens", opt.latency_new},
+                                    {"warmup", opt.latency_warmup},
+                                    {"iters", opt.latency_iters},
+                                    {"device", opt.device},
+                                    {"ranks", groups.world_size()}}},
+                                  {"notes", nlohmann::json::array()}};
   WriteTextFileAtomically(dir + "/summary.json", summary.dump(2) + "\n");
   std::cout << fmt::format("latency: mean {:.4f} s (std {:.4f}) over {} iterations -> {}\n", mean,
                            sd, times.size(), dir);
@@ -217,7 +223,7 @@ EvalPlan PlanFromRecipe(EvalOptions& opt) {
     opt.top_k = config.model.top_k;
     opt.main_experts = config.moe.compressed_experts == "false"  ? 0
                        : config.moe.compressed_experts == "true" ? config.moe.main_experts
-                                                                  : -1;
+                                                                 : -1;
     opt.compressed_experts = config.moe.compressed_experts == "true" || config.distill.enabled();
     if (opt.compressed_experts && opt.main_experts <= 0) opt.main_experts = -1;
     opt.stage = config.distill.enabled() ? "distill" : "sft";
@@ -273,7 +279,9 @@ void RunEval(EvalOptions& opt) {
         std::filesystem::path(opt.out) / "eval" / task / "summary.json";
     const bool here = opt.skip_done && root && std::filesystem::is_regular_file(summary);
     const bool skip = BroadcastString(groups, here ? "1" : "0", 0) == "1";
-    if (skip && root) std::cout << fmt::format("{}: done ({}), not recomputed\n", task, summary.string());
+    if (skip && root) {
+      std::cout << fmt::format("{}: done ({}), not recomputed\n", task, summary.string());
+    }
     return skip;
   };
   for (TaskOptions& t : plan.tasks) {
@@ -325,7 +333,8 @@ void AddEvalCommand(CLI::App& app) {
   cmd->add_option("--out", opt->out,
                   "Run folder: results go to OUT/eval/<task>/ (records.jsonl, summary.json)")
       ->capture_default_str();
-  cmd->add_option("--label", opt->label, "Row name in `cemoe report` (default: the model folder's name)");
+  cmd->add_option("--label", opt->label,
+                  "Row name in `cemoe report` (default: the model folder's name)");
   cmd->add_option("--stage", opt->stage, "pretrained, sft, distill or model (for `cemoe report`)")
       ->check(CLI::IsMember({"pretrained", "sft", "distill", "model"}))
       ->capture_default_str();
@@ -351,7 +360,8 @@ void AddEvalCommand(CLI::App& app) {
   cmd->add_option("--top-p", opt->top_p, "HumanEval nucleus mass")
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
-  cmd->add_option("--seed", opt->seed, "Sampling seed (and latency prompts)")->capture_default_str();
+  cmd->add_option("--seed", opt->seed, "Sampling seed (and latency prompts)")
+      ->capture_default_str();
   cmd->add_option("--pass-at", opt->pass_at, "HumanEval: the k of pass@k (repeatable)")
       ->check(AtLeast(1));
   cmd->add_option("--timeout", opt->timeout_s, "HumanEval: wall-clock seconds per program")

@@ -40,9 +40,10 @@ void AddInitCommand(CLI::App& app) {
       ->check(CLI::IsMember({"tiny", "small", "olmoe-1b-7b", "phi-3.5-moe"}))
       ->capture_default_str();
   cmd->add_option("--seed", opt->seed, "Random seed of the initial weights")->capture_default_str();
-  cmd->add_option("--out", opt->out,
-                  "Output folder (created; tiny and small presets also get a character tokenizer.json "
-                  "and tokenizer_config.json unless the folder has its own)")
+  cmd->add_option(
+         "--out", opt->out,
+         "Output folder (created; tiny and small presets also get a character tokenizer.json "
+         "and tokenizer_config.json unless the folder has its own)")
       ->required();
   cmd->add_option("--dtype", opt->dtype, "Storage dtype of the weights: float32 or bfloat16")
       ->check(CLI::IsMember({"float32", "bfloat16"}))
@@ -54,10 +55,10 @@ void AddInitCommand(CLI::App& app) {
   cmd->callback([opt] {
     CEMOE_CHECK(opt->config.empty() != opt->arch.empty(),
                 "cemoe init: give --arch (with --preset) or --config, exactly one of them");
-    ModelConfig config = opt->config.empty()
-                             ? PresetConfig(opt->arch, opt->preset)
-                             : ParseModelConfig(ReadJsonFile(opt->config, "model config"),
-                                                opt->config);
+    ModelConfig config =
+        opt->config.empty()
+            ? PresetConfig(opt->arch, opt->preset)
+            : ParseModelConfig(ReadJsonFile(opt->config, "model config"), opt->config);
     if (!opt->config.empty()) ValidateModelConfig(config, opt->config);
     config.dtype = opt->dtype;
     const uint64_t max_shard_bytes = ParseByteSize(opt->max_shard_size, "--max-shard-size");

@@ -69,7 +69,9 @@ void CreateFolder(const fs::path& dir) {
 class Pipeline {
  public:
   Pipeline(const RunOptions& opt, MpiSession& session)
-      : opt_(opt), session_(session), groups_(session, WorldOptions()),
+      : opt_(opt),
+        session_(session),
+        groups_(session, WorldOptions()),
         start_(std::chrono::steady_clock::now()) {}
 
   void Run() {
@@ -147,9 +149,10 @@ class Pipeline {
     for (const std::string& s : all) {
       if (s != "0") {
         if (root()) {
-          std::cout << fmt::format("run: signal {} received: stopping after stage {} of {}; "
-                                   "`cemoe run` again continues from there\n",
-                                   s, stage_, total_)
+          std::cout << fmt::format(
+                           "run: signal {} received: stopping after stage {} of {}; "
+                           "`cemoe run` again continues from there\n",
+                           s, stage_, total_)
                     << std::flush;
         }
         return true;
@@ -180,11 +183,14 @@ class Pipeline {
     const fs::path dir(row.dir);
     // The row's recipe as it trains (its files checked now that earlier stages made them).
     RunConfig config = LoadRecipe(row.recipe, row.overrides, (dir / "train").string());
-    const std::string kind = !row.train ? "pretrained" : config.distill.enabled() ? "distill" : "sft";
+    const std::string kind = !row.train                 ? "pretrained"
+                             : config.distill.enabled() ? "distill"
+                                                        : "sft";
     const fs::path train_dir = dir / kind;
     config = LoadRecipe(row.recipe, row.overrides, train_dir.string());
-    const std::string label =
-        !row.label.empty() ? row.label : !config.eval.label.empty() ? config.eval.label : row.name;
+    const std::string label = !row.label.empty()           ? row.label
+                              : !config.eval.label.empty() ? config.eval.label
+                                                           : row.name;
     CheckRowRecipe(row, config);
     if (Stopped()) return std::nullopt;
     if (row.train) {
@@ -194,9 +200,10 @@ class Pipeline {
         const SftOutcome outcome = RunSft(config, session_, std::cout);
         if (!outcome.complete) {
           if (root()) {
-            std::cout << fmt::format("run: {} {} stopped at step {} of {}: `cemoe run` again "
-                                     "resumes it\n",
-                                     row.name, kind, outcome.final_step, outcome.total_steps);
+            std::cout << fmt::format(
+                "run: {} {} stopped at step {} of {}: `cemoe run` again "
+                "resumes it\n",
+                row.name, kind, outcome.final_step, outcome.total_steps);
           }
           return std::nullopt;
         }
@@ -207,12 +214,11 @@ class Pipeline {
                 root() && fs::exists(export_dir / "config.json"))) {
         if (root()) {
           const ExportResult r = ExportHfFolder(train_dir.string(), export_dir.string());
-          std::cout << fmt::format("export: top_k {}{} -> {}\n", r.top_k,
-                                   r.main_experts > 0
-                                       ? fmt::format(" ({} main + compressed experts)",
-                                                     r.main_experts)
-                                       : "",
-                                   export_dir.string());
+          std::cout << fmt::format(
+              "export: top_k {}{} -> {}\n", r.top_k,
+              r.main_experts > 0 ? fmt::format(" ({} main + compressed experts)", r.main_experts)
+                                 : "",
+              export_dir.string());
         }
         Barrier();
       }
@@ -312,8 +318,7 @@ void AddRunCommand(CLI::App& app) {
       ->required();
   cmd->add_option("--set", opt->overrides,
                   "Override a field of the recipe and of every row's recipe (field.path=value), "
-                  "after the rows' own")
-      ;
+                  "after the rows' own");
   cmd->add_option("--run-dir", opt->run_dir,
                   "Run folder (default: the recipe's run_dir, else runs/<recipe name>)");
   cmd->callback([opt] {

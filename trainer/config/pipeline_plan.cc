@@ -36,8 +36,8 @@ std::vector<RowPlan> PlanPipeline(const RunConfig& table, const std::string& rec
       std::string value = set.substr(eq + 1);
       if (!value.empty() && value[0] == '@') {
         const std::string ref = value.substr(1);
-        const bool earlier =
-            std::any_of(plans.begin(), plans.end(), [&](const RowPlan& p) { return p.name == ref; });
+        const bool earlier = std::any_of(plans.begin(), plans.end(),
+                                         [&](const RowPlan& p) { return p.name == ref; });
         CEMOE_CHECK(earlier,
                     "{}: pipeline.row[{}].set \"{}\": no earlier row is named \"{}\" (\"@ROW\" is "
                     "an earlier row's exported model)",

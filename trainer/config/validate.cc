@@ -368,8 +368,7 @@ ModelFacts ReadModelFacts(const std::string& model_folder) {
   // (model/config.h). The full checks happen when the model loads.
   if (config.contains("use_ce") && config["use_ce"].is_boolean() && config["use_ce"].get<bool>()) {
     CEMOE_CHECK(config.contains("n_ce"), "{}: \"use_ce\" is true but \"n_ce\" is missing", file);
-    facts.ce_main_experts =
-        facts.num_experts_per_tok - JsonInt64(config["n_ce"], file + " n_ce");
+    facts.ce_main_experts = facts.num_experts_per_tok - JsonInt64(config["n_ce"], file + " n_ce");
   } else if (config.contains("compressed_experts") && config["compressed_experts"].is_object()) {
     const nlohmann::json& ce = config["compressed_experts"];
     CEMOE_CHECK(ce.contains("auxiliary_experts"),

@@ -55,8 +55,8 @@ SynthData GenerateSynthData(const SynthOptions& options) {
   // 1. Evaluation files, then 2. SFT, then 3. pretraining: each split avoids the earlier ones.
   std::vector<SynthFile> eval_files;
   for (auto& task : tasks) task->MakeEval(options.seed, options.eval_examples, eval_files);
-  const std::vector<int64_t> sft_counts = SplitCount(options.sft_examples,
-                                                     std::vector<int64_t>(tasks.size(), 1));
+  const std::vector<int64_t> sft_counts =
+      SplitCount(options.sft_examples, std::vector<int64_t>(tasks.size(), 1));
   std::vector<std::vector<SftExample>> sft_parts;
   for (size_t t = 0; t < tasks.size(); ++t) {
     sft_parts.push_back(tasks[t]->MakeSft(options.seed, sft_counts[t]));
@@ -107,9 +107,8 @@ std::string SynthManifest(const SynthOptions& options, const SynthData& data) {
                   {"eval_examples", options.eval_examples}};
   nlohmann::ordered_json files = nlohmann::ordered_json::object();
   for (const SynthFile& f : data.files) {
-    files[f.path] = {{"examples", f.count},
-                     {"bytes", f.text.size()},
-                     {"content_hash", HashBytes(f.text).Hex()}};
+    files[f.path] = {
+        {"examples", f.count}, {"bytes", f.text.size()}, {"content_hash", HashBytes(f.text).Hex()}};
   }
   m["files"] = files;
   return m.dump(2) + "\n";

@@ -40,8 +40,8 @@ struct SynthOptions {
 };
 
 struct SynthData {
-  std::vector<SynthFile> files;  // every output but the manifest, in a fixed order
-  std::vector<SftExample> sft;   // the SFT examples in sft.jsonl order
+  std::vector<SynthFile> files;       // every output but the manifest, in a fixed order
+  std::vector<SftExample> sft;        // the SFT examples in sft.jsonl order
   std::vector<std::string> pretrain;  // the documents in pretrain.jsonl order
   // Per family ("gsm8k", "bbh", "truthfulqa", "ifeval", "humaneval"): the keys each split took.
   std::map<std::string, KeySet> eval_keys, sft_keys;

@@ -154,8 +154,8 @@ Item MakeBoolean(SynthRng& rng) {
   item.input = expr + " is";
   item.target = work[0];
   item.cot = Join(chain, " = ") + ". So the answer is " + item.target + ".";
-  item.prose = "The expression " + expr + " is " + item.target + " because " +
-               Join(chain, " = ") + ".";
+  item.prose =
+      "The expression " + expr + " is " + item.target + " because " + Join(chain, " = ") + ".";
   return item;
 }
 
@@ -174,10 +174,10 @@ Item MakeSorting(SynthRng& rng) {
   item.input = "Sort the following words alphabetically: List: " + Join(words, " ");
   item.target = Join(sorted, " ");
   item.cot = "The words and their first letters are " + Join(firsts, ", ") +
-             ". In alphabetical order they are " + Join(sorted, ", ") +
-             ". So the answer is " + item.target + ".";
-  item.prose = "The words " + Join(words, " ") + " in alphabetical order are " +
-               Join(sorted, " ") + ".";
+             ". In alphabetical order they are " + Join(sorted, ", ") + ". So the answer is " +
+             item.target + ".";
+  item.prose =
+      "The words " + Join(words, " ") + " in alphabetical order are " + Join(sorted, " ") + ".";
   return item;
 }
 
@@ -211,7 +211,8 @@ Item MakeDyck(SynthRng& rng) {
     item.key = "dyck_languages:" + Join(seq, " ");
     item.input =
         "Complete the rest of the sequence, making sure that the parentheses are closed "
-        "properly. Input: " + Join(seq, " ");
+        "properly. Input: " +
+        Join(seq, " ");
     item.target = Join(closing, " ");
     item.cot = "We read the input one symbol at a time and keep a stack of open brackets: " +
                Join(states, "; ") + ". The open brackets left are " + Join(stack, " ") +
@@ -265,13 +266,27 @@ Item MakeDate(SynthRng& rng) {
   DateQuery q;
   const int64_t n = rng.Range(2, 10);
   switch (rng.Below(7)) {
-    case 0: q = {"today", 0}; break;
-    case 1: q = {"tomorrow", 1}; break;
-    case 2: q = {"yesterday", -1}; break;
-    case 3: q = {"one week ago", -7}; break;
-    case 4: q = {"one week from today", 7}; break;
-    case 5: q = {fmt::format("{} days ago", n), -n}; break;
-    default: q = {fmt::format("{} days from today", n), n}; break;
+    case 0:
+      q = {"today", 0};
+      break;
+    case 1:
+      q = {"tomorrow", 1};
+      break;
+    case 2:
+      q = {"yesterday", -1};
+      break;
+    case 3:
+      q = {"one week ago", -7};
+      break;
+    case 4:
+      q = {"one week from today", 7};
+      break;
+    case 5:
+      q = {fmt::format("{} days ago", n), -n};
+      break;
+    default:
+      q = {fmt::format("{} days from today", n), n};
+      break;
   }
   if (anchor != 0 && q.delta == anchor_delta) q = {"today", 0};  // not the date given
   const std::string answer = DateText(today + q.delta);
@@ -280,8 +295,10 @@ Item MakeDate(SynthRng& rng) {
                 d = std::stoi(answer.substr(3, 2));
   std::vector<std::string> wrong = {fmt::format("{:02d}/{:02d}/{:04d}", m, d, y + 1),
                                     fmt::format("{:02d}/{:02d}/{:04d}", m, d, y - 1),
-                                    DateText(today + q.delta + 1), DateText(today + q.delta - 1),
-                                    DateText(today + q.delta + 7), anchor_date};
+                                    DateText(today + q.delta + 1),
+                                    DateText(today + q.delta - 1),
+                                    DateText(today + q.delta + 7),
+                                    anchor_date};
   if (d <= 28) {
     wrong.push_back(fmt::format("{:02d}/{:02d}/{:04d}", m == 12 ? 1 : m + 1, d, y));
     wrong.push_back(fmt::format("{:02d}/{:02d}/{:04d}", m == 1 ? 12 : m - 1, d, y));
@@ -302,15 +319,14 @@ Item MakeDate(SynthRng& rng) {
   }
   Item item;
   item.key = "date_understanding:" + sentence + " " + q.text;  // the question without options
-  item.input = sentence + " What is the date " + q.text + " in MM/DD/YYYY?\nOptions:" +
-               option_lines;
+  item.input =
+      sentence + " What is the date " + q.text + " in MM/DD/YYYY?\nOptions:" + option_lines;
   item.target = letter;
   const std::string today_text = DateText(today);
-  std::string reasoning = anchor == 0 ? "Today is " + today_text + "."
-                          : anchor == 1
-                              ? "Yesterday was " + anchor_date + ", so today is " + today_text + "."
-                              : "Tomorrow will be " + anchor_date + ", so today is " + today_text +
-                                    ".";
+  std::string reasoning =
+      anchor == 0   ? "Today is " + today_text + "."
+      : anchor == 1 ? "Yesterday was " + anchor_date + ", so today is " + today_text + "."
+                    : "Tomorrow will be " + anchor_date + ", so today is " + today_text + ".";
   if (q.delta != 0) {
     reasoning += " The date " + q.text + " is " + answer + ".";
   }
@@ -362,13 +378,15 @@ class BbhTask : public SynthTask {
       files.push_back({"eval/bbh-cot-prompts/" + sub.name + ".txt",
                        "Synthetic BIG-Bench-Hard-like " + sub.name +
                            " prompt made by cemoe data synth (not the BIG-Bench canary).\n"
-                           "-----\n" + prefix + "\n",
+                           "-----\n" +
+                           prefix + "\n",
                        3});
       SynthRng rng(seed, "bbh/" + sub.name + "/eval");
       nlohmann::ordered_json examples = nlohmann::ordered_json::array();
       for (int64_t i = 0; i < n; ++i) {
-        const Item item = DrawUnique([&] { return sub.make(rng); }, KeyOf, {}, eval_keys_,
-                                     "BBH-like " + sub.name + " evaluation examples (--eval-examples)");
+        const Item item =
+            DrawUnique([&] { return sub.make(rng); }, KeyOf, {}, eval_keys_,
+                       "BBH-like " + sub.name + " evaluation examples (--eval-examples)");
         nlohmann::ordered_json e;
         e["input"] = item.input;
         e["target"] = item.target;
@@ -388,8 +406,9 @@ class BbhTask : public SynthTask {
     for (int64_t i = 0; i < n; ++i) {
       const size_t s = static_cast<size_t>(i) % Subtasks().size();
       const Subtask& sub = Subtasks()[s];
-      const Item item = DrawUnique([&] { return sub.make(rngs[s]); }, KeyOf, {&eval_keys_},
-                                   sft_keys_, "BBH-like " + sub.name + " SFT examples (--sft-examples)");
+      const Item item =
+          DrawUnique([&] { return sub.make(rngs[s]); }, KeyOf, {&eval_keys_}, sft_keys_,
+                     "BBH-like " + sub.name + " SFT examples (--sft-examples)");
       nlohmann::ordered_json record;
       record["subtask"] = sub.name;
       record["input"] = item.input;
@@ -408,9 +427,9 @@ class BbhTask : public SynthTask {
       const Subtask& sub = Subtasks()[s];
       std::vector<std::string> parts;
       for (int k = 0; k < 3; ++k) {
-        const Item item =
-            DrawUnique([&] { return sub.make(rngs[s]); }, KeyOf, {&eval_keys_, &sft_keys_},
-                       pretrain_keys_, "BBH-like " + sub.name + " pretraining text (--pretrain-docs)");
+        const Item item = DrawUnique(
+            [&] { return sub.make(rngs[s]); }, KeyOf, {&eval_keys_, &sft_keys_}, pretrain_keys_,
+            "BBH-like " + sub.name + " pretraining text (--pretrain-docs)");
         parts.push_back(item.prose);
       }
       out.push_back(Join(parts, "\n"));

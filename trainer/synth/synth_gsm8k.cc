@@ -71,9 +71,9 @@ Problem MakeProblem(SynthRng& rng) {
           "{} has {} {}. {} has {} times as many {} as {}. How many {} do {} and {} have "
           "together?",
           a, have, x.many, b, k, x.many, a, x.many, a, b);
-      p.steps = {fmt::format("{} has {} * {} = {} {}.", b, have, k, other, x.many),
-                 fmt::format("Together they have {} + {} = {} {}.", have, other, have + other,
-                             x.many)};
+      p.steps = {
+          fmt::format("{} has {} * {} = {} {}.", b, have, k, other, x.many),
+          fmt::format("Together they have {} + {} = {} {}.", have, other, have + other, x.many)};
       p.answer = have + other;
       break;
     }
@@ -124,15 +124,16 @@ Problem MakeProblem(SynthRng& rng) {
           "{} puts {} in {} rows with {} {} in each row. {} adds {} more {}. How many {} are "
           "there in all?",
           a, x.many, rows, each, x.many, b, more, x.many, x.many);
-      p.steps = {fmt::format("{} rows of {} make {} * {} = {} {}.", rows, each, rows, each, prod,
-                             x.many),
-                 fmt::format("With {} more there are {} + {} = {} {}.", more, prod, more,
-                             prod + more, x.many)};
+      p.steps = {
+          fmt::format("{} rows of {} make {} * {} = {} {}.", rows, each, rows, each, prod, x.many),
+          fmt::format("With {} more there are {} + {} = {} {}.", more, prod, more, prod + more,
+                      x.many)};
       p.answer = prod + more;
       break;
     }
     default: {  // fewer, then more
-      const int64_t have = rng.Range(10, 70), fewer = rng.Range(2, have - 2), more = rng.Range(2, 25);
+      const int64_t have = rng.Range(10, 70), fewer = rng.Range(2, have - 2),
+                    more = rng.Range(2, 25);
       const int64_t mid = have - fewer;
       p.question = fmt::format(
           "{} has {} {}. {} has {} fewer {} than {}. {} has {} more {} than {}. How many {} does "
@@ -199,9 +200,8 @@ class Gsm8kTask : public SynthTask {
     SynthRng rng(seed, "gsm8k/sft");
     std::vector<SftExample> out;
     for (int64_t i = 0; i < n; ++i) {
-      const Problem p =
-          DrawUnique([&] { return MakeProblem(rng); }, QuestionKey, {&eval_keys_}, sft_keys_,
-                     "GSM8K-like SFT questions (--sft-examples)");
+      const Problem p = DrawUnique([&] { return MakeProblem(rng); }, QuestionKey, {&eval_keys_},
+                                   sft_keys_, "GSM8K-like SFT questions (--sft-examples)");
       nlohmann::ordered_json record;
       record["question"] = p.question;
       record["answer"] = Steps(p) + "\n#### " + std::to_string(p.answer);
@@ -217,15 +217,15 @@ class Gsm8kTask : public SynthTask {
     for (int64_t i = 0; i < n; ++i) {
       if (rng.Chance(1, 4)) {
         out.push_back(DrawUnique([&] { return EquationDoc(rng); },
-                                 [](const std::string& s) { return "eq:" + s; }, {},
-                                 pretrain_keys_, "equation documents (--pretrain-docs)"));
+                                 [](const std::string& s) { return "eq:" + s; }, {}, pretrain_keys_,
+                                 "equation documents (--pretrain-docs)"));
         continue;
       }
       const Problem p =
           DrawUnique([&] { return MakeProblem(rng); }, QuestionKey, {&eval_keys_, &sft_keys_},
                      pretrain_keys_, "GSM8K-like pretraining stories (--pretrain-docs)");
-      out.push_back(p.question + "\n" + Steps(p) + "\nThe answer is " +
-                    std::to_string(p.answer) + ".");
+      out.push_back(p.question + "\n" + Steps(p) + "\nThe answer is " + std::to_string(p.answer) +
+                    ".");
     }
     return out;
   }

@@ -30,8 +30,10 @@ struct Value {
 
 std::string Repr(const Value& v) {
   switch (v.type) {
-    case Type::kInt: return std::to_string(v.i);
-    case Type::kStr: return "'" + v.str + "'";
+    case Type::kInt:
+      return std::to_string(v.i);
+    case Type::kStr:
+      return "'" + v.str + "'";
     case Type::kList: {
       std::vector<std::string> parts;
       for (const int64_t x : v.list) parts.push_back(std::to_string(x));
@@ -50,41 +52,88 @@ int64_t Count(const std::string& s, char c) { return std::count(s.begin(), s.end
 struct Family {
   std::string id;
   Type in;
-  std::string out_type;             // Python annotation of the result
-  int64_t lo, hi;                   // parameter range (letters: 0..25 = a..z)
-  bool letter;                      // the parameter is a letter
-  std::vector<std::string> names;   // "{}" = the parameter
-  std::string doc;                  // "{a}" the argument, "{k}" the parameter
-  std::string body;                 // one line, without indentation
+  std::string out_type;            // Python annotation of the result
+  int64_t lo, hi;                  // parameter range (letters: 0..25 = a..z)
+  bool letter;                     // the parameter is a letter
+  std::vector<std::string> names;  // "{}" = the parameter
+  std::string doc;                 // "{a}" the argument, "{k}" the parameter
+  std::string body;                // one line, without indentation
   // The result of the function on `x` with parameter `k` (`c` the letter), as Python repr.
   std::string (*apply)(const Value& x, int64_t k, char c);
 };
 
 const std::vector<Family>& Families() {
   static const std::vector<Family> v = {
-      {"add", Type::kInt, "int", 1, 30, false, {"add_{}", "plus_{}"}, "Return {a} plus {k}.",
-       "return {a} + {k}", [](const Value& x, int64_t k, char) { return std::to_string(x.i + k); }},
-      {"sub", Type::kInt, "int", 1, 30, false, {"subtract_{}", "minus_{}"},
-       "Return {a} minus {k}.", "return {a} - {k}",
+      {"add",
+       Type::kInt,
+       "int",
+       1,
+       30,
+       false,
+       {"add_{}", "plus_{}"},
+       "Return {a} plus {k}.",
+       "return {a} + {k}",
+       [](const Value& x, int64_t k, char) { return std::to_string(x.i + k); }},
+      {"sub",
+       Type::kInt,
+       "int",
+       1,
+       30,
+       false,
+       {"subtract_{}", "minus_{}"},
+       "Return {a} minus {k}.",
+       "return {a} - {k}",
        [](const Value& x, int64_t k, char) { return std::to_string(x.i - k); }},
-      {"mul", Type::kInt, "int", 2, 9, false, {"times_{}", "multiply_by_{}"},
-       "Return {a} times {k}.", "return {a} * {k}",
+      {"mul",
+       Type::kInt,
+       "int",
+       2,
+       9,
+       false,
+       {"times_{}", "multiply_by_{}"},
+       "Return {a} times {k}.",
+       "return {a} * {k}",
        [](const Value& x, int64_t k, char) { return std::to_string(x.i * k); }},
-      {"divisible", Type::kInt, "bool", 2, 9, false, {"is_multiple_of_{}", "divisible_by_{}"},
-       "Return True if {a} is divisible by {k}, else False.", "return {a} % {k} == 0",
+      {"divisible",
+       Type::kInt,
+       "bool",
+       2,
+       9,
+       false,
+       {"is_multiple_of_{}", "divisible_by_{}"},
+       "Return True if {a} is divisible by {k}, else False.",
+       "return {a} % {k} == 0",
        [](const Value& x, int64_t k, char) { return ReprBool(x.i % k == 0); }},
-      {"greater", Type::kInt, "bool", 0, 40, false, {"is_greater_than_{}", "above_{}"},
-       "Return True if {a} is greater than {k}, else False.", "return {a} > {k}",
+      {"greater",
+       Type::kInt,
+       "bool",
+       0,
+       40,
+       false,
+       {"is_greater_than_{}", "above_{}"},
+       "Return True if {a} is greater than {k}, else False.",
+       "return {a} > {k}",
        [](const Value& x, int64_t k, char) { return ReprBool(x.i > k); }},
-      {"count_above", Type::kList, "int", 0, 15, false,
+      {"count_above",
+       Type::kList,
+       "int",
+       0,
+       15,
+       false,
        {"count_above_{}", "count_greater_than_{}"},
        "Return how many numbers in {a} are greater than {k}.",
        "return len([x for x in {a} if x > {k}])",
        [](const Value& x, int64_t k, char) {
-         return std::to_string(std::count_if(x.list.begin(), x.list.end(),
-                                             [k](int64_t e) { return e > k; }));
+         return std::to_string(
+             std::count_if(x.list.begin(), x.list.end(), [k](int64_t e) { return e > k; }));
        }},
-      {"sum_above", Type::kList, "int", 0, 15, false, {"sum_above_{}", "sum_greater_than_{}"},
+      {"sum_above",
+       Type::kList,
+       "int",
+       0,
+       15,
+       false,
+       {"sum_above_{}", "sum_greater_than_{}"},
        "Return the sum of the numbers in {a} that are greater than {k}.",
        "return sum(x for x in {a} if x > {k})",
        [](const Value& x, int64_t k, char) {
@@ -92,68 +141,151 @@ const std::vector<Family>& Families() {
          for (const int64_t e : x.list) s += e > k ? e : 0;
          return std::to_string(s);
        }},
-      {"count_value", Type::kList, "int", 0, 9, false, {"count_value_{}", "how_many_{}"},
-       "Return how many times {k} appears in {a}.", "return {a}.count({k})",
+      {"count_value",
+       Type::kList,
+       "int",
+       0,
+       9,
+       false,
+       {"count_value_{}", "how_many_{}"},
+       "Return how many times {k} appears in {a}.",
+       "return {a}.count({k})",
        [](const Value& x, int64_t k, char) {
          return std::to_string(std::count(x.list.begin(), x.list.end(), k));
        }},
-      {"add_each", Type::kList, "list", 1, 20, false, {"add_{}_to_each", "increase_all_by_{}"},
-       "Return a new list with {k} added to every number in {a}.", "return [x + {k} for x in {a}]",
+      {"add_each",
+       Type::kList,
+       "list",
+       1,
+       20,
+       false,
+       {"add_{}_to_each", "increase_all_by_{}"},
+       "Return a new list with {k} added to every number in {a}.",
+       "return [x + {k} for x in {a}]",
        [](const Value& x, int64_t k, char) {
          Value r = x;
          for (int64_t& e : r.list) e += k;
          return Repr(r);
        }},
-      {"first", Type::kList, "list", 1, 4, false, {"first_{}", "take_{}"},
-       "Return the first {k} numbers of {a}.", "return {a}[:{k}]",
+      {"first",
+       Type::kList,
+       "list",
+       1,
+       4,
+       false,
+       {"first_{}", "take_{}"},
+       "Return the first {k} numbers of {a}.",
+       "return {a}[:{k}]",
        [](const Value& x, int64_t k, char) {
          Value r = x;
          r.list.resize(std::min<size_t>(r.list.size(), static_cast<size_t>(k)));
          return Repr(r);
        }},
-      {"sum_list", Type::kList, "int", 0, 0, false, {"sum_list", "total_of"},
-       "Return the sum of the numbers in {a}.", "return sum({a})",
+      {"sum_list",
+       Type::kList,
+       "int",
+       0,
+       0,
+       false,
+       {"sum_list", "total_of"},
+       "Return the sum of the numbers in {a}.",
+       "return sum({a})",
        [](const Value& x, int64_t, char) {
          int64_t s = 0;
          for (const int64_t e : x.list) s += e;
          return std::to_string(s);
        }},
-      {"max_list", Type::kList, "int", 0, 0, false, {"max_list", "largest"},
-       "Return the largest number in {a}.", "return max({a})",
+      {"max_list",
+       Type::kList,
+       "int",
+       0,
+       0,
+       false,
+       {"max_list", "largest"},
+       "Return the largest number in {a}.",
+       "return max({a})",
        [](const Value& x, int64_t, char) {
          return std::to_string(*std::max_element(x.list.begin(), x.list.end()));
        }},
-      {"min_list", Type::kList, "int", 0, 0, false, {"min_list", "smallest"},
-       "Return the smallest number in {a}.", "return min({a})",
+      {"min_list",
+       Type::kList,
+       "int",
+       0,
+       0,
+       false,
+       {"min_list", "smallest"},
+       "Return the smallest number in {a}.",
+       "return min({a})",
        [](const Value& x, int64_t, char) {
          return std::to_string(*std::min_element(x.list.begin(), x.list.end()));
        }},
-      {"count_char", Type::kStr, "int", 0, 25, true, {"count_{}", "count_letter_{}"},
-       "Return how many times the letter '{k}' appears in {a}.", "return {a}.count('{k}')",
+      {"count_char",
+       Type::kStr,
+       "int",
+       0,
+       25,
+       true,
+       {"count_{}", "count_letter_{}"},
+       "Return how many times the letter '{k}' appears in {a}.",
+       "return {a}.count('{k}')",
        [](const Value& x, int64_t, char c) { return std::to_string(Count(x.str, c)); }},
-      {"starts_with", Type::kStr, "bool", 0, 25, true, {"starts_with_{}", "begins_with_{}"},
+      {"starts_with",
+       Type::kStr,
+       "bool",
+       0,
+       25,
+       true,
+       {"starts_with_{}", "begins_with_{}"},
        "Return True if {a} starts with the letter '{k}', else False.",
        "return {a}.startswith('{k}')",
        [](const Value& x, int64_t, char c) { return ReprBool(!x.str.empty() && x.str[0] == c); }},
-      {"ends_with", Type::kStr, "bool", 0, 25, true, {"ends_with_{}", "finishes_with_{}"},
-       "Return True if {a} ends with the letter '{k}', else False.", "return {a}.endswith('{k}')",
+      {"ends_with",
+       Type::kStr,
+       "bool",
+       0,
+       25,
+       true,
+       {"ends_with_{}", "finishes_with_{}"},
+       "Return True if {a} ends with the letter '{k}', else False.",
+       "return {a}.endswith('{k}')",
        [](const Value& x, int64_t, char c) {
          return ReprBool(!x.str.empty() && x.str.back() == c);
        }},
-      {"repeat", Type::kStr, "str", 2, 4, false, {"repeat_{}_times", "repeat_{}"},
-       "Return {a} repeated {k} times.", "return {a} * {k}",
+      {"repeat",
+       Type::kStr,
+       "str",
+       2,
+       4,
+       false,
+       {"repeat_{}_times", "repeat_{}"},
+       "Return {a} repeated {k} times.",
+       "return {a} * {k}",
        [](const Value& x, int64_t k, char) {
          std::string r;
          for (int64_t i = 0; i < k; ++i) r += x.str;
          return Repr(Str(r));
        }},
-      {"reverse", Type::kStr, "str", 0, 0, false, {"reverse_string", "reverse_text"},
-       "Return {a} reversed.", "return {a}[::-1]",
+      {"reverse",
+       Type::kStr,
+       "str",
+       0,
+       0,
+       false,
+       {"reverse_string", "reverse_text"},
+       "Return {a} reversed.",
+       "return {a}[::-1]",
        [](const Value& x, int64_t, char) {
          return Repr(Str(std::string(x.str.rbegin(), x.str.rend())));
        }},
-      {"upper", Type::kStr, "str", 0, 0, false, {"to_upper", "shout"},
-       "Return {a} in upper case.", "return {a}.upper()",
+      {"upper",
+       Type::kStr,
+       "str",
+       0,
+       0,
+       false,
+       {"to_upper", "shout"},
+       "Return {a} in upper case.",
+       "return {a}.upper()",
        [](const Value& x, int64_t, char) { return Repr(Str(Upper(x.str))); }},
   };
   return v;
@@ -172,7 +304,8 @@ std::string Fill(std::string text, const std::string& a, const std::string& k) {
 
 Value Input(SynthRng& rng, Type type, char letter) {
   switch (type) {
-    case Type::kInt: return Int(rng.Range(0, 50));
+    case Type::kInt:
+      return Int(rng.Range(0, 50));
     case Type::kList: {
       std::vector<int64_t> l;
       const int64_t n = rng.Range(3, 6);
@@ -206,10 +339,10 @@ Function MakeFunction(SynthRng& rng) {
   fn.meaning = f.id + ":" + param;
   fn.entry_point = fmt::format(fmt::runtime(rng.Pick(f.names)), param);
   const Value example = Input(rng, f.in, letter);
-  fn.prompt = fmt::format(
-      "def {}({}: {}) -> {}:\n    \"\"\"{}\n    >>> {}({})\n    {}\n    \"\"\"\n", fn.entry_point,
-      arg, in_type, f.out_type, Fill(f.doc, arg, param), fn.entry_point, Repr(example),
-      f.apply(example, k, letter));
+  fn.prompt =
+      fmt::format("def {}({}: {}) -> {}:\n    \"\"\"{}\n    >>> {}({})\n    {}\n    \"\"\"\n",
+                  fn.entry_point, arg, in_type, f.out_type, Fill(f.doc, arg, param), fn.entry_point,
+                  Repr(example), f.apply(example, k, letter));
   fn.solution = "    " + Fill(f.body, arg, param) + "\n";
   fn.test = "\n\ndef check(candidate):\n";
   for (int i = 0; i < 5; ++i) {
@@ -264,9 +397,10 @@ class HumanEvalTask : public SynthTask {
     for (int64_t i = 0; i < n; ++i) {
       std::vector<std::string> parts;
       for (int k = 0; k < 2; ++k) {
-        const Function fn = DrawUnique([&] { return Fresh(rng); }, PromptKey, {&sft_keys_},
-                                       pretrain_keys_, "HumanEval-like pretraining functions "
-                                                       "(--pretrain-docs)");
+        const Function fn =
+            DrawUnique([&] { return Fresh(rng); }, PromptKey, {&sft_keys_}, pretrain_keys_,
+                       "HumanEval-like pretraining functions "
+                       "(--pretrain-docs)");
         parts.push_back(fn.prompt + fn.solution);
       }
       out.push_back(Join(parts, "\n\n"));
@@ -283,9 +417,10 @@ class HumanEvalTask : public SynthTask {
       Function fn = MakeFunction(rng);
       if (!eval_keys_.Has(fn.meaning)) return fn;
     }
-    CEMOE_FAIL("cannot generate a HumanEval-like function outside the {} evaluation functions "
-               "(--eval-examples is too large)",
-               eval_keys_.size());
+    CEMOE_FAIL(
+        "cannot generate a HumanEval-like function outside the {} evaluation functions "
+        "(--eval-examples is too large)",
+        eval_keys_.size());
   }
 };
 

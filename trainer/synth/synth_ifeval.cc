@@ -49,13 +49,20 @@ std::string Sentence(SynthRng& rng, const std::string& topic, bool allow_comma) 
   const std::string& noun = rng.Pick(Nouns());
   const std::string& noun2 = rng.Pick(Nouns());
   switch (rng.Below(allow_comma ? 7 : 6)) {
-    case 0: return Capitalise(topic) + " is " + adj + " and " + adj2 + ".";
-    case 1: return "I like " + topic + " because it makes me feel " + adj + ".";
-    case 2: return "There is a " + adj + " " + noun + " near the " + noun2 + ".";
-    case 3: return "The " + noun + " looks " + adj + " in the evening.";
-    case 4: return "Many people think about " + topic + " every day.";
-    case 5: return "We can see the " + noun + " and the " + noun2 + " from here.";
-    default: return "In the morning, the " + noun + " is " + adj + ".";
+    case 0:
+      return Capitalise(topic) + " is " + adj + " and " + adj2 + ".";
+    case 1:
+      return "I like " + topic + " because it makes me feel " + adj + ".";
+    case 2:
+      return "There is a " + adj + " " + noun + " near the " + noun2 + ".";
+    case 3:
+      return "The " + noun + " looks " + adj + " in the evening.";
+    case 4:
+      return "Many people think about " + topic + " every day.";
+    case 5:
+      return "We can see the " + noun + " and the " + noun2 + " from here.";
+    default:
+      return "In the morning, the " + noun + " is " + adj + ".";
   }
 }
 
@@ -69,11 +76,15 @@ Example MakeExample(SynthRng& rng) {
   Example ex;
   const std::string base = fmt::format(fmt::runtime(rng.Pick(kTasks)), topic);
   // Which instructions: 1-3 distinct kinds, case kinds exclusive.
-  static const std::vector<std::string> kKinds = {
-      "change_case:english_lowercase", "change_case:english_capital",
-      "length_constraints:number_words", "keywords:existence", "keywords:forbidden_words",
-      "detectable_format:title", "punctuation:no_comma", "startend:end_checker",
-      "detectable_format:number_bullet_lists"};
+  static const std::vector<std::string> kKinds = {"change_case:english_lowercase",
+                                                  "change_case:english_capital",
+                                                  "length_constraints:number_words",
+                                                  "keywords:existence",
+                                                  "keywords:forbidden_words",
+                                                  "detectable_format:title",
+                                                  "punctuation:no_comma",
+                                                  "startend:end_checker",
+                                                  "detectable_format:number_bullet_lists"};
   std::vector<std::string> kinds = rng.Sample(kKinds, static_cast<size_t>(rng.Range(1, 3)));
   const auto has = [&](const std::string& id) {
     return std::find(kinds.begin(), kinds.end(), id) != kinds.end();
@@ -104,8 +115,7 @@ Example MakeExample(SynthRng& rng) {
   std::string response;
   std::string title;
   if (has("detectable_format:title")) {
-    title = rng.Chance(1, 2) ? "about " + topic
-                             : rng.Pick(Adjectives()) + " " + rng.Pick(Nouns());
+    title = rng.Chance(1, 2) ? "about " + topic : rng.Pick(Adjectives()) + " " + rng.Pick(Nouns());
     response += "<<" + title + ">>\n\n";
   }
   int64_t num_bullets = 0;
@@ -132,15 +142,17 @@ Example MakeExample(SynthRng& rng) {
     Instruction in;
     in.id = id;
     if (id == "change_case:english_lowercase") {
-      in.text = "Your entire response should be in English, and in all lowercase letters. No "
-                "capital letters are allowed.";
+      in.text =
+          "Your entire response should be in English, and in all lowercase letters. No "
+          "capital letters are allowed.";
       in.description = "in lowercase letters only";
     } else if (id == "change_case:english_capital") {
       in.text = "Your entire response should be in English, and in all capital letters.";
       in.description = "in capital letters only";
     } else if (id == "length_constraints:number_words") {
       const bool less = rng.Chance(1, 2);
-      const int64_t n = less ? words + rng.Range(1, 15) : std::max<int64_t>(1, words - rng.Range(0, 10));
+      const int64_t n =
+          less ? words + rng.Range(1, 15) : std::max<int64_t>(1, words - rng.Range(0, 10));
       in.kwargs["num_words"] = n;
       in.kwargs["relation"] = less ? "less than" : "at least";
       in.text = fmt::format("Answer with {} {} words.", less ? "less than" : "at least", n);
@@ -170,8 +182,9 @@ Example MakeExample(SynthRng& rng) {
       in.text = "Do not include keywords " + Join(forbidden, ", ") + " in the response.";
       in.description = "without the words " + JoinAnd(forbidden);
     } else if (id == "detectable_format:title") {
-      in.text = "Your answer must contain a title, wrapped in double angular brackets, such as "
-                "<<poem of joy>>.";
+      in.text =
+          "Your answer must contain a title, wrapped in double angular brackets, such as "
+          "<<poem of joy>>.";
       in.description = "with the title " + title;
     } else if (id == "punctuation:no_comma") {
       in.text = "In your entire response, refrain from the use of any commas.";
@@ -202,9 +215,8 @@ Example MakeExample(SynthRng& rng) {
 
 bool FollowsAll(const Example& ex) {
   for (const Instruction& in : ex.instructions) {
-    const IfevalInstruction check =
-        MakeIfevalInstruction(in.id, nlohmann::json::parse(in.kwargs.dump()), ex.prompt,
-                              "cemoe data synth");
+    const IfevalInstruction check = MakeIfevalInstruction(
+        in.id, nlohmann::json::parse(in.kwargs.dump()), ex.prompt, "cemoe data synth");
     if (!IfevalFollowsStrict(check, ex.response) || !IfevalFollowsLoose(check, ex.response)) {
       return false;
     }
@@ -256,9 +268,8 @@ class IfevalTask : public SynthTask {
     SynthRng rng(seed, "ifeval/sft");
     std::vector<SftExample> out;
     for (int64_t i = 0; i < n; ++i) {
-      const Example ex =
-          DrawUnique([&] { return MakeCheckedExample(rng); }, KeyOf, {&eval_keys_}, sft_keys_,
-                     "IFEval-like SFT prompts (--sft-examples)");
+      const Example ex = DrawUnique([&] { return MakeCheckedExample(rng); }, KeyOf, {&eval_keys_},
+                                    sft_keys_, "IFEval-like SFT prompts (--sft-examples)");
       out.push_back({"ifeval", ex.prompt, ex.response, Record(ex)});
     }
     return out;

@@ -72,9 +72,10 @@ auto DrawUnique(Make make, Key key, const std::vector<const KeySet*>& avoid, Key
       return item;
     }
   }
-  CEMOE_FAIL("cannot generate {}: {} draws in a row repeated one of the {} already taken; ask "
-             "for fewer",
-             what, kMaxDraws, taken.size());
+  CEMOE_FAIL(
+      "cannot generate {}: {} draws in a row repeated one of the {} already taken; ask "
+      "for fewer",
+      what, kMaxDraws, taken.size());
 }
 
 class SynthTask {

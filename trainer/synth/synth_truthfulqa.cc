@@ -66,7 +66,8 @@ std::vector<std::string> Statements(Relation r, const std::string& s, const std:
               s + " has its capital in " + o + ".",
               "The largest city of " + s + " is its capital " + o + "."};
     case Relation::kJob:
-      return {s + " works as " + Article(o) + " " + o + ".", s + " is " + Article(o) + " " + o + ".",
+      return {s + " works as " + Article(o) + " " + o + ".",
+              s + " is " + Article(o) + " " + o + ".",
               "By trade " + s + " is " + Article(o) + " " + o + ".",
               "Every day " + s + " goes to work as " + Article(o) + " " + o + "."};
     case Relation::kColour:
@@ -106,10 +107,18 @@ std::vector<std::string> WrongObjects(const Fact& f, SynthRng& rng) {
   while (out.size() < 3) {
     std::string o;
     switch (f.relation) {
-      case Relation::kCapital: o = Capitalise(InventedWord(rng, 2)); break;
-      case Relation::kJob: o = rng.Pick(Jobs()); break;
-      case Relation::kColour: o = rng.Pick(Colours()); break;
-      case Relation::kFood: o = rng.Pick(Foods()); break;
+      case Relation::kCapital:
+        o = Capitalise(InventedWord(rng, 2));
+        break;
+      case Relation::kJob:
+        o = rng.Pick(Jobs());
+        break;
+      case Relation::kColour:
+        o = rng.Pick(Colours());
+        break;
+      case Relation::kFood:
+        o = rng.Pick(Foods());
+        break;
     }
     if (o != f.object && std::find(out.begin(), out.end(), o) == out.end()) out.push_back(o);
   }

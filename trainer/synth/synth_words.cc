@@ -16,11 +16,11 @@ const std::vector<std::string>& PersonNames() {
 
 const std::vector<Countable>& Countables() {
   static const std::vector<Countable> v = {
-      {"apple", "apples"},   {"pencil", "pencils"}, {"cookie", "cookies"}, {"marble", "marbles"},
-      {"sticker", "stickers"}, {"book", "books"},   {"card", "cards"},     {"egg", "eggs"},
-      {"shell", "shells"},   {"coin", "coins"},     {"flower", "flowers"}, {"toy", "toys"},
-      {"cup", "cups"},       {"ball", "balls"},     {"stamp", "stamps"},   {"button", "buttons"},
-      {"candle", "candles"}, {"bead", "beads"},     {"orange", "oranges"}, {"lemon", "lemons"}};
+      {"apple", "apples"},     {"pencil", "pencils"}, {"cookie", "cookies"}, {"marble", "marbles"},
+      {"sticker", "stickers"}, {"book", "books"},     {"card", "cards"},     {"egg", "eggs"},
+      {"shell", "shells"},     {"coin", "coins"},     {"flower", "flowers"}, {"toy", "toys"},
+      {"cup", "cups"},         {"ball", "balls"},     {"stamp", "stamps"},   {"button", "buttons"},
+      {"candle", "candles"},   {"bead", "beads"},     {"orange", "oranges"}, {"lemon", "lemons"}};
   return v;
 }
 
@@ -33,62 +33,60 @@ const std::vector<std::string>& Places() {
 
 const std::vector<std::string>& SortingWords() {
   static const std::vector<std::string> v = {
-      "apple",  "anchor", "arrow",  "basket", "bridge", "butter", "candle", "castle", "cloud",
-      "copper", "desert", "dinner", "dragon", "eagle",  "engine", "evening", "falcon", "feather",
-      "forest", "garden", "ginger", "glass",  "harbor", "helmet", "honey",  "island", "ivory",
-      "jacket", "jungle", "kettle", "kitten", "ladder", "lemon",  "lantern", "marble", "meadow",
-      "mirror", "needle", "nectar", "number", "ocean",  "orange", "otter",  "pepper", "pillow",
-      "planet", "rabbit", "ribbon", "river",  "saddle", "silver", "spider", "summer", "table",
-      "tiger",  "timber", "tunnel", "umbrella", "valley", "velvet", "violin", "wagon",  "window",
-      "winter", "yellow", "yogurt", "zebra",  "zipper", "button", "carpet", "doctor", "finger",
-      "hammer", "insect", "monkey", "pencil", "rocket", "sister", "turtle", "wallet"};
+      "apple",  "anchor", "arrow",  "basket",   "bridge", "butter", "candle",  "castle", "cloud",
+      "copper", "desert", "dinner", "dragon",   "eagle",  "engine", "evening", "falcon", "feather",
+      "forest", "garden", "ginger", "glass",    "harbor", "helmet", "honey",   "island", "ivory",
+      "jacket", "jungle", "kettle", "kitten",   "ladder", "lemon",  "lantern", "marble", "meadow",
+      "mirror", "needle", "nectar", "number",   "ocean",  "orange", "otter",   "pepper", "pillow",
+      "planet", "rabbit", "ribbon", "river",    "saddle", "silver", "spider",  "summer", "table",
+      "tiger",  "timber", "tunnel", "umbrella", "valley", "velvet", "violin",  "wagon",  "window",
+      "winter", "yellow", "yogurt", "zebra",    "zipper", "button", "carpet",  "doctor", "finger",
+      "hammer", "insect", "monkey", "pencil",   "rocket", "sister", "turtle",  "wallet"};
   return v;
 }
 
 const std::vector<std::string>& Colours() {
-  static const std::vector<std::string> v = {"red",   "blue",  "green", "yellow", "black",
+  static const std::vector<std::string> v = {"red",   "blue",  "green",  "yellow", "black",
                                              "white", "brown", "orange", "purple", "grey"};
   return v;
 }
 
 const std::vector<std::string>& Jobs() {
-  static const std::vector<std::string> v = {"baker",   "farmer", "teacher", "doctor",
-                                             "painter", "singer", "pilot",   "sailor",
-                                             "builder", "writer", "nurse",   "tailor",
-                                             "fisher",  "miner",  "driver",  "cook"};
+  static const std::vector<std::string> v = {
+      "baker",   "farmer", "teacher", "doctor", "painter", "singer", "pilot",  "sailor",
+      "builder", "writer", "nurse",   "tailor", "fisher",  "miner",  "driver", "cook"};
   return v;
 }
 
 const std::vector<std::string>& Foods() {
-  static const std::vector<std::string> v = {"pears", "bread", "rice",  "fish",  "cheese",
-                                             "soup",  "beans", "plums", "nuts",  "carrots",
-                                             "honey", "corn"};
+  static const std::vector<std::string> v = {"pears", "bread", "rice", "fish",    "cheese", "soup",
+                                             "beans", "plums", "nuts", "carrots", "honey",  "corn"};
   return v;
 }
 
 const std::vector<std::string>& Topics() {
   static const std::vector<std::string> v = {
-      "a rainy day",     "the sea",          "a small town",    "your best friend",
-      "a red bike",      "the old library",  "a walk in the park", "the winter",
-      "a busy market",   "a green garden",   "the night sky",   "a long train ride",
-      "a quiet village", "the summer fair",  "a tall mountain", "your favourite food",
-      "a lost kitten",   "the first day of school", "a river at dawn", "a family dinner"};
+      "a rainy day",         "the sea",         "a small town",
+      "your best friend",    "a red bike",      "the old library",
+      "a walk in the park",  "the winter",      "a busy market",
+      "a green garden",      "the night sky",   "a long train ride",
+      "a quiet village",     "the summer fair", "a tall mountain",
+      "your favourite food", "a lost kitten",   "the first day of school",
+      "a river at dawn",     "a family dinner"};
   return v;
 }
 
 const std::vector<std::string>& Adjectives() {
-  static const std::vector<std::string> v = {"quiet", "bright", "warm",  "cold",  "busy",
-                                             "calm",  "green",  "small", "large", "happy",
-                                             "old",   "new",    "soft",  "loud",  "clean",
-                                             "sunny", "dark",   "fresh", "kind",  "slow"};
+  static const std::vector<std::string> v = {
+      "quiet", "bright", "warm", "cold", "busy",  "calm",  "green", "small", "large", "happy",
+      "old",   "new",    "soft", "loud", "clean", "sunny", "dark",  "fresh", "kind",  "slow"};
   return v;
 }
 
 const std::vector<std::string>& Nouns() {
-  static const std::vector<std::string> v = {"tree",  "road",  "house", "child", "dog",
-                                             "bird",  "boat",  "cat",   "hill",  "lamp",
-                                             "door",  "song",  "friend", "city", "field",
-                                             "morning", "light", "wind", "sky",  "table"};
+  static const std::vector<std::string> v = {
+      "tree", "road", "house",  "child", "dog",   "bird",    "boat",  "cat",  "hill", "lamp",
+      "door", "song", "friend", "city",  "field", "morning", "light", "wind", "sky",  "table"};
   return v;
 }
 

@@ -161,7 +161,8 @@ TEST_F(RunTest, PipelineMakesEveryStageResumesAndRecomputesNothing) {
   const auto mtime = fs::last_write_time(a / "top2-sft" / "eval" / "gsm8k" / "summary.json");
   const test::CliResult second = Run("runs/a");
   ASSERT_EQ(second.code, 0) << second.output;
-  EXPECT_THAT(second.output, Not(HasSubstr(": -> ")));  // a stage that runs prints "<stage>: -> <folder>"
+  EXPECT_THAT(second.output,
+              Not(HasSubstr(": -> ")));  // a stage that runs prints "<stage>: -> <folder>"
   size_t skipped = 0;
   for (size_t at = second.output.find("not recomputed"); at != std::string::npos;
        at = second.output.find("not recomputed", at + 1)) {
@@ -190,7 +191,7 @@ TEST_F(RunTest, PipelineMakesEveryStageResumesAndRecomputesNothing) {
   while (std::chrono::steady_clock::now() < deadline) {
     int status = 0;
     if (waitpid(pid, &status, WNOHANG) == pid) break;  // ended by itself: the test fails below
-    const std::string text = ReadText(progress);  // "step N ..."
+    const std::string text = ReadText(progress);       // "step N ..."
     const size_t digit = text.find_first_of("0123456789");
     if (digit != std::string::npos && std::atoi(text.c_str() + digit) >= 3) {
       kill(-pid, SIGKILL);

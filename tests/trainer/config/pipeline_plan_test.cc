@@ -16,9 +16,9 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 RunConfig Table(const std::string& text, const std::vector<std::string>& overrides = {}) {
-  RunConfig c = ResolveRecipeText(
-      "model { path: \"m\" } data { train { path: \"d.jsonl\" } }\n" + text, "recipes/t4.textproto",
-      overrides, "");
+  RunConfig c =
+      ResolveRecipeText("model { path: \"m\" } data { train { path: \"d.jsonl\" } }\n" + text,
+                        "recipes/t4.textproto", overrides, "");
   ValidateOptions checks;
   checks.check_data_files = false;
   checks.check_model_folder = false;
@@ -45,7 +45,8 @@ pipeline {
         set: ["model.path=@top4", "distill.teacher=@top4", "moe.main_experts=2"] }
   baseline: "top4"
 })");
-  const std::vector<RowPlan> rows = PlanPipeline(table, "recipes/t4.textproto", {"train.max_steps=3"});
+  const std::vector<RowPlan> rows =
+      PlanPipeline(table, "recipes/t4.textproto", {"train.max_steps=3"});
   ASSERT_EQ(rows.size(), 3u);
   EXPECT_EQ(rows[0].name, "pre");
   EXPECT_FALSE(rows[0].train);

@@ -147,10 +147,10 @@ TEST_F(RecipesTest, FullSizeRecipesUseThePaperSettings) {
     // distillation rows train the compressed experts only.
     const RunRouting routing = ResolveRouting(c, FactsFor(c.model.path));
     if (routing.main_experts > 0) EXPECT_EQ(routing.top_k, 2 * routing.main_experts);
-    EXPECT_EQ(c.train.trainable,
-              c.distill.enabled() ? std::vector<std::string>{"compressed_experts"}
-                                  : std::vector<std::string>{});
-    const std::string kind = c.distill.enabled() ? "-ce-distill-"
+    EXPECT_EQ(c.train.trainable, c.distill.enabled()
+                                     ? std::vector<std::string>{"compressed_experts"}
+                                     : std::vector<std::string>{});
+    const std::string kind = c.distill.enabled()        ? "-ce-distill-"
                              : routing.main_experts > 0 ? "-ce-sft-"
                                                         : "-sft-";
     const int64_t k = routing.main_experts > 0 ? routing.main_experts : routing.top_k;
@@ -177,7 +177,7 @@ TEST_F(RecipesTest, FullSizeRecipesUseThePaperSettings) {
     }
     const bool math = c.data.train[0].path.find("math") != std::string::npos;
     const std::vector<std::string> want =
-        tulu ? std::vector<std::string>{"ifeval", "bbh", "truthfulqa_mc2", "gsm8k", "humaneval"}
+        tulu   ? std::vector<std::string>{"ifeval", "bbh", "truthfulqa_mc2", "gsm8k", "humaneval"}
         : math ? std::vector<std::string>{"gsm8k"}
                : std::vector<std::string>{"humaneval"};
     EXPECT_EQ(tasks, want);
@@ -206,7 +206,8 @@ TEST_F(RecipesTest, TinyRecipesNameTheirInitCommand) {
     const RunConfig c = LoadRecipe(path, {}, "", options);
     EXPECT_EQ(c.train.device, "cpu");
     if (c.model.path.rfind("runs/tiny/", 0) == 0) {  // pretraining: cemoe init --config
-      EXPECT_NE(ReadText(path).find("cemoe init --config recipes/tiny/pretrain/"), std::string::npos);
+      EXPECT_NE(ReadText(path).find("cemoe init --config recipes/tiny/pretrain/"),
+                std::string::npos);
       continue;
     }
     const std::string arch = c.model.path == "runs/tiny-phimoe" ? "phimoe" : "olmoe";
@@ -253,10 +254,12 @@ TEST_F(RecipesTest, TablesRunThePapersRows) {
     EXPECT_EQ(table.pipeline.baseline, rows.at(1).name);
   }
   using V = std::vector<std::string>;
-  EXPECT_EQ(labels["recipes/olmoe/table4.textproto"],
-            (V{"Pretrained", "Top-8 SFT", "Top-4 SFT", "Top-4 SFT w/ CE", "Top-4 w/ CE, distilled"}));
-  EXPECT_EQ(labels["recipes/phimoe/table3.textproto"],
-            (V{"Pretrained", "Top-2 SFT", "Top-1 SFT", "Top-1 SFT w/ CE", "Top-1 w/ CE, distilled"}));
+  EXPECT_EQ(
+      labels["recipes/olmoe/table4.textproto"],
+      (V{"Pretrained", "Top-8 SFT", "Top-4 SFT", "Top-4 SFT w/ CE", "Top-4 w/ CE, distilled"}));
+  EXPECT_EQ(
+      labels["recipes/phimoe/table3.textproto"],
+      (V{"Pretrained", "Top-2 SFT", "Top-1 SFT", "Top-1 SFT w/ CE", "Top-1 w/ CE, distilled"}));
   EXPECT_EQ(labels["recipes/olmoe/table1.textproto"],
             (V{"Pretrained", "Top-8", "Top-4", "Top-4 w/ CE", "Top-2", "Top-2 w/ CE", "Top-1",
                "Top-1 w/ CE"}));
