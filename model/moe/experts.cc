@@ -5,6 +5,7 @@
 #include <string>
 
 #include "model/check.h"
+#include "model/moe/grouped_swiglu.h"
 
 namespace cemoe {
 
@@ -20,6 +21,18 @@ GroupedExpertsImpl::GroupedExpertsImpl(int64_t hidden, int64_t intermediate,
   for (int64_t id : expert_ids_) {
     experts_.push_back(register_module(std::to_string(id), Expert(hidden, intermediate)));
   }
+  pack_ = std::make_shared<ExpertPack>(hidden, intermediate);
+  // Packed from the start, so that loaders copying into the parameters keep the layout.
+  pack_->Pack(params());
+}
+
+std::vector<ExpertParams> GroupedExpertsImpl::params() const {
+  std::vector<ExpertParams> out;
+  out.reserve(experts_.size());
+  for (const Expert& e : experts_) {
+    out.push_back({e->gate_proj->weight, e->up_proj->weight, e->down_proj->weight});
+  }
+  return out;
 }
 
 at::Tensor GroupedExpertsImpl::forward(const at::Tensor& x_RD, const std::vector<int64_t>& counts,
@@ -34,25 +47,12 @@ at::Tensor GroupedExpertsImpl::forward(const at::Tensor& x_RD, const std::vector
     // Keep the graph connected so that every rank runs the same backward collectives.
     return x_RD.new_zeros({0, hidden_}) + x_RD.sum() * 0;
   }
-  std::vector<at::Tensor> xs = x_RD.split_with_sizes(counts);
-  std::vector<at::Tensor> gs, us, ds;
-  if (scales) {
-    gs = scales->gate_in_RD.split_with_sizes(counts);
-    us = scales->up_in_RD.split_with_sizes(counts);
-    ds = scales->down_in_RI.split_with_sizes(counts);
-  }
-  std::vector<at::Tensor> ys;
-  ys.reserve(xs.size());
-  for (size_t l = 0; l < xs.size(); ++l) {
-    if (counts[l] == 0) continue;
-    Expert& e = experts_[l];
-    at::Tensor xg = scales ? xs[l] * gs[l] : xs[l];
-    at::Tensor xu = scales ? xs[l] * us[l] : xs[l];
-    at::Tensor h = at::silu(e->gate_proj->forward(xg)) * e->up_proj->forward(xu);
-    if (scales) h = h * ds[l];
-    ys.push_back(e->down_proj->forward(h));
-  }
-  return at::cat(ys, 0);
+  const std::vector<ExpertParams> ps = params();
+  pack_->Pack(ps);
+  if (!scales) return GroupedSwiglu(pack_, ps, x_RD, at::Tensor(), at::Tensor(), counts);
+  // Compressed experts: gate and up read differently scaled rows (two matmuls per expert).
+  return GroupedSwiglu(pack_, ps, x_RD * scales->gate_in_RD, x_RD * scales->up_in_RD,
+                       scales->down_in_RI, counts);
 }
 
 }  // namespace cemoe

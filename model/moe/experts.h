@@ -7,14 +7,18 @@
 // method.md 1.3; without them g = u = d = 1.
 // Each expert is a submodule named by its GLOBAL id ("3.gate_proj.weight" [I, D], "3.up_proj
 // .weight" [I, D], "3.down_proj.weight" [D, I]), so checkpoints name experts by global id
-// whatever subset a rank holds. Per-expert parameters (not one stacked [L, I, D] tensor) keep
-// backward from writing a full-size zero gradient per expert.
+// whatever subset a rank holds. Those per-expert parameters are views into a stacked compute
+// layout (expert_pack.h: gate and up fused as [L, 2I, D], down as [L, D, I]); the kernel
+// (grouped_swiglu.h) runs one gate+up matmul and one down matmul per expert and writes each
+// weight gradient straight into its slice of a stacked gradient buffer.
 // Thread-safety: not for concurrent use.
 #pragma once
 
+#include <memory>
 #include <vector>
 
 #include "model/module_base.h"
+#include "model/moe/expert_pack.h"
 
 namespace cemoe {
 
@@ -41,11 +45,15 @@ class GroupedExpertsImpl : public torch::nn::Module {
   Expert& expert(size_t local_index) { return experts_[local_index]; }
   int64_t hidden() const { return hidden_; }
   int64_t intermediate() const { return intermediate_; }
+  // The registered parameters, expert by expert, and their compute layout (packed at forward).
+  std::vector<ExpertParams> params() const;
+  const ExpertPack& pack() const { return *pack_; }
 
  private:
   int64_t hidden_, intermediate_;
   std::vector<int64_t> expert_ids_;
   std::vector<Expert> experts_;
+  std::shared_ptr<ExpertPack> pack_;
 };
 TORCH_MODULE(GroupedExperts);
 

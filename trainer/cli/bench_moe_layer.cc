@@ -1,7 +1,12 @@
 // bench_moe_layer.cc: `cemoe bench moe-layer`: forward + backward time of one MoE layer of a
-// preset's shape against, in the same run, a dense matmul chain of the same FLOPs; prints the
-// achieved FLOP/s of both and their ratio (the layer's efficiency against this machine's own
-// dense rate).
+// preset's shape, measured in two modes (gradients released before every step, as `cemoe train`
+// does after each optimiser step; and gradients kept and accumulated in place, as between
+// micro-batches), against, in the same run, (1) a dense matmul chain of the same FLOPs (the
+// layer's efficiency against this machine's own dense rate) and (2) transformers' own MoE block
+// at the same shape with each of its experts implementations, run by the oracle environment's
+// python after cemoe has finished (launch/bench/moe_layer_peer.py): the speed-up over its fastest.
+// Minor page faults per step (getrusage) come with every cemoe row; --profile adds where the time
+// goes, op by op (trainer/cli/op_profile.h).
 // With --compressed-experts, instead: the same layer (same weights, same tokens) at top-K, at
 // top-K_m, and at top-K_m with compressed experts aggregated at the experts (the default) and at
 // the source (model/moe/compressed_experts.h), forward (no grad, as at inference) and forward +
@@ -10,6 +15,8 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <fmt/format.h>
+#include <malloc.h>
+#include <sys/resource.h>
 #include <torch/cuda.h>
 
 #include <CLI/CLI.hpp>
@@ -22,9 +29,13 @@
 
 #include "model/check.h"
 #include "model/config.h"
+#include "model/moe/grouped_swiglu.h"
 #include "model/moe/moe_layer.h"
+#include "trainer/cli/blas_core.h"
 #include "trainer/cli/checks.h"
 #include "trainer/cli/commands.h"
+#include "trainer/cli/op_profile.h"
+#include "trainer/cli/python_peer.h"
 
 namespace cemoe {
 namespace {
@@ -76,8 +87,8 @@ std::vector<MinMedian> RoundRobinSeconds(const std::vector<std::function<void()>
 // The --compressed-experts table. The layer's top_k on entry is K.
 void BenchCompressedExperts(MoeLayer& layer, const ModelConfig& config, const std::string& preset,
                             int64_t main_experts, const at::Tensor& x, const at::Tensor& grad_out,
-                            int reps, const std::function<void()>& sync,
-                            const std::string& device, const std::string& dtype) {
+                            int reps, const std::function<void()>& sync, const std::string& device,
+                            const std::string& dtype) {
   const int64_t k = layer->top_k();
   const int64_t k_m = main_experts > 0 ? main_experts : k / 2;
   CEMOE_CHECK(k_m >= 1 && k_m < k,
@@ -128,8 +139,8 @@ void BenchCompressedExperts(MoeLayer& layer, const ModelConfig& config, const st
   std::cout << fmt::format(
       "bench moe-layer --compressed-experts: preset {} tokens {} top_k {} main_experts {} "
       "experts {} hidden {} intermediate {} threads {} device {} dtype {} reps {}\n",
-      preset, x.size(0), k, k_m, config.num_experts, config.hidden_size,
-      config.intermediate_size, at::get_num_threads(), device, dtype, reps);
+      preset, x.size(0), k, k_m, config.num_experts, config.hidden_size, config.intermediate_size,
+      at::get_num_threads(), device, dtype, reps);
   std::cout << fmt::format("  {:<36} {:>19} {:>7} {:>19} {:>7}\n", "configuration",
                            "forward ms min/med", "ratio", "fwd+bwd ms min/med", "ratio");
   const MinMedian base_f = t[2], base_b = t[3];  // top-K_m
@@ -143,24 +154,166 @@ void BenchCompressedExperts(MoeLayer& layer, const ModelConfig& config, const st
   std::cout << fmt::format(
       "  CE (at experts) overhead over top-{} (medians): forward {:+.1f} %, forward+backward "
       "{:+.1f} %\n",
-      k_m, (t[4].median_s / base_f.median_s - 1) * 100, (t[5].median_s / base_b.median_s - 1) * 100);
+      k_m, (t[4].median_s / base_f.median_s - 1) * 100,
+      (t[5].median_s / base_b.median_s - 1) * 100);
+}
+
+int64_t MinorFaults() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_minflt;
+}
+
+struct StepTimes {
+  MinMedian t;
+  double faults_per_step = 0;  // minor page faults per timed step
+};
+
+// warmup untimed runs, then reps timed ones: min, median and page faults per step.
+StepTimes TimeSteps(const std::function<void()>& fn, int warmup, int reps) {
+  for (int i = 0; i < warmup; ++i) fn();
+  const int64_t faults = MinorFaults();
+  std::vector<double> t;
+  for (int i = 0; i < reps; ++i) {
+    auto start = std::chrono::steady_clock::now();
+    fn();
+    t.push_back(Seconds(start));
+  }
+  StepTimes out;
+  out.faults_per_step = static_cast<double>(MinorFaults() - faults) / reps;
+  std::sort(t.begin(), t.end());
+  out.t = {t.front(), t[t.size() / 2]};
+  return out;
+}
+
+// --profile: `reps` more steps under an OpProfile; every top-level op and autograd node with its
+// share of the step, and inside each the ops it ran.
+void PrintProfile(const std::function<void()>& step, int reps) {
+  std::vector<OpProfile::Entry> entries;
+  double step_s = 0;
+  {
+    OpProfile profile;
+    auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < reps; ++i) step();
+    step_s = Seconds(start) / reps;
+    entries = profile.Entries();
+  }
+  std::cout << fmt::format(
+      "  where the time goes (--profile: {} more steps, gradients kept; ms per step, % of the "
+      "{:.2f} ms step; ops on worker threads count in their parent):\n",
+      reps, step_s * 1e3);
+  double top = 0;
+  for (const OpProfile::Entry& e : entries) {
+    if (e.depth != 0) continue;
+    top += e.seconds / reps;
+    if (e.seconds / reps < 0.005 * step_s) continue;
+    std::cout << fmt::format("    {:<62} {:9.2f} ms {:5.1f} % {:6.1f} calls\n", e.name,
+                             e.seconds / reps * 1e3, 100 * e.seconds / reps / step_s,
+                             static_cast<double>(e.calls) / reps);
+    for (const OpProfile::Entry& c : entries) {
+      if (c.depth != 1 || c.name.compare(0, e.name.size() + 3, e.name + " > ") != 0) continue;
+      if (c.seconds / reps < 0.005 * step_s) continue;
+      std::cout << fmt::format("      {:<60} {:9.2f} ms {:5.1f} % {:6.1f} calls\n",
+                               c.name.substr(e.name.size() + 3), c.seconds / reps * 1e3,
+                               100 * c.seconds / reps / step_s,
+                               static_cast<double>(c.calls) / reps);
+    }
+  }
+  std::cout << fmt::format("    {:<62} {:9.2f} ms {:5.1f} %\n",
+                           "between top-level events (autograd engine, dispatcher, host code)",
+                           (step_s - top) * 1e3, 100 * (step_s - top) / step_s);
+}
+
+}  // namespace
+
+namespace {
+
+struct Options {
+  std::string preset = "olmoe-1b-7b";
+  int64_t tokens = 512, top_k = 0, threads = 0, reps = 5;
+  std::string device = "cpu", dtype = "float32";
+  bool compressed_experts = false;
+  int64_t main_experts = 0;
+  std::string expert_threads = "auto";
+  bool profile = false;
+  bool no_peer = false;
+  std::string peer_impl = "all";
+  int64_t peer_reps = 3;
+  double peer_max_gib = 8.0;
+  std::string peer_python, peer_script;
+};
+
+struct CemoeTimes {
+  StepTimes released, kept, dense;
+  double flops = 0;
+};
+
+nlohmann::json RunLayerPeer(const Options& o, const ModelConfig& c, int64_t top_k) {
+  const std::string arch = o.preset == "phi-3.5-moe" ? "phimoe" : "olmoe";
+  const std::string args = fmt::format(
+      "--arch {} --tokens {} --hidden {} --intermediate {} --experts {} --top-k {} --threads {} "
+      "--dtype {} --warmup 1 --reps {} --impl {} --max-gather-gib {}",
+      arch, o.tokens, c.hidden_size, c.intermediate_size, c.num_experts, top_k,
+      at::get_num_threads(), o.dtype, o.peer_reps, ShellQuote(o.peer_impl), o.peer_max_gib);
+  return RunPeer({o.peer_python, o.peer_script}, "moe_layer_peer.py", args);
+}
+
+std::string Row(const std::string& name, const StepTimes& s, double flops) {
+  return fmt::format("  {:<40} {:9.2f} {:9.2f} {:9.1f} {:12.0f}\n", name, s.t.median_s * 1e3,
+                     s.t.min_s * 1e3, flops / s.t.median_s / 1e9, s.faults_per_step);
+}
+
+void PrintPeer(const nlohmann::json& peer, const CemoeTimes& ours) {
+  std::cout << fmt::format(
+      "  transformers {} (torch {}, {} threads, MKL {}); fwd+bwd ms median / min; speed-up = "
+      "transformers median / cemoe median, same gradient mode:\n",
+      peer.value("transformers", "?"), peer.value("torch", "?"), peer.value("threads", 0),
+      peer.value("mkl", false) ? "yes" : "no");
+  double best = 0, best_kept = 0;
+  std::string best_impl;
+  for (const auto& r : peer.at("results")) {
+    const std::string impl = r.value("impl", "?");
+    if (r.contains("skipped")) {
+      std::cout << fmt::format("    {:<11} skipped: {}\n", impl, r.value("skipped", ""));
+      continue;
+    }
+    const double fresh = r.value("fresh_median_ms", 0.0) / 1e3;
+    // The eager loop runs with gradients released only (launch/bench/moe_layer_peer.py).
+    const bool has_kept = r.contains("kept_median_ms");
+    const double kept = has_kept ? r.value("kept_median_ms", 0.0) / 1e3 : fresh;
+    std::cout << fmt::format(
+        "    {:<11} {:<22} released {:9.2f} / {:9.2f}  kept {:>21}  speed-up {:5.2f}x / {}\n", impl,
+        r.value("block", "?"), fresh * 1e3, r.value("fresh_min_ms", 0.0),
+        has_kept ? fmt::format("{:9.2f} / {:9.2f}", kept * 1e3, r.value("kept_min_ms", 0.0))
+                 : "not measured",
+        fresh / ours.released.t.median_s,
+        has_kept ? fmt::format("{:5.2f}x", kept / ours.kept.t.median_s) : "-");
+    if (fresh > 0 && (best == 0 || fresh < best)) {
+      best = fresh;
+      best_kept = kept;
+      best_impl = impl;
+    }
+  }
+  CEMOE_CHECK(best > 0, "the transformers peer measured no experts implementation");
+  std::cout << fmt::format(
+      "  speed-up over transformers' fastest ({}): {:.2f}x gradients released, {:.2f}x kept\n",
+      best_impl, best / ours.released.t.median_s, best_kept / ours.kept.t.median_s);
+}
+
+ExpertThreading ParseThreading(const std::string& s) {
+  if (s == "across") return ExpertThreading::kAcrossExperts;
+  if (s == "within") return ExpertThreading::kWithinMatmul;
+  return ExpertThreading::kAuto;
 }
 
 }  // namespace
 
 void AddBenchMoeLayerCommand(CLI::App& bench) {
-  struct Options {
-    std::string preset = "olmoe-1b-7b";
-    int64_t tokens = 512, top_k = 0, threads = 0, reps = 5;
-    std::string device = "cpu", dtype = "float32";
-    bool compressed_experts = false;
-    int64_t main_experts = 0;
-  };
   auto opt = std::make_shared<Options>();
   CLI::App* cmd = bench.add_subcommand(
       "moe-layer",
-      "Forward+backward time of one MoE layer against a dense matmul chain of equal "
-      "FLOPs, in one run");
+      "Forward+backward time of one MoE layer against a dense matmul chain of equal FLOPs and "
+      "against transformers' own MoE block (each experts implementation), in one run");
   cmd->add_option("--preset", opt->preset, "Layer shape: olmoe-1b-7b, phi-3.5-moe, small or tiny")
       ->check(CLI::IsMember({"olmoe-1b-7b", "phi-3.5-moe", "small", "tiny"}))
       ->capture_default_str();
@@ -190,7 +343,31 @@ void AddBenchMoeLayerCommand(CLI::App& bench) {
                   "K_m for --compressed-experts (0 = top-k / 2)")
       ->check(AtLeast(0))
       ->capture_default_str();
+  cmd->add_option("--expert-threads", opt->expert_threads,
+                  "auto (experts on separate threads when they get few rows), across (always), "
+                  "within (each matmul over all threads)")
+      ->check(CLI::IsMember({"auto", "across", "within"}))
+      ->capture_default_str();
+  cmd->add_flag("--profile", opt->profile,
+                "Also print where the time goes, op by op (--reps more steps)");
+  cmd->add_flag("--no-peer", opt->no_peer, "Skip transformers' MoE block");
+  cmd->add_option("--peer-impl", opt->peer_impl,
+                  "transformers' experts implementations: all, or a comma-separated list of "
+                  "eager, grouped_mm, batched_mm")
+      ->capture_default_str();
+  cmd->add_option("--peer-reps", opt->peer_reps, "Timed steps of each transformers backend")
+      ->check(AtLeast(1))
+      ->capture_default_str();
+  cmd->add_option("--peer-max-gather-gib", opt->peer_max_gib,
+                  "Skip batched_mm when its gathered weights would exceed this")
+      ->capture_default_str();
+  cmd->add_option("--peer-python", opt->peer_python,
+                  "Python of the peer (default: $CEMOE_ORACLE_VENV or "
+                  "~/.cache/cemoe/oracle-venv)");
+  cmd->add_option("--peer-script", opt->peer_script,
+                  "The peer script (default: launch/bench/moe_layer_peer.py above the binary)");
   cmd->callback([opt] {
+    SetExpertThreading(ParseThreading(opt->expert_threads));
     CEMOE_CHECK(opt->device == "cpu" || torch::cuda::is_available(),
                 "--device cuda: no CUDA device is available (or this build has no CUDA)");
     const bool cuda = opt->device == "cuda";
@@ -218,40 +395,76 @@ void AddBenchMoeLayerCommand(CLI::App& bench) {
                              static_cast<int>(opt->reps), sync, opt->device, opt->dtype);
       return;
     }
-    auto layer_step = [&] {
-      for (auto& p : layer->parameters()) p.mutable_grad() = at::Tensor();
-      at::Tensor y = layer->forward(x);
-      y.backward(grad_out);
-      sync();
-    };
-    // FLOPs of the expert matmuls: 3 matmuls of 2*D*I per routed row forward, 2x that backward.
-    const double rows = static_cast<double>(opt->tokens * k);
-    const double flops = 18.0 * static_cast<double>(d) * static_cast<double>(i) * rows;
-    // Dense reference: the same three matmuls on all rows at once (one big "expert").
-    at::Tensor xd = at::randn({opt->tokens * k, d}, options).requires_grad_(true);
-    at::Tensor wg = (at::randn({i, d}, options) * 0.02).requires_grad_(true);
-    at::Tensor wu = (at::randn({i, d}, options) * 0.02).requires_grad_(true);
-    at::Tensor wd = (at::randn({d, i}, options) * 0.02).requires_grad_(true);
-    at::Tensor gd = at::randn({opt->tokens * k, d}, options);
-    auto dense_step = [&] {
-      for (at::Tensor* t : {&xd, &wg, &wu, &wd}) t->mutable_grad() = at::Tensor();
-      at::Tensor h = at::linear(xd, wg) * at::linear(xd, wu);
-      at::linear(h, wd).backward(gd);
-      sync();
-    };
+    // Fail on a missing peer before minutes of measuring.
+    const bool peer = !opt->no_peer && !cuda;
+    if (peer) {
+      FindPeerScript({opt->peer_python, opt->peer_script}, "moe_layer_peer.py");
+      FindPeerPython({opt->peer_python, opt->peer_script});
+    }
     const int reps = static_cast<int>(opt->reps);
-    const double t_layer = MedianSeconds(layer_step, 2, reps);
-    const double t_dense = MedianSeconds(dense_step, 2, reps);
-    std::cout << fmt::format(
-        "bench moe-layer: preset {} tokens {} top_k {} experts {} hidden {} intermediate {} "
-        "threads {} device {} dtype {}\n",
-        opt->preset, opt->tokens, k, config.num_experts, d, i, at::get_num_threads(), opt->device,
-        opt->dtype);
-    std::cout << fmt::format("  moe layer fwd+bwd : {:8.2f} ms  {:7.1f} GFLOP/s\n", t_layer * 1e3,
-                             flops / t_layer / 1e9);
-    std::cout << fmt::format("  dense chain       : {:8.2f} ms  {:7.1f} GFLOP/s\n", t_dense * 1e3,
-                             flops / t_dense / 1e9);
-    std::cout << fmt::format("  efficiency (layer / dense rate): {:.2f}\n", t_dense / t_layer);
+    CemoeTimes ours;
+    bool across = false;
+    {
+      auto layer_step = [&](bool keep) {
+        if (!keep) {
+          for (auto& p : layer->parameters()) p.mutable_grad() = at::Tensor();
+          x.mutable_grad() = at::Tensor();
+        }
+        at::Tensor y = layer->forward(x);
+        y.backward(grad_out);
+        sync();
+      };
+      // FLOPs of the expert matmuls: 3 matmuls of 2*D*I per routed row forward, 2x that backward.
+      const double rows = static_cast<double>(opt->tokens * k);
+      ours.flops = 18.0 * static_cast<double>(d) * static_cast<double>(i) * rows;
+      // Dense reference: the same three matmuls on all rows at once (one big "expert").
+      at::Tensor xd = at::randn({opt->tokens * k, d}, options).requires_grad_(true);
+      at::Tensor wg = (at::randn({i, d}, options) * 0.02).requires_grad_(true);
+      at::Tensor wu = (at::randn({i, d}, options) * 0.02).requires_grad_(true);
+      at::Tensor wd = (at::randn({d, i}, options) * 0.02).requires_grad_(true);
+      at::Tensor gd = at::randn({opt->tokens * k, d}, options);
+      auto dense_step = [&] {
+        for (at::Tensor* t : {&xd, &wg, &wu, &wd}) t->mutable_grad() = at::Tensor();
+        at::Tensor h = at::linear(xd, wg) * at::linear(xd, wu);
+        at::linear(h, wd).backward(gd);
+        sync();
+      };
+      ours.released = TimeSteps([&] { layer_step(false); }, 2, reps);
+      ours.kept = TimeSteps([&] { layer_step(true); }, 2, reps);
+      ours.dense = TimeSteps(dense_step, 2, reps);
+      // The mode the kernel's auto rule picks for about equal rows per expert (random tokens).
+      across = !cuda && at::get_num_threads() > 1 &&
+               (GetExpertThreading() == ExpertThreading::kAcrossExperts ||
+                (GetExpertThreading() == ExpertThreading::kAuto &&
+                 opt->tokens * k < kRowsPerThreadedMatmul * config.num_experts));
+      std::cout << fmt::format(
+          "bench moe-layer: preset {} tokens {} top_k {} experts {} hidden {} intermediate {} "
+          "threads {} device {} dtype {} expert-threads {} ({}) blas {}\n",
+          opt->preset, opt->tokens, k, config.num_experts, d, i, at::get_num_threads(), opt->device,
+          opt->dtype, opt->expert_threads,
+          across ? "experts on separate threads" : "each matmul on all threads",
+          *BlasCoreName() ? fmt::format("OpenBLAS {}", BlasCoreName()) : "not OpenBLAS");
+      std::cout << fmt::format("  {:<40} {:>9} {:>9} {:>9} {:>12}\n", "fwd+bwd, median of reps",
+                               "med ms", "min ms", "GFLOP/s", "faults/step");
+      std::cout << Row("cemoe layer, gradients released", ours.released, ours.flops);
+      std::cout << Row("cemoe layer, gradients kept (accumulated)", ours.kept, ours.flops);
+      std::cout << Row("dense chain of equal FLOPs", ours.dense, ours.flops);
+      std::cout << fmt::format(
+          "  efficiency (dense time / layer time): {:.2f} gradients released, {:.2f} kept\n",
+          ours.dense.t.median_s / ours.released.t.median_s,
+          ours.dense.t.median_s / ours.kept.t.median_s);
+      if (opt->profile) PrintProfile([&] { layer_step(true); }, reps);
+    }
+    if (!peer) {
+      if (!opt->no_peer) std::cout << "  (no transformers peer on --device cuda)\n";
+      return;
+    }
+    // The layer, its gradients and the dense chain are gone: give the memory back before the peer.
+    layer = nullptr;
+    x = at::Tensor();
+    grad_out = at::Tensor();
+    malloc_trim(0);
+    PrintPeer(RunLayerPeer(*opt, config, k), ours);
   });
 }
 

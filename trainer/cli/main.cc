@@ -17,9 +17,13 @@
 
 #include "model/check.h"
 #include "parallel/process_groups.h"
+#include "trainer/cli/blas_core.h"
 #include "trainer/cli/commands.h"
+#include "trainer/cli/heap_policy.h"
 
 int main(int argc, char** argv) {
+  cemoe::ReexecWithFittingBlasCore(argv);
+  cemoe::KeepFreedMemoryInHeap();
   CLI::App app{
       "cemoe: expert-parallel fine-tuning of Mixture-of-Experts language models (OLMoE, "
       "Phi-3.5-MoE) with compressed experts.",

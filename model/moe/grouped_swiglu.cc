@@ -1,0 +1,318 @@
+#include "model/moe/grouped_swiglu.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <ATen/record_function.h>
+#include <torch/csrc/autograd/custom_function.h>
+#include <torch/csrc/autograd/graph_task.h>
+
+#include <atomic>
+
+#include "model/check.h"
+
+namespace cemoe {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+std::atomic<int> g_threading{static_cast<int>(ExpertThreading::kAuto)};
+
+// What forward hands to backward besides the saved tensors.
+struct SwigluState : torch::CustomClassHolder {
+  std::shared_ptr<ExpertPack> pack;
+  std::vector<ExpertParams> params;
+  std::vector<int64_t> counts, offsets;
+  at::Tensor gate_up_L2ID, down_LDI;  // the weights forward multiplied with
+  bool fused = true;                  // gate and up read the same rows
+  bool across_experts = false;
+};
+
+// Boundaries [parts + 1] of contiguous groups of experts with about equal rows each.
+std::vector<int64_t> BalancedGroups(const std::vector<int64_t>& counts, int parts) {
+  int64_t total = 0;
+  for (int64_t c : counts) total += c;
+  std::vector<int64_t> bounds{0};
+  int64_t seen = 0;
+  const int64_t num = static_cast<int64_t>(counts.size());
+  for (int64_t l = 0; l < num; ++l) {
+    seen += counts[l];
+    // Close group p once it holds its share of the rows (the last group takes what is left).
+    const int64_t p = static_cast<int64_t>(bounds.size());
+    if (p < parts && seen * parts >= total * p) bounds.push_back(l + 1);
+  }
+  while (static_cast<int64_t>(bounds.size()) <= parts) bounds.push_back(num);
+  return bounds;
+}
+
+bool ThreadsAcrossExperts(const at::Tensor& x, const std::vector<int64_t>& counts) {
+  if (!x.device().is_cpu() || at::get_num_threads() < 2 || at::in_parallel_region()) return false;
+  const auto mode = static_cast<ExpertThreading>(g_threading.load());
+  if (mode != ExpertThreading::kAuto) return mode == ExpertThreading::kAcrossExperts;
+  int64_t rows = 0, active = 0;
+  for (int64_t c : counts) {
+    rows += c;
+    active += c > 0;
+  }
+  return active >= 2 && rows < kRowsPerThreadedMatmul * active;
+}
+
+// fn(l) for every expert with rows: one after another (each op using all threads), or groups of
+// experts on separate threads (each op on one).
+template <typename Fn>
+void ForEachExpert(const SwigluState& s, const Fn& fn) {
+  const int64_t num = static_cast<int64_t>(s.counts.size());
+  if (!s.across_experts) {
+    for (int64_t l = 0; l < num; ++l) {
+      if (s.counts[l] > 0) fn(l);
+    }
+    return;
+  }
+  const int parts = at::get_num_threads();
+  const std::vector<int64_t> bounds = BalancedGroups(s.counts, parts);
+  at::parallel_for(0, parts, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      for (int64_t l = bounds[p]; l < bounds[p + 1]; ++l) {
+        if (s.counts[l] > 0) fn(l);
+      }
+    }
+  });
+}
+
+// t.out = a @ b (beta 0) or t.out += a @ b (beta 1); nothing when no target.
+void WriteWeightGrad(const GradTarget& t, const at::Tensor& a, const at::Tensor& b) {
+  if (!t.out.defined()) return;
+  if (t.beta == 0) {
+    at::mm_out(const_cast<at::Tensor&>(t.out), a, b);
+  } else {
+    t.out.addmm_(a, b);
+  }
+}
+
+// Targets for captured gradients: new tensors (gate and up as halves of one [2I, D] tensor).
+std::vector<ExpertGradTargets> FreshTargets(const std::vector<ExpertParams>& params,
+                                            const std::vector<bool>& has_rows) {
+  std::vector<ExpertGradTargets> targets(params.size());
+  for (size_t l = 0; l < params.size(); ++l) {
+    if (!has_rows[l]) continue;
+    const ExpertParams& p = params[l];
+    ExpertGradTargets& t = targets[l];
+    const at::TensorOptions options = p.gate.options().requires_grad(false);
+    if (p.gate.requires_grad() && p.up.requires_grad()) {
+      const int64_t inter = p.gate.size(0);
+      t.gate_up.out = at::empty({2 * inter, p.gate.size(1)}, options);
+      t.gate.out = t.gate_up.out.narrow(0, 0, inter);
+      t.up.out = t.gate_up.out.narrow(0, inter, inter);
+    } else {
+      if (p.gate.requires_grad()) t.gate.out = at::empty(p.gate.sizes(), options);
+      if (p.up.requires_grad()) t.up.out = at::empty(p.up.sizes(), options);
+    }
+    if (p.down.requires_grad()) t.down.out = at::empty(p.down.sizes(), options);
+  }
+  return targets;
+}
+
+c10::intrusive_ptr<SwigluState> StateOf(AutogradContext* ctx) {
+  return c10::static_intrusive_pointer_cast<SwigluState>(ctx->saved_data["state"].toCapsule());
+}
+
+class GroupedSwigluFn : public torch::autograd::Function<GroupedSwigluFn> {
+ public:
+  // weights: the parameters, only so that autograd knows the output depends on them.
+  // x_up, scale: absent when not used (LibTorch 1.13 takes no undefined tensor input).
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x_gate,
+                            const c10::optional<at::Tensor>& x_up_opt,
+                            const c10::optional<at::Tensor>& scale_opt, at::TensorList weights,
+                            c10::intrusive_ptr<SwigluState> state) {
+    (void)weights;
+    const at::Tensor x_up = x_up_opt.value_or(at::Tensor());
+    const at::Tensor scale = scale_opt.value_or(at::Tensor());
+    const SwigluState& s = *state;
+    const int64_t rows = x_gate.size(0), inter = s.down_LDI.size(2), hidden = s.down_LDI.size(1);
+    at::Tensor xg = x_gate.contiguous();
+    at::Tensor xu = s.fused ? xg : x_up.contiguous();
+    at::Tensor sc = scale.defined() ? scale.contiguous() : at::Tensor();
+    at::Tensor gu = at::empty({rows, 2 * inter}, xg.options());
+    at::Tensor h = at::empty({rows, inter}, xg.options());
+    at::Tensor y = at::empty({rows, hidden}, xg.options());
+    ForEachExpert(s, [&](int64_t l) {
+      const int64_t off = s.offsets[l], r = s.counts[l];
+      const at::Tensor w = s.gate_up_L2ID[l];
+      at::Tensor gu_l = gu.narrow(0, off, r);
+      at::Tensor g_l = gu_l.narrow(1, 0, inter), u_l = gu_l.narrow(1, inter, inter);
+      if (s.fused) {
+        at::mm_out(gu_l, xg.narrow(0, off, r), w.t());
+      } else {
+        at::mm_out(g_l, xg.narrow(0, off, r), w.narrow(0, 0, inter).t());
+        at::mm_out(u_l, xu.narrow(0, off, r), w.narrow(0, inter, inter).t());
+      }
+      at::Tensor h_l = h.narrow(0, off, r);
+      at::silu_out(h_l, g_l);
+      h_l.mul_(u_l);
+      if (sc.defined()) h_l.mul_(sc.narrow(0, off, r));
+      at::Tensor y_l = y.narrow(0, off, r);
+      at::mm_out(y_l, h_l, s.down_LDI[l].t());
+    });
+    ctx->save_for_backward({xg, s.fused ? at::Tensor() : xu, sc, gu, h});
+    ctx->saved_data["state"] = c10::IValue::make_capsule(state);
+    ctx->saved_data["x_gate_grad"] = x_gate.requires_grad();
+    ctx->saved_data["x_up_grad"] = x_up.defined() && x_up.requires_grad();
+    ctx->saved_data["scale_grad"] = scale.defined() && scale.requires_grad();
+    return y;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const c10::intrusive_ptr<SwigluState> state = StateOf(ctx);
+    const SwigluState& s = *state;
+    const variable_list saved = ctx->get_saved_variables();
+    const at::Tensor &xg = saved[0], &sc = saved[2], &gu = saved[3], &h = saved[4];
+    const at::Tensor& xu = s.fused ? xg : saved[1];
+    variable_list out(4 + s.params.size() * 3);
+    if (!grads[0].defined()) return out;
+    const at::Tensor dy = grads[0].contiguous();
+    const int64_t rows = xg.size(0), inter = s.down_LDI.size(2), hidden = s.down_LDI.size(1);
+    std::vector<bool> has_rows(s.counts.size());
+    for (size_t l = 0; l < s.counts.size(); ++l) has_rows[l] = s.counts[l] > 0;
+    // backward(): weight gradients go straight into .grad (the stacked buffer). autograd::grad
+    // (and backward with inputs, as activation checkpointing runs it) captures gradients instead
+    // of accumulating them: then they are fresh tensors returned through the graph, and .grad is
+    // left alone.
+    const auto* exec_info = torch::autograd::get_current_graph_task_exec_info();
+    const bool capture = exec_info != nullptr && !exec_info->empty();
+    const std::vector<ExpertGradTargets> targets =
+        capture ? FreshTargets(s.params, has_rows) : s.pack->GradTargets(s.params, has_rows);
+    const at::TensorOptions options = xg.options();
+    at::Tensor dxg, dxu, dsc;
+    if (ctx->saved_data["x_gate_grad"].toBool()) dxg = at::empty({rows, hidden}, options);
+    if (!s.fused && ctx->saved_data["x_up_grad"].toBool()) dxu = at::empty({rows, hidden}, options);
+    if (sc.defined() && ctx->saved_data["scale_grad"].toBool()) {
+      dsc = at::empty({rows, inter}, options);
+    }
+    at::Tensor dh = at::empty({rows, inter}, options);
+    at::Tensor dgu = at::empty({rows, 2 * inter}, options);
+    ForEachExpert(s, [&](int64_t l) {
+      const int64_t off = s.offsets[l], r = s.counts[l];
+      const ExpertGradTargets& t = targets[l];
+      const at::Tensor w_gu = s.gate_up_L2ID[l];
+      const at::Tensor dy_l = dy.narrow(0, off, r);
+      WriteWeightGrad(t.down, dy_l.t(), h.narrow(0, off, r));
+      at::Tensor dh_l = dh.narrow(0, off, r);
+      at::mm_out(dh_l, dy_l, s.down_LDI[l]);
+      const at::Tensor gu_l = gu.narrow(0, off, r);
+      const at::Tensor g = gu_l.narrow(1, 0, inter), u = gu_l.narrow(1, inter, inter);
+      const at::Tensor sig = at::sigmoid(g);
+      const at::Tensor act = g * sig;  // silu(g)
+      if (sc.defined()) {
+        if (dsc.defined()) {
+          at::Tensor dsc_l = dsc.narrow(0, off, r);
+          at::mul_out(dsc_l, dh_l, act);
+          dsc_l.mul_(u);
+        }
+        dh_l.mul_(sc.narrow(0, off, r));
+      }
+      at::Tensor dgu_l = dgu.narrow(0, off, r);
+      at::Tensor dg_l = dgu_l.narrow(1, 0, inter), du_l = dgu_l.narrow(1, inter, inter);
+      at::mul_out(du_l, dh_l, act);
+      // silu'(g) = sig * (1 + g * (1 - sig)) = sig + act * (1 - sig)
+      at::Tensor dsilu = at::rsub(sig, 1.0);
+      dsilu.mul_(act).add_(sig);
+      at::mul_out(dg_l, dh_l, u);
+      dg_l.mul_(dsilu);
+      if (s.fused) {
+        const at::Tensor x_l = xg.narrow(0, off, r);
+        if (t.gate_up.out.defined()) {
+          WriteWeightGrad(t.gate_up, dgu_l.t(), x_l);
+        } else {
+          WriteWeightGrad(t.gate, dg_l.t(), x_l);
+          WriteWeightGrad(t.up, du_l.t(), x_l);
+        }
+        if (dxg.defined()) {
+          at::Tensor dx_l = dxg.narrow(0, off, r);
+          at::mm_out(dx_l, dgu_l, w_gu);
+        }
+      } else {
+        WriteWeightGrad(t.gate, dg_l.t(), xg.narrow(0, off, r));
+        WriteWeightGrad(t.up, du_l.t(), xu.narrow(0, off, r));
+        if (dxg.defined()) {
+          at::Tensor dx_l = dxg.narrow(0, off, r);
+          at::mm_out(dx_l, dg_l, w_gu.narrow(0, 0, inter));
+        }
+        if (dxu.defined()) {
+          at::Tensor dx_l = dxu.narrow(0, off, r);
+          at::mm_out(dx_l, du_l, w_gu.narrow(0, inter, inter));
+        }
+      }
+    });
+    // Gradients that could not be written in place (another dtype, not contiguous).
+    for (const ExpertGradTargets& t : targets) {
+      for (const GradTarget* g : {&t.gate, &t.up, &t.down}) {
+        if (g->add_to.defined()) g->add_to.add_(g->out);
+      }
+    }
+    out[0] = dxg;
+    out[1] = dxu;
+    out[2] = dsc;
+    if (capture) {
+      for (size_t l = 0; l < targets.size(); ++l) {
+        out[3 + 3 * l] = targets[l].gate.out;
+        out[4 + 3 * l] = targets[l].up.out;
+        out[5 + 3 * l] = targets[l].down.out;
+      }
+    }
+    return out;
+  }
+};
+
+}  // namespace
+
+void SetExpertThreading(ExpertThreading mode) { g_threading.store(static_cast<int>(mode)); }
+
+ExpertThreading GetExpertThreading() { return static_cast<ExpertThreading>(g_threading.load()); }
+
+at::Tensor GroupedSwiglu(const std::shared_ptr<ExpertPack>& pack,
+                         const std::vector<ExpertParams>& params, const at::Tensor& x_gate_RD,
+                         const at::Tensor& x_up_RD, const at::Tensor& down_scale_RI,
+                         const std::vector<int64_t>& counts) {
+  // A named scope for profilers (trainer/cli/op_profile.h): the forward's ops sit under it.
+  RECORD_FUNCTION("cemoe::grouped_swiglu", std::vector<c10::IValue>());
+  CEMOE_CHECK(pack != nullptr && pack->IsPacked(params),
+              "GroupedSwiglu: the experts' parameters are not packed (call ExpertPack::Pack)");
+  CEMOE_CHECK(counts.size() == params.size(), "GroupedSwiglu: {} row counts for {} experts",
+              counts.size(), params.size());
+  auto state = c10::make_intrusive<SwigluState>();
+  state->pack = pack;
+  state->params = params;
+  state->counts = counts;
+  state->offsets.resize(counts.size());
+  int64_t total = 0;
+  for (size_t l = 0; l < counts.size(); ++l) {
+    state->offsets[l] = total;
+    total += counts[l];
+  }
+  CEMOE_CHECK(x_gate_RD.dim() == 2 && x_gate_RD.size(0) == total,
+              "GroupedSwiglu: counts sum to {} but x has {} rows", total,
+              x_gate_RD.dim() ? x_gate_RD.size(0) : 0);
+  state->gate_up_L2ID = pack->gate_up_L2ID();
+  state->down_LDI = pack->down_LDI();
+  CEMOE_CHECK(x_gate_RD.scalar_type() == state->down_LDI.scalar_type() &&
+                  x_gate_RD.device() == state->down_LDI.device(),
+              "GroupedSwiglu: rows are {} on {}, the experts {} on {}",
+              c10::toString(x_gate_RD.scalar_type()), x_gate_RD.device().str(),
+              c10::toString(state->down_LDI.scalar_type()), state->down_LDI.device().str());
+  state->fused = !x_up_RD.defined();
+  state->across_experts = ThreadsAcrossExperts(x_gate_RD, counts);
+  std::vector<at::Tensor> weights;
+  weights.reserve(3 * params.size());
+  for (const ExpertParams& p : params) {
+    weights.push_back(p.gate);
+    weights.push_back(p.up);
+    weights.push_back(p.down);
+  }
+  auto optional = [](const at::Tensor& t) {
+    return t.defined() ? c10::optional<at::Tensor>(t) : c10::nullopt;
+  };
+  return GroupedSwigluFn::apply(x_gate_RD, optional(x_up_RD), optional(down_scale_RI),
+                                at::TensorList(weights), state);
+}
+
+}  // namespace cemoe
