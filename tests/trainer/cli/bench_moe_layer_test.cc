@@ -1,9 +1,15 @@
-// bench_moe_layer_test.cc: `cemoe bench moe-layer --compressed-experts` prints, in one run, the
-// layer at top-K, top-K_m, and top-K_m with compressed experts (at the experts, at the source),
-// forward and forward+backward, with ratios to top-K_m and the overhead line; bad K_m is a
-// one-line error.
+// bench_moe_layer_test.cc: `cemoe bench moe-layer` prints the layer in both gradient modes against
+// the dense chain, with the efficiency computed from the printed medians, and (with the oracle
+// environment) transformers' MoE block with the speed-up over it; `--compressed-experts` prints,
+// in one run, the layer at top-K, top-K_m, and top-K_m with compressed experts (at the experts,
+// at the source), forward and forward+backward, with ratios to top-K_m and the overhead line;
+// bad K_m is a one-line error.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cctype>
+#include <cstdlib>
+#include <filesystem>
 #include <regex>
 #include <string>
 #include <vector>
@@ -28,6 +34,88 @@ std::vector<double> ParseRow(const std::string& out, const std::string& label) {
   }
   EXPECT_EQ(v.size(), 6u) << line;
   return v;
+}
+
+// The numbers after `label` on its line (at least `n` of them).
+std::vector<double> Numbers(const std::string& out, const std::string& label, size_t n) {
+  const size_t at = out.find(label);
+  EXPECT_NE(at, std::string::npos) << "no '" << label << "' in:\n" << out;
+  if (at == std::string::npos) return std::vector<double>(n, 0.0);
+  const size_t from = at + label.size();
+  const std::string line = out.substr(from, out.find('\n', from) - from);
+  std::vector<double> v;
+  const std::regex number(R"(-?[0-9]+(\.[0-9]+)?)");
+  for (std::sregex_iterator it(line.begin(), line.end(), number), end; it != end; ++it) {
+    v.push_back(std::stod(it->str()));
+  }
+  EXPECT_GE(v.size(), n) << line;
+  v.resize(std::max(v.size(), n), 0.0);
+  return v;
+}
+
+TEST(BenchMoeLayerTest, BothGradientModesAgainstTheDenseChain) {
+  const test::CliResult r =
+      test::RunCemoe("bench moe-layer --preset tiny --tokens 64 --threads 1 --reps 3 --no-peer");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_EQ(r.output.find("transformers"), std::string::npos) << "--no-peer ran the peer";
+  // med ms, min ms, GFLOP/s, faults per step
+  const std::vector<double> released = Numbers(r.output, "gradients released  ", 4);
+  const std::vector<double> kept = Numbers(r.output, "gradients kept (accumulated)", 4);
+  const std::vector<double> dense = Numbers(r.output, "dense chain of equal FLOPs", 4);
+  for (const auto* row : {&released, &kept, &dense}) {
+    EXPECT_GT((*row)[1], 0);
+    EXPECT_LE((*row)[1], (*row)[0]);  // min <= median
+    EXPECT_GE((*row)[3], 0);
+  }
+  // FLOP/s = the same FLOPs over each median: the ratios of the rates are those of the times.
+  EXPECT_NEAR(released[2] * released[0], dense[2] * dense[0], 0.02 * dense[2] * dense[0]);
+  const std::vector<double> eff = Numbers(r.output, "efficiency (dense time / layer time):", 2);
+  EXPECT_NEAR(eff[0], dense[0] / released[0], 0.01 + 0.01 * eff[0]);
+  EXPECT_NEAR(eff[1], dense[0] / kept[0], 0.01 + 0.01 * eff[1]);
+}
+
+// trainer/cli/blas_core.h: on a CPU with AVX2 + FMA, OpenBLAS runs kernels of that class or newer
+// (a VM with a generic CPU model used to get the SSE "Prescott" kernels, 4x slower).
+TEST(BenchMoeLayerTest, BlasKernelsFitTheCpu) {
+  const test::CliResult r =
+      test::RunCemoe("bench moe-layer --preset tiny --tokens 16 --threads 1 --reps 1 --no-peer");
+  ASSERT_EQ(r.code, 0) << r.output;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(r.output, m, std::regex(R"( blas (OpenBLAS (\S+)|not OpenBLAS)\n)")))
+      << r.output;
+  if (m[1] == "not OpenBLAS") GTEST_SKIP() << "LibTorch without OpenBLAS";
+  __builtin_cpu_init();
+  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) {
+    GTEST_SKIP() << "CPU without AVX2 + FMA";
+  }
+  std::string core = m[2];
+  for (char& c : core) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  EXPECT_TRUE(core == "haswell" || core == "zen" || core == "skylakex" || core == "cooperlake" ||
+              core == "sapphirerapids")
+      << "OpenBLAS runs its '" << core << "' kernels on a CPU with AVX2 + FMA";
+}
+
+TEST(BenchMoeLayerTest, TransformersBlockRunsInTheSameInvocation) {
+  const char* venv = std::getenv("CEMOE_ORACLE_VENV");
+  const std::string python =
+      (venv ? std::string(venv) : std::string(std::getenv("HOME") ? std::getenv("HOME") : "") +
+                                      "/.cache/cemoe/oracle-venv") +
+      "/bin/python";
+  if (!std::filesystem::exists(python)) {
+    GTEST_SKIP() << "no oracle environment at " << python << " (launch/oracle_env.sh)";
+  }
+  const test::CliResult r = test::RunCemoe(
+      "bench moe-layer --preset tiny --tokens 64 --threads 1 --reps 2 --peer-impl "
+      "grouped_mm,batched_mm --peer-reps 2");
+  ASSERT_EQ(r.code, 0) << r.output;
+  const std::vector<double> released = Numbers(r.output, "gradients released  ", 1);
+  const std::vector<double> kept = Numbers(r.output, "gradients kept (accumulated)", 1);
+  // released med / min, kept med / min, speed-ups
+  const std::vector<double> peer = Numbers(r.output, "grouped_mm  OlmoeSparseMoeBlock", 6);
+  EXPECT_NEAR(peer[4], peer[0] / released[0], 0.01 + 0.02 * peer[4]);
+  EXPECT_NEAR(peer[5], peer[2] / kept[0], 0.01 + 0.02 * peer[5]);
+  EXPECT_NE(r.output.find("batched_mm  OlmoeSparseMoeBlock"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("speed-up over transformers' fastest ("), std::string::npos) << r.output;
 }
 
 TEST(BenchMoeLayerTest, CompressedExpertsTableHasEveryConfiguration) {
