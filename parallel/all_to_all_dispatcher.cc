@@ -25,10 +25,16 @@ struct ExchangeLayout : torch::CustomClassHolder {
   std::vector<int64_t> recv_counts_PL;  // [P * L] rows received per (source, local expert)
   at::Tensor token_S;                   // [S] the token of each sent row
   at::Tensor order_S;                   // [S] the assignment (t * K + k) of each sent row
-  at::Tensor pos_TK;                    // [T, K] the sent row of each assignment; -1 = dropped
   at::Tensor expert_major_R;  // [R] expert-major row of each received row; undefined = same
   ExpertMajorOrder order;
   int64_t num_sent = 0, num_received = 0;
+  // The return exchange leaves out this rank's own rows (the sum reads them where the experts
+  // put them): counts with the self chunks zeroed, the expert-major rows that go back to other
+  // ranks, and each assignment's row in [rows returned by other ranks; expert-major rows].
+  std::vector<int64_t> return_send_counts_PL, return_recv_counts_PL;
+  at::Tensor return_index;  // [R - own rows]
+  at::Tensor sum_pos_TK;    // [T, K]; -1 = dropped
+  int64_t num_returned = 0;
 };
 
 // [rows, trailing...] shape with another row count.
@@ -47,12 +53,16 @@ at::Tensor ForwardRows(const at::Tensor& src, const at::Tensor& index, const Exc
   return received;
 }
 
-// Expert-major rows [R, ...] back to the ranks they came from, in their bucket order [S, ...].
-at::Tensor ReturnRows(const at::Tensor& y_R, const ExchangeLayout& l) {
-  at::Tensor returned = at::empty(WithRows(y_R, l.num_sent), y_R.options());
-  l.comm->AllToAllRows(y_R, l.expert_major_R, l.recv_counts_PL, returned, at::Tensor(),
-                       l.send_counts_PL);
-  return returned;
+// The return exchange and the sum over each token's K rows (weights undefined: plain sum) in one
+// pass over the rows: rows from other ranks arrive in a buffer, this rank's own rows are read
+// from y_R in place. *returned_out (optional) gets the buffer.
+at::Tensor ReturnAndSum(const at::Tensor& y_RW, const at::Tensor& weights_TK,
+                        const ExchangeLayout& l, at::Tensor* returned_out = nullptr) {
+  at::Tensor returned = at::empty(WithRows(y_RW, l.num_returned), y_RW.options());
+  l.comm->AllToAllRows(y_RW, l.return_index, l.return_send_counts_PL, returned, at::Tensor(),
+                       l.return_recv_counts_PL);
+  if (returned_out != nullptr) *returned_out = returned;
+  return WeightedRowSum(returned, y_RW, l.sum_pos_TK, weights_TK);
 }
 
 c10::intrusive_ptr<ExchangeLayout> LayoutOf(AutogradContext* ctx) {
@@ -69,9 +79,7 @@ class DispatchRows : public torch::autograd::Function<DispatchRows> {
     return ForwardRows(x_TW, layout->token_S, *layout);
   }
   static variable_list backward(AutogradContext* ctx, variable_list grad_R) {
-    const auto layout = LayoutOf(ctx);
-    const at::Tensor grad_S = ReturnRows(grad_R[0].contiguous(), *layout);
-    return {WeightedRowSum(grad_S, layout->pos_TK, at::Tensor()), at::Tensor()};
+    return {ReturnAndSum(grad_R[0].contiguous(), at::Tensor(), *LayoutOf(ctx)), at::Tensor()};
   }
 };
 
@@ -85,14 +93,17 @@ class CombineRows : public torch::autograd::Function<CombineRows> {
                             const at::Tensor& weights_TK,
                             c10::intrusive_ptr<ExchangeLayout> layout) {
     ctx->saved_data["layout"] = c10::IValue::make_capsule(layout);
-    const at::Tensor y_SW = ReturnRows(y_RW.contiguous(), *layout);
-    if (weights_TK.requires_grad()) ctx->saved_data["y_S"] = y_SW;
-    ctx->save_for_backward({weights_TK});
-    return WeightedRowSum(y_SW, layout->pos_TK, weights_TK);
+    const at::Tensor y = y_RW.contiguous();
+    at::Tensor returned;
+    at::Tensor out = ReturnAndSum(y, weights_TK, *layout, &returned);
+    if (weights_TK.requires_grad()) ctx->saved_data["returned"] = returned;
+    ctx->save_for_backward({weights_TK, y_RW});
+    return out;
   }
   static variable_list backward(AutogradContext* ctx, variable_list grad_T) {
     const auto layout = LayoutOf(ctx);
-    const at::Tensor weights_TK = ctx->get_saved_variables()[0];
+    const variable_list saved = ctx->get_saved_variables();
+    const at::Tensor weights_TK = saved[0];
     const at::Tensor grad_TW = grad_T[0].contiguous();
     const at::Tensor token_S = layout->token_S.to(grad_TW.device());
     const at::Tensor order_S = layout->order_S.to(grad_TW.device());
@@ -104,10 +115,16 @@ class CombineRows : public torch::autograd::Function<CombineRows> {
       grad_y = ForwardRows((grad_SW * w_S.unsqueeze(1)).contiguous(), at::Tensor(), *layout);
     }
     if (ctx->needs_input_grad(1)) {
-      const at::Tensor y_SW = ctx->saved_data["y_S"].toTensor();
-      const at::Tensor dots_S = (grad_SW * y_SW).sum(1).to(weights_TK.scalar_type());
+      // <grad_out[t], y(t, k)> for every kept slot, y(t, k) read from the rows the sum read.
+      const at::Tensor rows =
+          at::cat({ctx->saved_data["returned"].toTensor(), saved[1].contiguous()});
+      const at::Tensor pos_N = layout->sum_pos_TK.reshape({-1}).to(grad_TW.device());
+      const at::Tensor kept_N = pos_N.ge(0).nonzero().reshape({-1});
+      const at::Tensor y_NW = rows.index_select(0, pos_N.index_select(0, kept_N));
+      const at::Tensor g_NW = grad_TW.index_select(0, at::div(kept_N, weights_TK.size(1), "floor"));
+      const at::Tensor dots = (g_NW * y_NW).sum(1).to(weights_TK.scalar_type());
       grad_w = at::zeros({weights_TK.numel()}, weights_TK.options())
-                   .index_copy_(0, order_S, dots_S)
+                   .index_copy_(0, kept_N, dots)
                    .reshape(weights_TK.sizes());
     }
     return {grad_y, grad_w, at::Tensor()};
@@ -182,9 +199,8 @@ DispatchResult AllToAllDispatcher::Dispatch(const at::Tensor& x_TD, const at::Te
   layout->token_S = perm.token_R.to(at::kCPU).contiguous();
   layout->order_S = perm.order_R.to(at::kCPU).contiguous();
   layout->num_sent = layout->order_S.size(0);
-  layout->pos_TK = at::full({num_tokens, top_k}, -1, at::kLong);
+  std::vector<int64_t> pos(num_tokens * top_k, -1);  // the sent row of each assignment
   {
-    int64_t* pos = layout->pos_TK.data_ptr<int64_t>();
     const int64_t* order = layout->order_S.data_ptr<int64_t>();
     for (int64_t r = 0; r < layout->num_sent; ++r) pos[order[r]] = r;
   }
@@ -194,6 +210,44 @@ DispatchResult AllToAllDispatcher::Dispatch(const at::Tensor& x_TD, const at::Te
   layout->order = MakeExpertMajorOrder(layout->recv_counts_PL, num_ranks);
   if (!layout->order.identity) layout->expert_major_R = layout->order.scatter_R;
   for (int64_t n : layout->recv_counts_PL) layout->num_received += n;
+  {
+    // The return exchange without this rank's own rows (see ExchangeLayout).
+    const int64_t l = placement_.experts_per_rank(), me = comm_.rank();
+    layout->return_send_counts_PL = layout->recv_counts_PL;
+    layout->return_recv_counts_PL = layout->send_counts_PL;
+    int64_t own_sent = 0, own_received = 0, num_own = 0;  // offsets of the own rows; their count
+    for (int64_t b = 0; b < me * l; ++b) {
+      own_sent += layout->send_counts_PL[b];
+      own_received += layout->recv_counts_PL[b];
+    }
+    for (int64_t b = me * l; b < (me + 1) * l; ++b) {
+      num_own += layout->send_counts_PL[b];
+      layout->return_send_counts_PL[b] = 0;
+      layout->return_recv_counts_PL[b] = 0;
+    }
+    const int64_t* scatter =
+        layout->order.identity ? nullptr : layout->order.scatter_R.data_ptr<int64_t>();
+    auto expert_major = [scatter](int64_t i) { return scatter ? scatter[i] : i; };
+    std::vector<int64_t> back;
+    back.reserve(layout->num_received - num_own);
+    for (int64_t i = 0; i < layout->num_received; ++i) {
+      if (i < own_received || i >= own_received + num_own) back.push_back(expert_major(i));
+    }
+    layout->return_index = at::tensor(back, at::kLong);
+    layout->num_returned = layout->num_sent - num_own;
+    layout->sum_pos_TK = at::empty({num_tokens, top_k}, at::kLong);
+    int64_t* sum_pos = layout->sum_pos_TK.data_ptr<int64_t>();
+    for (int64_t n = 0; n < num_tokens * top_k; ++n) {
+      const int64_t r = pos[n];
+      if (r < own_sent) {
+        sum_pos[n] = r;  // -1 (dropped) stays
+      } else if (r < own_sent + num_own) {
+        sum_pos[n] = layout->num_returned + expert_major(own_received + r - own_sent);
+      } else {
+        sum_pos[n] = r - num_own;
+      }
+    }
+  }
   handle->layout = layout;
 
   DispatchResult result;
