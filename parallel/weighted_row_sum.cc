@@ -8,23 +8,38 @@
 namespace cemoe {
 namespace {
 
+// o[d] = a * y[d] (assign) or o[d] += a * y[d]; o and y never overlap.
+template <typename Scalar>
+void Axpy(Scalar* __restrict o, const Scalar* __restrict y, Scalar a, int64_t w, bool assign) {
+  if (assign) {
+    for (int64_t d = 0; d < w; ++d) o[d] = a * y[d];
+  } else {
+    for (int64_t d = 0; d < w; ++d) o[d] += a * y[d];
+  }
+}
+
 template <typename Scalar>
 void SumLoop(const Scalar* rows_a, int64_t num_a, const Scalar* rows_b, const int64_t* pos,
              const Scalar* weights, Scalar* out, int64_t num_tokens, int64_t k, int64_t w) {
+  auto row = [&](int64_t r) { return r < num_a ? rows_a + r * w : rows_b + (r - num_a) * w; };
+  const int64_t n = num_tokens * k;
   for (int64_t t = 0; t < num_tokens; ++t) {
     Scalar* o = out + t * w;
     bool first = true;
     for (int64_t j = 0; j < k; ++j) {
-      const int64_t r = pos[t * k + j];
-      if (r < 0) continue;
-      const Scalar a = weights ? weights[t * k + j] : Scalar(1);
-      const Scalar* y = r < num_a ? rows_a + r * w : rows_b + (r - num_a) * w;
-      if (first) {
-        for (int64_t d = 0; d < w; ++d) o[d] = a * y[d];
-        first = false;
-      } else {
-        for (int64_t d = 0; d < w; ++d) o[d] += a * y[d];
+      const int64_t slot = t * k + j;
+      // The next kept slot's row starts streaming while this one is summed.
+      for (int64_t next = slot + 1; next < n && next <= slot + 2; ++next) {
+        if (pos[next] >= 0) {
+          __builtin_prefetch(row(pos[next]));
+          __builtin_prefetch(row(pos[next]) + 64 / sizeof(Scalar));
+          break;
+        }
       }
+      const int64_t r = pos[slot];
+      if (r < 0) continue;
+      Axpy(o, row(r), weights ? weights[slot] : Scalar(1), w, first);
+      first = false;
     }
     if (first) {
       for (int64_t d = 0; d < w; ++d) o[d] = Scalar(0);
