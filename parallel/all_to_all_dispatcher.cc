@@ -8,6 +8,7 @@
 #include "model/check.h"
 #include "model/moe/permute.h"
 #include "parallel/dispatch_layout.h"
+#include "parallel/weighted_row_sum.h"
 
 namespace cemoe {
 namespace {
@@ -16,61 +17,122 @@ using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
 // Everything both directions of the row exchange need; owned by the autograd graph (a capsule in
-// the context) and by the dispatch handle.
+// the context) and by the dispatch handle. Index tensors are int64 on the CPU (the communicator's
+// contract); S rows sent in Dispatch (bucket order), R received (expert-major order).
 struct ExchangeLayout : torch::CustomClassHolder {
   Communicator* comm = nullptr;
-  std::vector<int64_t> send_counts;  // [P] rows this rank sends to each peer in Dispatch
-  std::vector<int64_t> recv_counts;  // [P] rows this rank receives from each peer in Dispatch
+  std::vector<int64_t> send_counts_PL;  // [P * L] rows sent per bucket (peer, local expert)
+  std::vector<int64_t> recv_counts_PL;  // [P * L] rows received per (source, local expert)
+  at::Tensor token_S;                   // [S] the token of each sent row
+  at::Tensor order_S;                   // [S] the assignment (t * K + k) of each sent row
+  at::Tensor expert_major_R;  // [R] expert-major row of each received row; undefined = same
   ExpertMajorOrder order;
+  int64_t num_sent = 0, num_received = 0;
+  // The return exchange leaves out this rank's own rows (the sum reads them where the experts
+  // put them): counts with the self chunks zeroed, the expert-major rows that go back to other
+  // ranks, and each assignment's row in [rows returned by other ranks; expert-major rows].
+  std::vector<int64_t> return_send_counts_PL, return_recv_counts_PL;
+  at::Tensor return_index;  // [R - own rows]
+  at::Tensor sum_pos_TK;    // [T, K]; -1 = dropped
+  int64_t num_returned = 0;
 };
 
-// Source rows sorted by bucket [S, ...] -> expert-major rows on the destination [R, ...].
-at::Tensor ForwardRows(const at::Tensor& x_S, const ExchangeLayout& layout) {
-  at::Tensor received = layout.comm->AllToAll(x_S, layout.send_counts, layout.recv_counts);
-  if (layout.order.identity) return received;
-  return received.index_select(0, layout.order.gather_R.to(received.device()));
+// [rows, trailing...] shape with another row count.
+std::vector<int64_t> WithRows(const at::Tensor& like, int64_t rows) {
+  std::vector<int64_t> shape = like.sizes().vec();
+  shape[0] = rows;
+  return shape;
 }
 
-// Expert-major rows [R, ...] -> source rows sorted by bucket [S, ...] back on their ranks.
-at::Tensor ReturnRows(const at::Tensor& y_R, const ExchangeLayout& layout) {
-  at::Tensor ungrouped =
-      layout.order.identity ? y_R : y_R.index_select(0, layout.order.scatter_R.to(y_R.device()));
-  return layout.comm->AllToAll(ungrouped, layout.recv_counts, layout.send_counts);
+// Rows src[index[i]] (index undefined: src's rows in order), in bucket order, to the ranks of
+// their experts; returns them expert-major [R, ...]. Gather, exchange and regroup are one
+// AllToAllRows: the MPI backend reads the rows from src and writes them in place.
+at::Tensor ForwardRows(const at::Tensor& src, const at::Tensor& index, const ExchangeLayout& l) {
+  at::Tensor received = at::empty(WithRows(src, l.num_received), src.options());
+  l.comm->AllToAllRows(src, index, l.send_counts_PL, received, l.expert_major_R, l.recv_counts_PL);
+  return received;
+}
+
+// The return exchange and the sum over each token's K rows (weights undefined: plain sum) in one
+// pass over the rows: rows from other ranks arrive in a buffer, this rank's own rows are read
+// from y_R in place. *returned_out (optional) gets the buffer.
+at::Tensor ReturnAndSum(const at::Tensor& y_RW, const at::Tensor& weights_TK,
+                        const ExchangeLayout& l, at::Tensor* returned_out = nullptr) {
+  at::Tensor returned = at::empty(WithRows(y_RW, l.num_returned), y_RW.options());
+  l.comm->AllToAllRows(y_RW, l.return_index, l.return_send_counts_PL, returned, at::Tensor(),
+                       l.return_recv_counts_PL);
+  if (returned_out != nullptr) *returned_out = returned;
+  return WeightedRowSum(returned, y_RW, l.sum_pos_TK, weights_TK);
 }
 
 c10::intrusive_ptr<ExchangeLayout> LayoutOf(AutogradContext* ctx) {
   return c10::static_intrusive_pointer_cast<ExchangeLayout>(ctx->saved_data["layout"].toCapsule());
 }
 
-// The row exchange of Dispatch; its backward is the return exchange of Combine.
+// The row exchange of Dispatch, from the tokens x_TW [T, W] (no permuted copy); its backward is
+// the return exchange followed by the sum over each token's K rows.
 class DispatchRows : public torch::autograd::Function<DispatchRows> {
  public:
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x_S,
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x_TW,
                             c10::intrusive_ptr<ExchangeLayout> layout) {
     ctx->saved_data["layout"] = c10::IValue::make_capsule(layout);
-    return ForwardRows(x_S, *layout);
+    return ForwardRows(x_TW, layout->token_S, *layout);
   }
   static variable_list backward(AutogradContext* ctx, variable_list grad_R) {
-    return {ReturnRows(grad_R[0].contiguous(), *LayoutOf(ctx)), at::Tensor()};
+    return {ReturnAndSum(grad_R[0].contiguous(), at::Tensor(), *LayoutOf(ctx)), at::Tensor()};
   }
 };
 
-// The return exchange of Combine; its backward is the row exchange of Dispatch.
+// The return exchange of Combine and the gate weighting: out_TW[t] = sum_k w[t, k] y(t, k), the
+// weights applied while each token's K returned rows are summed (parallel/weighted_row_sum.h).
+// Backward: the rows' gradient w[t, k] * grad_out[t] goes out by the row exchange of Dispatch;
+// the weights' gradient is <grad_out[t], y(t, k)>.
 class CombineRows : public torch::autograd::Function<CombineRows> {
  public:
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& y_R,
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& y_RW,
+                            const at::Tensor& weights_TK,
                             c10::intrusive_ptr<ExchangeLayout> layout) {
     ctx->saved_data["layout"] = c10::IValue::make_capsule(layout);
-    return ReturnRows(y_R, *layout);
+    const at::Tensor y = y_RW.contiguous();
+    at::Tensor returned;
+    at::Tensor out = ReturnAndSum(y, weights_TK, *layout, &returned);
+    if (weights_TK.requires_grad()) ctx->saved_data["returned"] = returned;
+    ctx->save_for_backward({weights_TK, y_RW});
+    return out;
   }
-  static variable_list backward(AutogradContext* ctx, variable_list grad_S) {
-    return {ForwardRows(grad_S[0].contiguous(), *LayoutOf(ctx)), at::Tensor()};
+  static variable_list backward(AutogradContext* ctx, variable_list grad_T) {
+    const auto layout = LayoutOf(ctx);
+    const variable_list saved = ctx->get_saved_variables();
+    const at::Tensor weights_TK = saved[0];
+    const at::Tensor grad_TW = grad_T[0].contiguous();
+    const at::Tensor token_S = layout->token_S.to(grad_TW.device());
+    const at::Tensor order_S = layout->order_S.to(grad_TW.device());
+    const at::Tensor grad_SW = grad_TW.index_select(0, token_S);
+    at::Tensor grad_y, grad_w;
+    if (ctx->needs_input_grad(0)) {
+      const at::Tensor w_S =
+          weights_TK.reshape({-1}).index_select(0, order_S).to(grad_SW.scalar_type());
+      grad_y = ForwardRows((grad_SW * w_S.unsqueeze(1)).contiguous(), at::Tensor(), *layout);
+    }
+    if (ctx->needs_input_grad(1)) {
+      // <grad_out[t], y(t, k)> for every kept slot, y(t, k) read from the rows the sum read.
+      const at::Tensor rows =
+          at::cat({ctx->saved_data["returned"].toTensor(), saved[1].contiguous()});
+      const at::Tensor pos_N = layout->sum_pos_TK.reshape({-1}).to(grad_TW.device());
+      const at::Tensor kept_N = pos_N.ge(0).nonzero().reshape({-1});
+      const at::Tensor y_NW = rows.index_select(0, pos_N.index_select(0, kept_N));
+      const at::Tensor g_NW = grad_TW.index_select(0, at::div(kept_N, weights_TK.size(1), "floor"));
+      const at::Tensor dots = (g_NW * y_NW).sum(1).to(weights_TK.scalar_type());
+      grad_w = at::zeros({weights_TK.numel()}, weights_TK.options())
+                   .index_copy_(0, kept_N, dots)
+                   .reshape(weights_TK.sizes());
+    }
+    return {grad_y, grad_w, at::Tensor()};
   }
 };
 
 class AllToAllHandle : public DispatchHandle {
  public:
-  Permutation perm;
   c10::intrusive_ptr<ExchangeLayout> layout;
   int64_t num_tokens = 0;
   int64_t top_k = 0;
@@ -129,23 +191,69 @@ DispatchResult AllToAllDispatcher::Dispatch(const at::Tensor& x_TD, const at::Te
   auto handle = std::make_shared<AllToAllHandle>();
   handle->num_tokens = num_tokens;
   handle->top_k = top_k;
-  handle->perm = SortByBucket(DestinationBuckets(ids_TK, placement_),
-                              num_ranks * placement_.experts_per_rank());
+  const Permutation perm = SortByBucket(DestinationBuckets(ids_TK, placement_),
+                                        num_ranks * placement_.experts_per_rank());
   auto layout = c10::make_intrusive<ExchangeLayout>();
   layout->comm = &comm_;
-  layout->send_counts = RowsPerRank(handle->perm.counts, num_ranks);
+  layout->send_counts_PL = perm.counts;
+  layout->token_S = perm.token_R.to(at::kCPU).contiguous();
+  layout->order_S = perm.order_R.to(at::kCPU).contiguous();
+  layout->num_sent = layout->order_S.size(0);
+  std::vector<int64_t> pos(num_tokens * top_k, -1);  // the sent row of each assignment
+  {
+    const int64_t* order = layout->order_S.data_ptr<int64_t>();
+    for (int64_t r = 0; r < layout->num_sent; ++r) pos[order[r]] = r;
+  }
 
-  // 2. Exchange counts, then rows.
-  const std::vector<int64_t> recv_counts_PL = comm_.AllToAllCounts(handle->perm.counts);
-  layout->recv_counts = RowsPerRank(recv_counts_PL, num_ranks);
-  layout->order = MakeExpertMajorOrder(recv_counts_PL, num_ranks);
+  // 2. Exchange counts, then rows: gathered from x, regrouped on arrival (one AllToAllRows).
+  layout->recv_counts_PL = comm_.AllToAllCounts(perm.counts);
+  layout->order = MakeExpertMajorOrder(layout->recv_counts_PL, num_ranks);
+  if (!layout->order.identity) layout->expert_major_R = layout->order.scatter_R;
+  for (int64_t n : layout->recv_counts_PL) layout->num_received += n;
+  {
+    // The return exchange without this rank's own rows (see ExchangeLayout).
+    const int64_t l = placement_.experts_per_rank(), me = comm_.rank();
+    layout->return_send_counts_PL = layout->recv_counts_PL;
+    layout->return_recv_counts_PL = layout->send_counts_PL;
+    int64_t own_sent = 0, own_received = 0, num_own = 0;  // offsets of the own rows; their count
+    for (int64_t b = 0; b < me * l; ++b) {
+      own_sent += layout->send_counts_PL[b];
+      own_received += layout->recv_counts_PL[b];
+    }
+    for (int64_t b = me * l; b < (me + 1) * l; ++b) {
+      num_own += layout->send_counts_PL[b];
+      layout->return_send_counts_PL[b] = 0;
+      layout->return_recv_counts_PL[b] = 0;
+    }
+    const int64_t* scatter =
+        layout->order.identity ? nullptr : layout->order.scatter_R.data_ptr<int64_t>();
+    auto expert_major = [scatter](int64_t i) { return scatter ? scatter[i] : i; };
+    std::vector<int64_t> back;
+    back.reserve(layout->num_received - num_own);
+    for (int64_t i = 0; i < layout->num_received; ++i) {
+      if (i < own_received || i >= own_received + num_own) back.push_back(expert_major(i));
+    }
+    layout->return_index = at::tensor(back, at::kLong);
+    layout->num_returned = layout->num_sent - num_own;
+    layout->sum_pos_TK = at::empty({num_tokens, top_k}, at::kLong);
+    int64_t* sum_pos = layout->sum_pos_TK.data_ptr<int64_t>();
+    for (int64_t n = 0; n < num_tokens * top_k; ++n) {
+      const int64_t r = pos[n];
+      if (r < own_sent) {
+        sum_pos[n] = r;  // -1 (dropped) stays
+      } else if (r < own_sent + num_own) {
+        sum_pos[n] = layout->num_returned + expert_major(own_received + r - own_sent);
+      } else {
+        sum_pos[n] = r - num_own;
+      }
+    }
+  }
   handle->layout = layout;
 
   DispatchResult result;
-  result.x_RD = DispatchRows::apply(Permute(x_TD, handle->perm).contiguous(), layout);
+  result.x_RD = DispatchRows::apply(x_TD, layout);
   for (const at::Tensor& extra : extras_T) {
-    at::Tensor rows =
-        DispatchRows::apply(Permute(AsRows(extra), handle->perm).contiguous(), layout);
+    at::Tensor rows = DispatchRows::apply(AsRows(extra), layout);
     result.extras_R.push_back(Restore(rows, extra));
   }
   // 3. Regroup happened inside DispatchRows; report the per-expert slices.
@@ -167,8 +275,7 @@ at::Tensor AllToAllDispatcher::Combine(const at::Tensor& y_RD, const DispatchHan
   CEMOE_CHECK(y_RD.dim() == 2 && y_RD.size(0) == num_rows,
               "Combine: y must have the {} dispatched rows, got {} rows", num_rows,
               y_RD.dim() ? y_RD.size(0) : 0);
-  at::Tensor y_SD = CombineRows::apply(y_RD.contiguous(), h->layout);
-  return Unpermute(y_SD, h->perm, topk_weights_TK);
+  return CombineRows::apply(y_RD, topk_weights_TK, h->layout);
 }
 
 std::shared_ptr<TokenDispatcher> MakeTokenDispatcher(Communicator& ep_group,

@@ -3,17 +3,19 @@
 // Dispatch sends every kept (token, expert) row to the rank holding its expert, Combine brings
 // the expert outputs back and applies the gate weights.
 //
-// Dispatch, in three phases (no collective in the first or the last):
+// Dispatch, in two phases:
 //   1. layout:  bucket ids (destination rank, local expert), optional capacity drop,
-//               SortByBucket, rows per destination rank            (parallel/dispatch_layout.h)
-//   2. exchange: all-to-all of the per-bucket counts, then of the rows (x and every extra)
-//   3. regroup:  received rows reordered from (source rank, local expert) to (local expert,
-//                source rank), so the experts see contiguous per-expert slices
-// Combine is the mirror: ungroup, all-to-all back, Unpermute with the weights
-// (model/moe/permute.h). Both are autograd functions: backward of the row exchange of Dispatch is
-// the return exchange of Combine and vice versa, so gradients reach x, the extras and the weights.
-// The number of experts a token keeps (K) is whatever topk_ids_TK has; rows of all experts of a
-// destination rank travel in one message.
+//               SortByBucket, counts per bucket, exchanged (parallel/dispatch_layout.h)
+//   2. rows:    one Communicator::AllToAllRows per tensor (x and every extra): rows are read
+//               straight from x in bucket order (no permuted copy) and land straight in
+//               (local expert, source rank) order (no regroup pass), so the experts see
+//               contiguous per-expert slices
+// Combine is the mirror: one AllToAllRows back from the expert-major rows to bucket order, then
+// the gate weighting fused into the sum over each token's K rows (parallel/weighted_row_sum.h).
+// Both are autograd functions: backward of the row exchange of Dispatch is the return exchange
+// of Combine and vice versa, so gradients reach x, the extras and the weights.
+// The number of experts a token keeps (K) is whatever topk_ids_TK has; the rows for one
+// (destination rank, local expert) bucket are one chunk of the exchange.
 //
 // Lifetime: the dispatcher and the autograd graph it builds hold a pointer to the EP
 // communicator; the ProcessGroups owning it must outlive both.

@@ -47,6 +47,26 @@ class Communicator {
   virtual at::Tensor AllToAll(const at::Tensor& send, const std::vector<int64_t>& send_counts,
                               const std::vector<int64_t>& recv_counts) = 0;
 
+  // Indexed all-to-all along dim 0: a gather before and a scatter after the exchange, which a
+  // backend may fuse into it (MPI: rows move between the two tensors with no staging copy).
+  // C = send_counts_PC.size() / P chunks per peer, the same C on every rank of the group.
+  //   Sending: the rows send[send_index_N[i]], i = 0..N-1 in order (send_index_N undefined:
+  //     send's rows in order), cut into chunks of send_counts_PC[p * C + c] rows, p-major; chunk
+  //     (p, c) goes to peer p. A row may be listed more than once.
+  //   Receiving: the rows from peer 0 (its chunks 0..C-1 for this rank, in order), then from
+  //     peer 1, ...: the j-th arriving row is written to recv[recv_index_M[j]] (undefined: row j).
+  //     recv_counts_PC[p * C + c] must equal what peer p sends as its chunk (this rank, c).
+  //     Listed rows must be distinct; rows of recv not listed keep their values.
+  // recv: contiguous, with send's dtype, device and trailing dims, not overlapping send.
+  // Indices: int64 on the CPU.
+  // Chunks do not change the result, only how a backend cuts messages (the MPI backend sends a
+  // chunk whose rows are consecutive on both sides straight from memory to memory).
+  // Default: index_select, AllToAll, index_copy_ (the NCCL backend uses it).
+  virtual void AllToAllRows(const at::Tensor& send, const at::Tensor& send_index_N,
+                            const std::vector<int64_t>& send_counts_PC, const at::Tensor& recv,
+                            const at::Tensor& recv_index_M,
+                            const std::vector<int64_t>& recv_counts_PC);
+
   // In-place all-reduce of a contiguous tensor.
   virtual void AllReduce(at::Tensor& tensor, ReduceOp op) = 0;
 
@@ -57,6 +77,14 @@ class Communicator {
   virtual void AllReduceHost(std::vector<double>& values, ReduceOp op) = 0;
 
   virtual void Barrier() = 0;
+
+ protected:
+  // The checks of AllToAllRows (shapes, dtypes, counts, index ranges), before any byte moves;
+  // returns the row size in bytes.
+  int64_t CheckAllToAllRows(const at::Tensor& send, const at::Tensor& send_index_N,
+                            const std::vector<int64_t>& send_counts_PC, const at::Tensor& recv,
+                            const at::Tensor& recv_index_M,
+                            const std::vector<int64_t>& recv_counts_PC) const;
 };
 
 }  // namespace cemoe

@@ -21,6 +21,7 @@ namespace {
 constexpr int kQueryTag = 101;
 constexpr int kReplyTag = 102;
 constexpr int kChunkTag = 103;
+constexpr int kRowsTag = 104;
 
 using Clock = std::chrono::steady_clock;
 
@@ -424,6 +425,145 @@ at::Tensor MpiCommunicator::AllToAll(const at::Tensor& send,
   at::Tensor recv = at::empty(shape, send_c.options());
   AllToAllBytes(send_c.data_ptr(), sb, sd, recv.data_ptr(), rb, rd);
   return recv;
+}
+
+namespace {
+
+// The rows of one message: `count` rows listed at index[begin...] (index null: rows begin...).
+struct RowSpan {
+  const int64_t* index;
+  int64_t begin, count;
+  int64_t row(int64_t i) const { return index ? index[begin + i] : begin + i; }
+  // The first row when the rows are consecutive in memory, else -1.
+  int64_t FirstIfConsecutive() const {
+    if (index == nullptr) return begin;
+    for (int64_t i = 1; i < count; ++i) {
+      if (index[begin + i] != index[begin] + i) return -1;
+    }
+    return index[begin];
+  }
+};
+
+// How one message's rows are described to MPI: (pointer, count, datatype). Scattered rows get a
+// committed hindexed datatype over runs of consecutive rows, which the caller frees.
+struct MpiRows {
+  char* ptr;
+  int count;
+  MPI_Datatype type;
+  bool owned;
+};
+
+MpiRows DescribeRows(char* base, const RowSpan& span, int64_t row_bytes, MPI_Datatype row_type) {
+  const int64_t first = span.FirstIfConsecutive();
+  if (first >= 0) {
+    return {base + first * row_bytes, static_cast<int>(span.count * row_bytes), MPI_BYTE, false};
+  }
+  std::vector<int> lengths;
+  std::vector<MPI_Aint> displs;
+  for (int64_t i = 0; i < span.count; ++i) {
+    const int64_t r = span.row(i);
+    if (!lengths.empty() && displs.back() + lengths.back() * row_bytes == r * row_bytes) {
+      ++lengths.back();
+    } else {
+      lengths.push_back(1);
+      displs.push_back(static_cast<MPI_Aint>(r * row_bytes));
+    }
+  }
+  MPI_Datatype type;
+  CEMOE_MPI_CHECK(MPI_Type_create_hindexed(static_cast<int>(lengths.size()), lengths.data(),
+                                           displs.data(), row_type, &type));
+  CEMOE_MPI_CHECK(MPI_Type_commit(&type));
+  return {base, 1, type, true};
+}
+
+}  // namespace
+
+void MpiCommunicator::AllToAllRows(const at::Tensor& send, const at::Tensor& send_index_N,
+                                   const std::vector<int64_t>& send_counts_PC,
+                                   const at::Tensor& recv, const at::Tensor& recv_index_M,
+                                   const std::vector<int64_t>& recv_counts_PC) {
+  const int64_t row =
+      CheckAllToAllRows(send, send_index_N, send_counts_PC, recv, recv_index_M, recv_counts_PC);
+  const int64_t limit = watchdog_->options().max_message_bytes;
+  if (!send.device().is_cpu() || row > limit || row == 0) {
+    Communicator::AllToAllRows(send, send_index_N, send_counts_PC, recv, recv_index_M,
+                               recv_counts_PC);
+    return;
+  }
+  const int64_t max_rows = limit / row;  // rows per message
+  const int64_t c = static_cast<int64_t>(send_counts_PC.size()) / size_;
+  const at::Tensor send_c = send.contiguous();
+  const at::Tensor send_index = send_index_N.defined() ? send_index_N.contiguous() : at::Tensor();
+  const at::Tensor recv_index = recv_index_M.defined() ? recv_index_M.contiguous() : at::Tensor();
+  const int64_t* si = send_index.defined() ? send_index.data_ptr<int64_t>() : nullptr;
+  const int64_t* ri = recv_index.defined() ? recv_index.data_ptr<int64_t>() : nullptr;
+  char* send_ptr = static_cast<char*>(send_c.data_ptr());
+  char* recv_ptr = static_cast<char*>(recv.data_ptr());
+
+  // The chunks to this rank itself are copied, not sent: their counts must agree.
+  int64_t self_send = 0, self_recv = 0;  // offsets of this rank's chunks in send / recv order
+  for (int64_t b = 0; b < rank_ * c; ++b) {
+    self_send += send_counts_PC[b];
+    self_recv += recv_counts_PC[b];
+  }
+  for (int64_t k = 0; k < c; ++k) {
+    const int64_t b = rank_ * c + k;
+    CEMOE_CHECK(send_counts_PC[b] == recv_counts_PC[b],
+                "AllToAllRows on '{}': chunk {} to itself sends {} rows but receives {}", name_, k,
+                send_counts_PC[b], recv_counts_PC[b]);
+  }
+  MPI_Datatype row_type;
+  CEMOE_MPI_CHECK(MPI_Type_contiguous(static_cast<int>(row), MPI_BYTE, &row_type));
+  CEMOE_MPI_CHECK(MPI_Type_commit(&row_type));
+  std::vector<MPI_Request> requests;
+  // Receives first, then sends, chunk by chunk and message by message in the same order on both
+  // sides (messages between two ranks with one tag match in order).
+  for (int pass = 0; pass < 2; ++pass) {
+    const bool receiving = pass == 0;
+    const std::vector<int64_t>& counts = receiving ? recv_counts_PC : send_counts_PC;
+    int64_t offset = 0;
+    for (int p = 0; p < size_; ++p) {
+      for (int64_t k = 0; k < c; ++k) {
+        const int64_t n = counts[p * c + k];
+        if (p != rank_) {
+          for (int64_t done = 0; done < n; done += max_rows) {
+            const RowSpan span{receiving ? ri : si, offset + done, std::min(max_rows, n - done)};
+            const MpiRows m = DescribeRows(receiving ? recv_ptr : send_ptr, span, row, row_type);
+            requests.emplace_back();
+            if (receiving) {
+              CEMOE_MPI_CHECK(
+                  MPI_Irecv(m.ptr, m.count, m.type, p, kRowsTag, comm_, &requests.back()));
+            } else {
+              CEMOE_MPI_CHECK(
+                  MPI_Isend(m.ptr, m.count, m.type, p, kRowsTag, comm_, &requests.back()));
+            }
+            if (m.owned) {
+              MPI_Datatype type = m.type;
+              CEMOE_MPI_CHECK(MPI_Type_free(&type));  // freed once the message completes
+            }
+          }
+        }
+        offset += n;
+      }
+    }
+  }
+  CEMOE_MPI_CHECK(MPI_Type_free(&row_type));
+  // The chunks to this rank itself: row copies, consecutive runs at once.
+  int64_t send_off = self_send, recv_off = self_recv;
+  for (int64_t k = 0; k < c; ++k) {
+    const int64_t n = send_counts_PC[rank_ * c + k];
+    const RowSpan from{si, send_off, n}, to{ri, recv_off, n};
+    for (int64_t i = 0; i < n;) {
+      const int64_t s0 = from.row(i), r0 = to.row(i);
+      int64_t run = 1;
+      while (i + run < n && from.row(i + run) == s0 + run && to.row(i + run) == r0 + run) ++run;
+      std::memcpy(recv_ptr + r0 * row, send_ptr + s0 * row, run * row);
+      i += run;
+    }
+    send_off += n;
+    recv_off += n;
+  }
+  Wait(requests, Describe("MPI_Isend/MPI_Irecv (rows all-to-all)"));
 }
 
 void MpiCommunicator::AllReduce(at::Tensor& tensor, ReduceOp op) {

@@ -138,6 +138,15 @@ class MpiCommunicator : public Communicator {
   std::vector<int64_t> AllToAllCounts(const std::vector<int64_t>& send_PC) override;
   at::Tensor AllToAll(const at::Tensor& send, const std::vector<int64_t>& send_counts,
                       const std::vector<int64_t>& recv_counts) override;
+  // Fused (communicator.h): rows travel by point-to-point messages, one per chunk (cut at
+  // max_message_bytes); a chunk's rows consecutive in memory go as plain bytes (shared memory
+  // then copies once), scattered ones as an MPI derived datatype over their row addresses
+  // (packed straight from send, unpacked straight into recv); the chunks to this rank itself
+  // are copied row by row. Rows over max_message_bytes and CUDA tensors take the default.
+  void AllToAllRows(const at::Tensor& send, const at::Tensor& send_index_N,
+                    const std::vector<int64_t>& send_counts_PC, const at::Tensor& recv,
+                    const at::Tensor& recv_index_M,
+                    const std::vector<int64_t>& recv_counts_PC) override;
   void AllReduce(at::Tensor& tensor, ReduceOp op) override;
   void Broadcast(at::Tensor& tensor, int root) override;
   void AllReduceHost(std::vector<double>& values, ReduceOp op) override;

@@ -2,6 +2,7 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <climits>
 #include <cmath>
 #include <cstdlib>
 #include <string>
@@ -50,6 +51,115 @@ TEST(Communicator, OversizedBlocksAreSplitIntoChunksNotTruncated) {
   at::Tensor b = groups.world_rank() == 0 ? at::arange(29, at::kLong) : at::zeros({29}, at::kLong);
   groups.world().Broadcast(b, 0);
   EXPECT_TRUE(b.equal(at::arange(29, at::kLong)));
+}
+
+// AllToAllRows against a reference built row by row from the contract (communicator.h).
+// Rank s holds 40 rows of width 3, row i = s * 1000 + 10 i + [0, 1, 2], and sends
+// Count(s, p, c) rows to peer p as chunk c (3 chunks per peer; uneven, some empty, rank 1 sends
+// nothing at all). Send index: kScattered lists rows (5 i + s) % 7 (repeats, out of order: the
+// derived-datatype path), kRuns lists 0, 1, 2, ... (consecutive: plain bytes), kNone passes no
+// index (rows in order). Receivers write row j to a shuffled index over M + 2 rows (or in order
+// with kNone); the 2 unlisted rows must keep their -1.
+enum class IndexKind { kScattered, kRuns, kNone };
+constexpr int64_t kRowsChunks = 3, kRowsPerRank = 40;
+
+int64_t Count(int src, int dst, int64_t c) { return src == 1 ? 0 : (src + 2 * dst + 3 * c) % 4; }
+
+int64_t SentRow(int src, int64_t i, IndexKind kind) {
+  return kind == IndexKind::kScattered ? (5 * i + src) % 7 : i;
+}
+
+at::Tensor RowValues(int src, int64_t row) {
+  return at::arange(3, at::kFloat) + static_cast<float>(src * 1000 + 10 * row);
+}
+
+void CheckAllToAllRows(Communicator& comm, IndexKind kind, bool use_default) {
+  const int r = comm.rank(), n = comm.size();
+  std::vector<int64_t> send_counts, recv_counts;
+  for (int p = 0; p < n; ++p) {
+    for (int64_t c = 0; c < kRowsChunks; ++c) {
+      send_counts.push_back(Count(r, p, c));
+      recv_counts.push_back(Count(p, r, c));
+    }
+  }
+  int64_t num_send = 0, num_recv = 0;
+  for (size_t i = 0; i < send_counts.size(); ++i) {
+    num_send += send_counts[i];
+    num_recv += recv_counts[i];
+  }
+  ASSERT_LE(num_send, kRowsPerRank);
+  std::vector<at::Tensor> rows;
+  for (int64_t i = 0; i < kRowsPerRank; ++i) rows.push_back(RowValues(r, i));
+  const at::Tensor send = at::stack(rows);
+  std::vector<int64_t> send_index;
+  for (int64_t i = 0; i < num_send; ++i) send_index.push_back(SentRow(r, i, kind));
+  const bool indexed = kind != IndexKind::kNone;
+  const int64_t recv_rows = indexed ? num_recv + 2 : num_recv;
+  at::Generator gen = at::detail::createCPUGenerator(40 + r);
+  const at::Tensor recv_index = at::randperm(recv_rows, gen, at::kLong).slice(0, 0, num_recv);
+  at::Tensor recv = at::full({recv_rows, 3}, -1.0f);
+  at::Tensor expected = recv.clone();
+  int64_t j = 0;
+  for (int p = 0; p < n; ++p) {
+    int64_t first = 0;  // p's first sent row of its chunks to r
+    for (int q = 0; q < r; ++q) {
+      for (int64_t c = 0; c < kRowsChunks; ++c) first += Count(p, q, c);
+    }
+    for (int64_t c = 0; c < kRowsChunks; ++c) {
+      for (int64_t i = 0; i < Count(p, r, c); ++i, ++j) {
+        const int64_t target = indexed ? recv_index[j].item<int64_t>() : j;
+        expected[target] = RowValues(p, SentRow(p, first++, kind));
+      }
+    }
+  }
+  const at::Tensor si = indexed ? at::tensor(send_index, at::kLong) : at::Tensor();
+  const at::Tensor ri = indexed ? recv_index : at::Tensor();
+  if (use_default) {
+    comm.Communicator::AllToAllRows(send, si, send_counts, recv, ri, recv_counts);
+  } else {
+    comm.AllToAllRows(send, si, send_counts, recv, ri, recv_counts);
+  }
+  EXPECT_TRUE(recv.equal(expected)) << "rank " << r << "\n" << recv << "\n" << expected;
+}
+
+TEST(Communicator, AllToAllRowsGathersExchangesAndScattersAsTheContractSays) {
+  for (int64_t max_bytes : {int64_t{INT_MAX}, int64_t{20}, int64_t{8}}) {
+    // 20 bytes: one 12-byte row per message (chunks cut into pieces); 8: rows over the limit
+    // take the default path.
+    ParallelOptions options = test::TestOptions(1);
+    options.collectives.max_message_bytes = max_bytes;
+    ProcessGroups groups(test::Session(), options);
+    for (IndexKind kind : {IndexKind::kScattered, IndexKind::kRuns, IndexKind::kNone}) {
+      for (bool use_default : {false, true}) {
+        SCOPED_TRACE(fmt::format("max bytes {} kind {} default {}", max_bytes,
+                                 static_cast<int>(kind), use_default));
+        CheckAllToAllRows(groups.world(), kind, use_default);
+      }
+    }
+  }
+}
+
+TEST(Communicator, AllToAllRowsRejectsMismatchedArguments) {
+  ProcessGroups groups(test::Session(), test::TestOptions(1));
+  Communicator& comm = groups.world();
+  const int n = comm.size();
+  const std::vector<int64_t> counts(n, 1);
+  const at::Tensor send = at::zeros({n, 3}), recv = at::zeros({n, 3});
+  auto error = [&](const at::Tensor& s, const at::Tensor& si, const at::Tensor& rv) {
+    try {
+      comm.AllToAllRows(s, si, counts, rv, at::Tensor(), counts);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  // Checked before any message: every rank throws, none waits.
+  EXPECT_NE(error(send, at::full({n}, n, at::kLong), recv)
+                .find("send index " + std::to_string(n) + " out of range"),
+            std::string::npos);
+  EXPECT_NE(error(send, at::Tensor(), at::zeros({n, 4})).find("rows differ"), std::string::npos);
+  EXPECT_NE(error(send, at::zeros({n + 1}, at::kLong), recv).find("the index has"),
+            std::string::npos);
 }
 
 TEST(Communicator, AllReduceSumMaxAndHalfPrecision) {

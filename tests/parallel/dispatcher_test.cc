@@ -202,8 +202,22 @@ TEST(AllToAllDispatcher, DispatchThenCombineWithIdentityExpertsReturnsTheInput) 
   }
 }
 
+// Values and the gradients of x, the extra scale and the weights of `got` against `ref`, with
+// the tolerance of MatchesLocalDispatcherOnValuesAndGradients.
+void ExpectSameTokenSide(const RunResult& got, const RunResult& ref, int64_t terms) {
+  EXPECT_TRUE(test::SumsAgree(got.out_TD, ref.out_TD, terms)) << "output";
+  EXPECT_TRUE(test::SumsAgree(GradOrZeros(got.tok.x_TD), GradOrZeros(ref.tok.x_TD), terms))
+      << "x gradient";
+  EXPECT_TRUE(test::SumsAgree(GradOrZeros(got.tok.scale_TD), GradOrZeros(ref.tok.scale_TD), terms))
+      << "scale gradient";
+  EXPECT_TRUE(
+      test::SumsAgree(GradOrZeros(got.tok.weights_TK), GradOrZeros(ref.tok.weights_TK), terms))
+      << "weight gradient";
+}
+
 TEST(AllToAllDispatcher, CapacityDropsLaterAssignmentsAndTheyAddZero) {
-  for (int ep : test::EpSizes(test::Session().world_size())) {
+  const int world = test::Session().world_size();
+  for (int ep : test::EpSizes(world)) {
     ProcessGroups groups(test::Session(), test::TestOptions(ep));
     const int rank = groups.world_rank();
     DispatcherOptions options;
@@ -212,18 +226,48 @@ TEST(AllToAllDispatcher, CapacityDropsLaterAssignmentsAndTheyAddZero) {
                            MakePlacement(kNumExperts, ep, PlacementPolicy::kContiguous), options);
     const int64_t k = 2;
     RunResult got = RunLayer(a2a, rank, k, false, 5);
-    // Reference: the drop rule applied locally, then the LocalDispatcher (which skips ids < 0).
+    // Reference: the drop rule applied locally, then the LocalDispatcher (which skips ids < 0),
+    // on a fresh copy of the same tokens; gradients included (a dropped slot's weight gets 0).
     Tokens tok = MakeTokens(rank, k, false, 5);
     const int64_t capacity = ExpertCapacity(0.5, tok.x_TD.size(0), k, kNumExperts);
     at::Tensor kept_TK = ApplyCapacity(tok.ids_TK, kNumExperts, capacity);
     EXPECT_GT((kept_TK < 0).sum().item<int64_t>(), 0) << "the test should drop something";
     LocalDispatcher local(kNumExperts);
-    std::vector<at::Tensor> w = MakeExpertWeights();
-    DispatchResult r = local.Dispatch(tok.x_TD, kept_TK, {tok.scale_TD, tok.tag_T});
-    at::Tensor ref =
-        local.Combine(StandInExperts(r, local.local_expert_ids(), w), *r.handle, tok.weights_TK);
-    // Forward only: (x * s) W (D) plus x (g + 1), the combine (k), the order of each changed.
-    EXPECT_TRUE(test::SumsAgree(got.out_TD, ref, kHidden + 1 + k)) << "ep " << ep;
+    RunResult ref;
+    ref.tok = tok;
+    ref.w = MakeExpertWeights();
+    ref.routed = local.Dispatch(tok.x_TD, kept_TK, {tok.scale_TD, tok.tag_T});
+    ref.out_TD = local.Combine(StandInExperts(ref.routed, local.local_expert_ids(), ref.w),
+                               *ref.routed.handle, tok.weights_TK);
+    (ref.out_TD * tok.upstream_TD).sum().backward();
+    SCOPED_TRACE(fmt::format("ep {}", ep));
+    ExpectSameTokenSide(got, ref, (kHidden + 1 + k) + (kHidden + 1) + TotalTokens(world) + ep);
+    // Dropped slots: zero weight gradient, exactly.
+    at::Tensor dropped = kept_TK < 0;
+    EXPECT_TRUE(got.tok.weights_TK.grad().masked_select(dropped).eq(0).all().item<bool>());
+  }
+}
+
+TEST(AllToAllDispatcher, SmallMessageLimitsGiveTheSameValuesAndGradients) {
+  // Rows are 16 bytes (4 floats): a 20-byte limit sends one row per message (every chunk cut),
+  // an 8-byte limit makes rows too large for a message (the communicator's default path: gather,
+  // chunked all-to-all, scatter).
+  const int world = test::Session().world_size();
+  for (int64_t max_bytes : {int64_t{20}, int64_t{8}}) {
+    ParallelOptions options = test::TestOptions(world);
+    options.collectives.max_message_bytes = max_bytes;
+    ProcessGroups groups(test::Session(), options);
+    const int rank = groups.world_rank();
+    for (bool empty_rank1 : {false, true}) {
+      SCOPED_TRACE(fmt::format("max bytes {} empty_rank1 {}", max_bytes, empty_rank1));
+      const int64_t k = 3;
+      LocalDispatcher local(kNumExperts);
+      AllToAllDispatcher a2a(groups.ep_group(),
+                             MakePlacement(kNumExperts, world, PlacementPolicy::kRoundRobin));
+      RunResult ref = RunLayer(local, rank, k, empty_rank1, 9);
+      RunResult got = RunLayer(a2a, rank, k, empty_rank1, 9);
+      ExpectSameTokenSide(got, ref, (kHidden + 1 + k) + (kHidden + 1) + TotalTokens(world) + world);
+    }
   }
 }
 

@@ -4,9 +4,9 @@
 //      the same run: effective bandwidth of each and their ratio;
 //   2. forward + backward time of one MoE layer (a preset's shape) at every ep in {1, 2, 4} that
 //      divides P, with the same tokens per rank.
-// Times are medians over --reps, taken as the maximum over ranks (the slowest rank sets the
-// step). Bandwidth = bytes this rank sends in both all-to-alls / time; the reported value is the
-// mean over ranks.
+// Times are taken as the maximum over ranks (the slowest rank sets the step): for 1., min and
+// median over --reps rounds that alternate raw and ours; for 2., the median. Bandwidth = bytes
+// this rank sends in both all-to-alls / median time; the reported value is the mean over ranks.
 // With --compressed-experts (method.md section 1; K_m = --main-experts, K_a = K - K_m,
 // W = 2 D + I), on the same tokens and routing, after 1.: dispatch + combine (identity experts)
 // of (a) all K experts, (b) the first K_m, (c) the first K_m with the extras of
@@ -353,32 +353,38 @@ void BenchDispatch(MpiSession& session, const BenchDispatchOptions& o) {
     ird[q] = static_cast<int>(rd[q]);
   }
   MPI_Comm comm = groups.world_mpi().comm();
-  // Raw: the same bytes out and back, with the blocking collective.
-  const double raw_s = SlowestMedianSeconds(groups.world(), o.warmup, o.reps, [&] {
-    CEMOE_MPI_CHECK(MPI_Alltoallv(send_buf.data(), isb.data(), isd.data(), MPI_BYTE,
-                                  recv_buf.data(), irb.data(), ird.data(), MPI_BYTE, comm));
-    CEMOE_MPI_CHECK(MPI_Alltoallv(recv_buf.data(), irb.data(), ird.data(), MPI_BYTE,
-                                  send_buf.data(), isb.data(), isd.data(), MPI_BYTE, comm));
-  });
-  const double ours_s = SlowestMedianSeconds(groups.world(), o.warmup, o.reps, [&] {
-    DispatchResult r = dispatcher.Dispatch(x_TD, ids_TK, {});
-    at::Tensor out = dispatcher.Combine(r.x_RD, *r.handle, w_TK);
-  });
+  // Raw: the same bytes out and back, with the blocking collective. Raw and ours alternate round
+  // by round, so that a shared machine's load falls on both alike.
+  const std::vector<MinMedian> t = SlowestRoundRobin(
+      groups.world(), o.warmup, o.reps,
+      {[&] {
+         CEMOE_MPI_CHECK(MPI_Alltoallv(send_buf.data(), isb.data(), isd.data(), MPI_BYTE,
+                                       recv_buf.data(), irb.data(), ird.data(), MPI_BYTE, comm));
+         CEMOE_MPI_CHECK(MPI_Alltoallv(recv_buf.data(), irb.data(), ird.data(), MPI_BYTE,
+                                       send_buf.data(), isb.data(), isd.data(), MPI_BYTE, comm));
+       },
+       [&] {
+         DispatchResult r = dispatcher.Dispatch(x_TD, ids_TK, {});
+         at::Tensor out = dispatcher.Combine(r.x_RD, *r.handle, w_TK);
+       }});
+  const MinMedian raw = t[0], ours = t[1];
   const double bytes = static_cast<double>(send_total + recv_total);  // sent: dispatch + combine
-  const double raw_gbs = MeanOverRanks(groups.world(), bytes / raw_s / 1e9);
-  const double ours_gbs = MeanOverRanks(groups.world(), bytes / ours_s / 1e9);
+  const double raw_gbs = MeanOverRanks(groups.world(), bytes / raw.median_s / 1e9);
+  const double ours_gbs = MeanOverRanks(groups.world(), bytes / ours.median_s / 1e9);
   if (rank == 0) {
     std::printf(
         "bench dispatch: %d ranks, %lld tokens/rank, hidden %lld, %lld experts, top-%lld, float32, "
         "%d intra-op thread(s), %s malloc\n"
         "  payload per rank (both directions): %.1f MiB; round-trip max error %.2g\n"
-        "  raw MPI_Alltoallv x2:     %8.3f ms  %6.2f GB/s per rank\n"
-        "  dispatch + combine:       %8.3f ms  %6.2f GB/s per rank\n"
-        "  ratio dispatch+combine / raw: %.2f\n",
+        "  times: slowest rank, ms min / median of %d rounds; GB/s per rank at the median\n"
+        "  raw MPI_Alltoallv x2:     %8.3f / %8.3f ms  %6.2f GB/s\n"
+        "  dispatch + combine:       %8.3f / %8.3f ms  %6.2f GB/s\n"
+        "  ratio dispatch+combine / raw: %.2f (median), %.2f (min)\n",
         p, static_cast<long long>(o.tokens), static_cast<long long>(o.hidden),
         static_cast<long long>(o.experts), static_cast<long long>(o.top_k), o.threads,
-        o.default_malloc ? "default" : "heap-keeping", bytes / (1 << 20), err, raw_s * 1e3, raw_gbs,
-        ours_s * 1e3, ours_gbs, ours_gbs / raw_gbs);
+        o.default_malloc ? "default" : "heap-keeping", bytes / (1 << 20), err, o.reps,
+        raw.min_s * 1e3, raw.median_s * 1e3, raw_gbs, ours.min_s * 1e3, ours.median_s * 1e3,
+        ours_gbs, ours_gbs / raw_gbs, raw.min_s / ours.min_s);
   }
   if (o.compressed_experts) {
     BenchCompressedExpertTraffic(groups, dispatcher, o, x_TD, ids_TK, w_TK);
