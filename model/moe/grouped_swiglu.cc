@@ -6,6 +6,7 @@
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/csrc/autograd/graph_task.h>
 
+#include <algorithm>
 #include <atomic>
 
 #include "model/check.h"
@@ -71,6 +72,8 @@ void ForEachExpert(const SwigluState& s, const Fn& fn) {
   const int parts = at::get_num_threads();
   const std::vector<int64_t> bounds = BalancedGroups(s.counts, parts);
   at::parallel_for(0, parts, 1, [&](int64_t begin, int64_t end) {
+    // Grad mode is per thread: the workers' is on, the kernel's out= ops need it off.
+    at::NoGradGuard no_grad;
     for (int64_t p = begin; p < end; ++p) {
       for (int64_t l = bounds[p]; l < bounds[p + 1]; ++l) {
         if (s.counts[l] > 0) fn(l);
@@ -79,13 +82,29 @@ void ForEachExpert(const SwigluState& s, const Fn& fn) {
   });
 }
 
-// t.out = a @ b (beta 0) or t.out += a @ b (beta 1); nothing when no target.
+// Rows of a weight gradient written per BLAS call when overwriting on the CPU: OpenBLAS first
+// clears the whole output in a separate pass when beta != 1 (then accumulates into it), which for
+// an [2I, D] gradient from a few dozen rows costs as much as the product itself; in blocks of
+// about 256 KiB the cleared block is still in cache when the product lands on it (measured:
+// docs/benchmarks.md, "gradients released").
+constexpr int64_t kOverwriteBlockBytes = 256 * 1024;
+
+// t.out = a @ b (beta 0) or t.out += a @ b (beta 1); nothing when no target. a [M, K], b [K, N].
 void WriteWeightGrad(const GradTarget& t, const at::Tensor& a, const at::Tensor& b) {
   if (!t.out.defined()) return;
-  if (t.beta == 0) {
-    at::mm_out(const_cast<at::Tensor&>(t.out), a, b);
-  } else {
+  if (t.beta != 0) {
     t.out.addmm_(a, b);
+    return;
+  }
+  const int64_t rows = t.out.size(0);
+  const int64_t block =
+      t.out.device().is_cpu()
+          ? std::max<int64_t>(1, kOverwriteBlockBytes / (t.out.size(1) * t.out.element_size()))
+          : rows;
+  for (int64_t m = 0; m < rows; m += block) {
+    const int64_t n = std::min(block, rows - m);
+    at::Tensor out = t.out.narrow(0, m, n);
+    at::mm_out(out, a.narrow(0, m, n), b);
   }
 }
 
