@@ -135,6 +135,10 @@ c10::intrusive_ptr<SwigluState> StateOf(AutogradContext* ctx) {
   return c10::static_intrusive_pointer_cast<SwigluState>(ctx->saved_data["state"].toCapsule());
 }
 
+}  // namespace
+
+// Named outside the anonymous namespace so that its autograd node reads
+// "torch::autograd::CppNode<cemoe::GroupedSwigluFn>" in profiles and traces.
 class GroupedSwigluFn : public torch::autograd::Function<GroupedSwigluFn> {
  public:
   // weights: the parameters, only so that autograd knows the output depends on them.
@@ -281,8 +285,6 @@ class GroupedSwigluFn : public torch::autograd::Function<GroupedSwigluFn> {
     return out;
   }
 };
-
-}  // namespace
 
 void SetExpertThreading(ExpertThreading mode) { g_threading.store(static_cast<int>(mode)); }
 
