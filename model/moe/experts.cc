@@ -43,12 +43,12 @@ at::Tensor GroupedExpertsImpl::forward(const at::Tensor& x_RD, const std::vector
   for (int64_t c : counts) total += c;
   CEMOE_CHECK(total == x_RD.size(0), "experts: counts sum to {} but {} rows arrived", total,
               x_RD.size(0));
+  const std::vector<ExpertParams> ps = params();
+  pack_->Pack(ps);
   if (total == 0) {
     // Keep the graph connected so that every rank runs the same backward collectives.
     return x_RD.new_zeros({0, hidden_}) + x_RD.sum() * 0;
   }
-  const std::vector<ExpertParams> ps = params();
-  pack_->Pack(ps);
   if (!scales) return GroupedSwiglu(pack_, ps, x_RD, at::Tensor(), at::Tensor(), counts);
   // Compressed experts: gate and up read differently scaled rows (two matmuls per expert).
   return GroupedSwiglu(pack_, ps, x_RD * scales->gate_in_RD, x_RD * scales->up_in_RD,

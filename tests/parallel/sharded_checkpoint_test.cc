@@ -171,6 +171,25 @@ TEST(ShardedCheckpoint, LoadsAtAnyEpAndPlacementWithOnlyItsExpertsAndTheSameLogi
       // Other expert batches and all-to-all orders: the additions of one forward pass.
       EXPECT_TRUE(
           test::SumsAgree(model->forward(rows), want, test::ForwardTerms(TinyConfig(), kSeq)));
+      for (size_t li = 0; li < model->moe_layers().size(); ++li) {
+        const MoeLayer layer = model->moe_layers()[li];
+        // After a forward (which packs the layout again if the load replaced the parameters'
+        // data, model/moe/expert_pack.h) the per-expert parameters, named by global id, are
+        // views of the stacked compute layout, and both are the saved values bit for bit.
+        const std::vector<ExpertParams> ps = layer->experts->params();
+        EXPECT_TRUE(layer->experts->pack().IsPacked(ps)) << "layer " << li;
+        const int64_t inter = layer->experts->intermediate();
+        for (size_t l = 0; l < ps.size(); ++l) {
+          const int64_t id = layer->experts->expert_ids()[l];
+          Expert& want_e = ref->moe_layers()[li]->experts->expert(static_cast<size_t>(id));
+          const at::Tensor stacked = layer->experts->pack().gate_up_L2ID()[l];
+          EXPECT_TRUE(at::equal(ps[l].gate, want_e->gate_proj->weight)) << li << "." << id;
+          EXPECT_TRUE(at::equal(stacked.narrow(0, inter, inter), want_e->up_proj->weight))
+              << li << "." << id;
+          EXPECT_TRUE(at::equal(layer->experts->pack().down_LDI()[l], want_e->down_proj->weight))
+              << li << "." << id;
+        }
+      }
     }
   }
   ProcessGroups groups(test::Session(), test::TestOptions(1));
