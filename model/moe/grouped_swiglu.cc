@@ -82,29 +82,15 @@ void ForEachExpert(const SwigluState& s, const Fn& fn) {
   });
 }
 
-// Rows of a weight gradient written per BLAS call when overwriting on the CPU: OpenBLAS first
-// clears the whole output in a separate pass when beta != 1 (then accumulates into it), which for
-// an [2I, D] gradient from a few dozen rows costs as much as the product itself; in blocks of
-// about 256 KiB the cleared block is still in cache when the product lands on it (measured:
-// docs/benchmarks.md, "gradients released").
-constexpr int64_t kOverwriteBlockBytes = 256 * 1024;
-
 // t.out = a @ b (beta 0) or t.out += a @ b (beta 1); nothing when no target. a [M, K], b [K, N].
+// (Writing an overwritten gradient in cache-sized row blocks, so that OpenBLAS's clearing pass
+// stays in cache, measured slower: each block repacks the whole b; docs/benchmarks.md.)
 void WriteWeightGrad(const GradTarget& t, const at::Tensor& a, const at::Tensor& b) {
   if (!t.out.defined()) return;
-  if (t.beta != 0) {
+  if (t.beta == 0) {
+    at::mm_out(const_cast<at::Tensor&>(t.out), a, b);
+  } else {
     t.out.addmm_(a, b);
-    return;
-  }
-  const int64_t rows = t.out.size(0);
-  const int64_t block =
-      t.out.device().is_cpu()
-          ? std::max<int64_t>(1, kOverwriteBlockBytes / (t.out.size(1) * t.out.element_size()))
-          : rows;
-  for (int64_t m = 0; m < rows; m += block) {
-    const int64_t n = std::min(block, rows - m);
-    at::Tensor out = t.out.narrow(0, m, n);
-    at::mm_out(out, a.narrow(0, m, n), b);
   }
 }
 
