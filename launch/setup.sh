@@ -12,6 +12,7 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git
   libtorch-dev libopenblas0-openmp          # LibTorch 1.13 (CPU) with a fast BLAS
+  libdnnl-dev                               # oneDNN sgemm: overwritten expert weight gradients
   libopenmpi-dev openmpi-bin                # MPI
   libprotobuf-dev protobuf-compiler         # recipes
   libgtest-dev libgmock-dev                 # tests

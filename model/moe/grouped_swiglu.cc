@@ -10,6 +10,7 @@
 #include <atomic>
 
 #include "model/check.h"
+#include "model/moe/overwrite_product.h"
 
 namespace cemoe {
 namespace {
@@ -83,11 +84,13 @@ void ForEachExpert(const SwigluState& s, const Fn& fn) {
 }
 
 // t.out = a @ b (beta 0) or t.out += a @ b (beta 1); nothing when no target. a [M, K], b [K, N].
-// (Writing an overwritten gradient in cache-sized row blocks, so that OpenBLAS's clearing pass
-// stays in cache, measured slower: each block repacks the whole b; docs/benchmarks.md.)
+// An overwrite goes through oneDNN where it can (overwrite_product.h: OpenBLAS clears the output
+// in a pass of its own first). (Writing it in cache-sized row blocks instead, so that the clearing
+// pass stays in cache, measured slower: each block repacks the whole b; docs/benchmarks.md.)
 void WriteWeightGrad(const GradTarget& t, const at::Tensor& a, const at::Tensor& b) {
   if (!t.out.defined()) return;
   if (t.beta == 0) {
+    if (OverwriteProduct(const_cast<at::Tensor&>(t.out), a, b)) return;
     at::mm_out(const_cast<at::Tensor&>(t.out), a, b);
   } else {
     t.out.addmm_(a, b);

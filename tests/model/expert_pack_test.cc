@@ -102,6 +102,9 @@ void ExpectMatches(GroupedExpertsImpl& ex, const at::Tensor& y, const at::Tensor
 struct Case {
   ExpertThreading threading;
   bool scales;
+  // float32 takes the kernel's oneDNN path for overwritten weight gradients
+  // (model/moe/overwrite_product.h); float64 always ATen's.
+  at::ScalarType dtype = at::kDouble;
 };
 
 class GroupedSwigluTest : public ::testing::TestWithParam<Case> {
@@ -120,13 +123,14 @@ class GroupedSwigluTest : public ::testing::TestWithParam<Case> {
 
 TEST_P(GroupedSwigluTest, MatchesAnAutogradLoopReleasedAndAccumulated) {
   at::manual_seed(11);
-  GroupedExperts ex = MakeExperts({2, 5, 7, 9});
+  const at::ScalarType dt = GetParam().dtype;
+  GroupedExperts ex = MakeExperts({2, 5, 7, 9}, dt);
   const std::vector<int64_t> counts{3, 0, 6, 2};  // expert 5 gets no rows
   const int64_t rows = 11;
-  at::Tensor x = at::randn({rows, kD}, at::kDouble).requires_grad_(true);
-  at::Tensor dy = at::randn({rows, kD}, at::kDouble);
-  ExpertScales s{at::rand({rows, kD}, at::kDouble) + 0.5, at::rand({rows, kD}, at::kDouble) + 0.5,
-                 at::rand({rows, kI}, at::kDouble) + 0.5};
+  at::Tensor x = at::randn({rows, kD}, dt).requires_grad_(true);
+  at::Tensor dy = at::randn({rows, kD}, dt);
+  ExpertScales s{at::rand({rows, kD}, dt) + 0.5, at::rand({rows, kD}, dt) + 0.5,
+                 at::rand({rows, kI}, dt) + 0.5};
   const ExpertScales* sp = GetParam().scales ? &s : nullptr;
   const Reference r = Naive(*ex, x, counts, dy, sp);
 
@@ -164,7 +168,9 @@ INSTANTIATE_TEST_SUITE_P(Modes, GroupedSwigluTest,
                          ::testing::Values(Case{ExpertThreading::kWithinMatmul, false},
                                            Case{ExpertThreading::kAcrossExperts, false},
                                            Case{ExpertThreading::kWithinMatmul, true},
-                                           Case{ExpertThreading::kAcrossExperts, true}));
+                                           Case{ExpertThreading::kAcrossExperts, true},
+                                           Case{ExpertThreading::kWithinMatmul, false, at::kFloat},
+                                           Case{ExpertThreading::kAcrossExperts, true, at::kFloat}));
 
 TEST(ExpertPack, ParametersAreViewsOfTheStackedLayoutUnderTheirOwnNames) {
   GroupedExperts ex = MakeExperts({1, 4}, at::kFloat);  // as built: packed from the start
