@@ -186,6 +186,52 @@ StepTimes TimeSteps(const std::function<void()>& fn, int warmup, int reps) {
   return out;
 }
 
+// The memory passes a layer step cannot avoid, timed as plain passes in this run: every parameter
+// read twice (the forward's products, and the backward's input-gradient products) and every
+// gradient written once (released: overwritten) or read and written (kept: accumulated). With few
+// rows per expert the expert matmuls are bound by these passes, not by arithmetic, so the step
+// cannot beat this floor whatever its kernels do. params must have their gradients.
+struct MemoryFloor {
+  StepTimes released, kept;
+  double bytes_released = 0, bytes_kept = 0;
+};
+
+MemoryFloor TimeMemoryFloor(const std::vector<at::Tensor>& params, int reps,
+                            const std::function<void()>& sync) {
+  std::vector<at::Tensor> weights, grads;
+  double bytes = 0;
+  for (const at::Tensor& p : params) {
+    if (!p.grad().defined()) continue;
+    weights.push_back(p.detach());
+    grads.push_back(p.grad());
+    bytes += static_cast<double>(p.numel() * p.element_size());
+  }
+  at::NoGradGuard no_grad;
+  auto read_twice = [&] {
+    for (int pass = 0; pass < 2; ++pass) {
+      for (const at::Tensor& w : weights) at::sum(w);
+    }
+  };
+  MemoryFloor out;
+  out.released = TimeSteps(
+      [&] {
+        read_twice();
+        for (at::Tensor& g : grads) g.zero_();
+        sync();
+      },
+      1, reps);
+  out.kept = TimeSteps(
+      [&] {
+        read_twice();
+        for (at::Tensor& g : grads) g.mul_(1.0);
+        sync();
+      },
+      1, reps);
+  out.bytes_released = 3 * bytes;
+  out.bytes_kept = 4 * bytes;
+  return out;
+}
+
 // --profile: `reps` more steps under an OpProfile; every top-level op and autograd node with its
 // share of the step, and inside each the ops it ran.
 void PrintProfile(const std::function<void()>& step, int reps) {
@@ -453,6 +499,19 @@ void AddBenchMoeLayerCommand(CLI::App& bench) {
           "  efficiency (dense time / layer time): {:.2f} gradients released, {:.2f} kept\n",
           ours.dense.t.median_s / ours.released.t.median_s,
           ours.dense.t.median_s / ours.kept.t.median_s);
+      // After the kept steps every parameter has its gradient.
+      const MemoryFloor mem_floor = TimeMemoryFloor(layer->parameters(), reps, sync);
+      std::cout << fmt::format(
+          "  memory floor (parameters read twice, gradients written / read and written, as plain "
+          "passes): {:.1f} / {:.1f} MB in {:.2f} / {:.2f} ms ({:.1f} / {:.1f} GB/s)\n",
+          mem_floor.bytes_released / 1e6, mem_floor.bytes_kept / 1e6, mem_floor.released.t.median_s * 1e3,
+          mem_floor.kept.t.median_s * 1e3, mem_floor.bytes_released / mem_floor.released.t.median_s / 1e9,
+          mem_floor.bytes_kept / mem_floor.kept.t.median_s / 1e9);
+      std::cout << fmt::format(
+          "  highest efficiency the floor allows (dense / max(dense, floor)): {:.2f} gradients "
+          "released, {:.2f} kept\n",
+          ours.dense.t.median_s / std::max(ours.dense.t.median_s, mem_floor.released.t.median_s),
+          ours.dense.t.median_s / std::max(ours.dense.t.median_s, mem_floor.kept.t.median_s));
       if (opt->profile) PrintProfile([&] { layer_step(true); }, reps);
     }
     if (!peer) {

@@ -80,6 +80,26 @@ TEST(BenchMoeLayerTest, BothGradientModesAgainstTheDenseChain) {
   };
   EXPECT_NEAR(eff[0], dense[0] / released[0], ratio_tol(released, eff[0]));
   EXPECT_NEAR(eff[1], dense[0] / kept[0], ratio_tol(kept, eff[1]));
+
+  // The memory floor: every parameter (experts' gate, up, down and the router, float32) read
+  // twice plus its gradient written (3 passes) or read and written (4), in MB to 0.05.
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(r.output, m,
+                                std::regex(R"(experts (\d+) hidden (\d+) intermediate (\d+))")));
+  const double e = std::stod(m[1]), d = std::stod(m[2]), i = std::stod(m[3]);
+  const double param_mb = 4 * (3 * e * d * i + e * d) / 1e6;
+  const std::vector<double> fl = Numbers(r.output, "as plain passes):", 6);
+  EXPECT_NEAR(fl[0], 3 * param_mb, 0.05) << "MB moved, gradients released";
+  EXPECT_NEAR(fl[1], 4 * param_mb, 0.05) << "MB moved, gradients kept";
+  EXPECT_GT(fl[2], 0);
+  EXPECT_GT(fl[3], 0);
+  EXPECT_NEAR(fl[4], fl[0] / fl[2], 0.05 + fl[4] * (0.05 / fl[0] + 0.005 / fl[2]));  // GB/s
+  const std::vector<double> bound = Numbers(r.output, "(dense / max(dense, floor)):", 2);
+  for (int j = 0; j < 2; ++j) {
+    const double floor_ms = fl[2 + j];
+    EXPECT_NEAR(bound[j], dense[0] / std::max(dense[0], floor_ms),
+                0.005 + bound[j] * (0.005 / dense[0] + 0.005 / floor_ms));
+  }
 }
 
 // trainer/cli/blas_core.h: on a CPU with AVX2 + FMA, OpenBLAS runs kernels of that class or newer
