@@ -1,6 +1,7 @@
 #include "model/safetensors_format.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <limits>

@@ -1,6 +1,7 @@
 #include "model/moe/expert_pack.h"
 
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 #include <fmt/ranges.h>
 
 #include "model/check.h"

@@ -7,6 +7,7 @@
 // One process, or expert-parallel under mpirun: every rank runs the task code, the model calls are
 // split over the ranks (trainer/runtime/inference_session.h), world rank 0 writes and prints.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>

@@ -1,6 +1,7 @@
 #include "trainer/eval/bbh.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <filesystem>

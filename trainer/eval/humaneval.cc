@@ -9,6 +9,7 @@
 // Each program runs in the code sandbox (code_sandbox.h); a problem's sample passes when the
 // program exits 0 within the limits. docs/evaluation.d/humaneval.md describes the task.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <cerrno>

@@ -1,6 +1,8 @@
 #include "trainer/sft/adamw.h"
 
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
+#include <fmt/ranges.h>
 
 #include <cmath>
 
