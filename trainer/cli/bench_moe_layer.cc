@@ -489,7 +489,9 @@ void AddBenchMoeLayerCommand(CLI::App& bench) {
           opt->preset, opt->tokens, k, config.num_experts, d, i, at::get_num_threads(), opt->device,
           opt->dtype, opt->expert_threads,
           across ? "experts on separate threads" : "each matmul on all threads",
-          *BlasCoreName() ? fmt::format("OpenBLAS {}", BlasCoreName()) : "not OpenBLAS");
+          *BlasCoreName() ? fmt::format("OpenBLAS {}", BlasCoreName())
+          : at::hasMKL()  ? "MKL (not OpenBLAS)"
+                          : "not OpenBLAS");
       std::cout << fmt::format("  {:<40} {:>9} {:>9} {:>9} {:>12}\n", "fwd+bwd, median of reps",
                                "med ms", "min ms", "GFLOP/s", "faults/step");
       std::cout << Row("cemoe layer, gradients released", ours.released, ours.flops);
