@@ -16,7 +16,8 @@ class Tensor;
 namespace cemoe {
 
 // Whether this build carries oneDNN's sgemm (CMake option CEMOE_WITH_DNNL_SGEMM, on when
-// oneDNN's header and library are found).
+// oneDNN's header and library are found and LibTorch is 1.x; a LibTorch 2.x wheel multiplies
+// through MKL, whose beta = 0 products already write the output once).
 bool HaveOverwriteProduct();
 
 // out [M, N] = a [M, K] @ b [K, N] through oneDNN when all three are float32 CPU matrices whose
