@@ -62,7 +62,9 @@ int main(int argc, char** argv) {
       message += " (CEMOE_BACKTRACE=1 prints the backtrace)";
     }
     cemoe::AbortJobOnError(message);  // returns only outside a live multi-rank job
-    std::cerr << "cemoe: error: " << message << std::endl;
+    // One write: std::cerr is unbuffered, and under mpirun two ranks' pieces interleaved
+    // ("cemoe: error: cemoe: error: ..." on one tagged line, seen with the 2.15 build).
+    std::cerr << ("cemoe: error: " + message + "\n") << std::flush;
     return 1;
   } catch (...) {
     cemoe::AbortJobOnError("an exception that is not a std::exception");
