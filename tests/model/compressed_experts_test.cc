@@ -1,7 +1,11 @@
 // compressed_experts_test.cc: the compressed experts of method.md section 1 (CE, arXiv 2503.00634).
-//   - CE vectors of ones give exactly (bit for bit) the plain top-K_m model, at the MoE layer and
-//     the whole CausalLM, OLMoE (K 4 / K_m 2, K 8 / K_m 4) and Phi-MoE (K 2 / K_m 1), both
-//     aggregation modes;
+//   - CE vectors of ones give the plain top-K_m model, at the MoE layer and the whole CausalLM,
+//     OLMoE (K 4 / K_m 2, K 8 / K_m 4) and Phi-MoE (K 2 / K_m 1), both aggregation modes, to
+//     within the order of the float sums: the scales are exactly 1.0, but with them the kernel
+//     runs gate and up as two products where the plain layer runs one fused [2I, D] product, and
+//     a BLAS may sum those in different orders (OpenBLAS's generic kernels agreed bit for bit;
+//     its Haswell and SkylakeX kernels differed by 7.6e-5 at Phi-MoE's shape on a CPU where
+//     OpenBLAS detects them itself);
 //   - with random CE vectors the layer equals a per-token loop written from method.md 1.3, in
 //     value and in every gradient (float64);
 //   - gradients reach only the rows of auxiliary experts actually used, and equal central
@@ -76,7 +80,7 @@ void SetCeMode(CausalLM& model, CeAggregation mode) {
 
 class CeOnesTest : public ::testing::TestWithParam<std::tuple<Case, CeAggregation>> {};
 
-TEST_P(CeOnesTest, LayerEqualsTopKmBitForBit) {
+TEST_P(CeOnesTest, LayerEqualsTopKm) {
   const auto [c, mode] = GetParam();
   const ModelConfig config = ConfigOf(c);
   at::manual_seed(5);
@@ -94,10 +98,12 @@ TEST_P(CeOnesTest, LayerEqualsTopKmBitForBit) {
   ASSERT_EQ(layer->main_experts(), c.k_m);
   MoeLayerImpl::Output ce = layer->Forward(x);
   EXPECT_EQ(ce.routing.topk_ids_TK.size(1), c.k);  // the full top-K is reported
-  EXPECT_TRUE(at::equal(ce.out, plain)) << "max |diff| " << test::MaxAbsDiff(ce.out, plain);
+  // One MoE layer's chain: the gate/up sums over D, the down sum over I, the combine over K.
+  const int64_t terms = config.hidden_size + config.intermediate_size + c.k;
+  EXPECT_TRUE(test::SumsAgree(ce.out, plain, terms));
 }
 
-TEST_P(CeOnesTest, CausalLMEqualsTopKmBitForBit) {
+TEST_P(CeOnesTest, CausalLMEqualsTopKm) {
   const auto [c, mode] = GetParam();
   const ModelConfig config = ConfigOf(c);
   CausalLM model(config);
@@ -112,10 +118,11 @@ TEST_P(CeOnesTest, CausalLMEqualsTopKmBitForBit) {
   SetCeMode(model, mode);
   ASSERT_EQ(model->main_experts(), c.k_m);
   ModelOutput ce = model->Forward(TokenBatch{tokens, {}, {}}, /*keep_moe_outputs=*/true);
-  EXPECT_TRUE(at::equal(model->LmHead(ce.hidden_BSD), plain_logits));
+  const int64_t terms = test::ForwardTerms(config, tokens.size(1));
+  EXPECT_TRUE(test::SumsAgree(model->LmHead(ce.hidden_BSD), plain_logits, terms));
   ASSERT_EQ(ce.moe_out_BSD.size(), static_cast<size_t>(config.num_hidden_layers));
   for (size_t l = 0; l < ce.moe_out_BSD.size(); ++l) {
-    EXPECT_TRUE(at::equal(ce.moe_out_BSD[l], plain.moe_out_BSD[l])) << "layer " << l;
+    EXPECT_TRUE(test::SumsAgree(ce.moe_out_BSD[l], plain.moe_out_BSD[l], terms)) << "layer " << l;
     EXPECT_EQ(ce.routing[l].topk_ids_TK.size(1), c.k);
   }
 }
