@@ -47,8 +47,8 @@ bool OverwriteProduct(at::Tensor& out, const at::Tensor& a, const at::Tensor& b)
   int64_t lda = 0, ldb = 0;
   if (!Operand(a, &ta, &lda) || !Operand(b, &tb, &ldb)) return false;
   if (out.stride(1) != 1 || out.stride(0) < n) return false;
-  return dnnl_sgemm(ta, tb, m, n, k, 1.0f, a.data_ptr<float>(), lda, b.data_ptr<float>(), ldb,
-                    0.0f, out.data_ptr<float>(), out.stride(0)) == dnnl_success;
+  return dnnl_sgemm(ta, tb, m, n, k, 1.0f, a.data_ptr<float>(), lda, b.data_ptr<float>(), ldb, 0.0f,
+                    out.data_ptr<float>(), out.stride(0)) == dnnl_success;
 }
 #else
 bool OverwriteProduct(at::Tensor&, const at::Tensor&, const at::Tensor&) { return false; }

@@ -170,7 +170,8 @@ INSTANTIATE_TEST_SUITE_P(Modes, GroupedSwigluTest,
                                            Case{ExpertThreading::kWithinMatmul, true},
                                            Case{ExpertThreading::kAcrossExperts, true},
                                            Case{ExpertThreading::kWithinMatmul, false, at::kFloat},
-                                           Case{ExpertThreading::kAcrossExperts, true, at::kFloat}));
+                                           Case{ExpertThreading::kAcrossExperts, true,
+                                                at::kFloat}));
 
 TEST(ExpertPack, ParametersAreViewsOfTheStackedLayoutUnderTheirOwnNames) {
   GroupedExperts ex = MakeExperts({1, 4}, at::kFloat);  // as built: packed from the start

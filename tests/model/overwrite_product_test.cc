@@ -53,8 +53,8 @@ TEST_F(OverwriteProductTest, WeightGradientLayoutTransposedRowsTimesRows) {
 
 TEST_F(OverwriteProductTest, EveryOperandLayoutAndAWiderOutput) {
   at::manual_seed(2);
-  const at::Tensor a_n = at::randn({9, 13}, at::kFloat);       // rows contiguous
-  const at::Tensor a_t = at::randn({13, 9}, at::kFloat).t();   // columns contiguous
+  const at::Tensor a_n = at::randn({9, 13}, at::kFloat);      // rows contiguous
+  const at::Tensor a_t = at::randn({13, 9}, at::kFloat).t();  // columns contiguous
   const at::Tensor b_n = at::randn({13, 11}, at::kFloat);
   const at::Tensor b_t = at::randn({11, 13}, at::kFloat).t();
   for (const at::Tensor& a : {a_n, a_t}) {
@@ -80,10 +80,10 @@ TEST(OverwriteProduct, DeclinesWhatItCannotWriteAndLeavesTheOutputAlone) {
   };
   untouched(at::zeros({4, 5}, at::kDouble), a.to(at::kDouble), b.to(at::kDouble));  // float64
   untouched(at::zeros({4, 5}, at::kBFloat16), a.to(at::kBFloat16), b.to(at::kBFloat16));
-  untouched(at::zeros({5, 4}, at::kFloat).t(), a, b);            // output by columns
+  untouched(at::zeros({5, 4}, at::kFloat).t(), a, b);              // output by columns
   untouched(at::zeros({4, 5}, at::kFloat), a, b.narrow(0, 0, 2));  // inner sizes disagree
-  untouched(at::zeros({4, 5}, at::kFloat),
-            at::randn({4, 6}, at::kFloat).slice(1, 0, 6, 2), b);  // a strided both ways
+  untouched(at::zeros({4, 5}, at::kFloat), at::randn({4, 6}, at::kFloat).slice(1, 0, 6, 2),
+            b);  // a strided both ways
   if (!HaveOverwriteProduct()) untouched(at::zeros({4, 5}, at::kFloat), a, b);
 }
 
