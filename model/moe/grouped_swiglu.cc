@@ -11,6 +11,7 @@
 
 #include "model/check.h"
 #include "model/moe/overwrite_product.h"
+#include "model/moe/small_rows_product.h"
 
 namespace cemoe {
 namespace {
@@ -83,6 +84,32 @@ void ForEachExpert(const SwigluState& s, const Fn& fn) {
   });
 }
 
+// out = a @ w^T (w_transposed: a [r, K], w [N, K]) or out = a @ w (a [r, N], w [N, K]): through the
+// small-rows kernels (small_rows_product.h) when the experts run on separate threads (each product
+// on one thread, as those kernels are) and a has few rows, float32 with contiguous rows; else
+// through ATen's mm.
+void ExpertProduct(const SwigluState& s, at::Tensor out, const at::Tensor& a, const at::Tensor& w,
+                   bool w_transposed) {
+  const int64_t rows = a.size(0);
+  const SmallRowsProduct kind = w_transposed ? SmallRowsProduct::kXWt : SmallRowsProduct::kXW;
+  if (s.across_experts && rows <= SmallRowsMax(kind) && a.scalar_type() == at::kFloat &&
+      w.scalar_type() == at::kFloat && out.scalar_type() == at::kFloat && a.stride(1) == 1 &&
+      w.stride(1) == 1 && out.stride(1) == 1) {
+    const float* a_ptr = a.data_ptr<float>();
+    const float* w_ptr = w.data_ptr<float>();
+    float* out_ptr = out.data_ptr<float>();
+    if (w_transposed) {
+      SmallRowsXWt(a_ptr, a.stride(0), w_ptr, w.stride(0), out_ptr, out.stride(0), rows, w.size(0),
+                   w.size(1));
+    } else {
+      SmallRowsXW(a_ptr, a.stride(0), w_ptr, w.stride(0), out_ptr, out.stride(0), rows, w.size(0),
+                  w.size(1));
+    }
+    return;
+  }
+  at::mm_out(out, a, w_transposed ? w.t() : w);
+}
+
 // t.out = a @ b (beta 0) or t.out += a @ b (beta 1); nothing when no target. a [M, K], b [K, N].
 // An overwrite goes through oneDNN where it can (overwrite_product.h: OpenBLAS clears the output
 // in a pass of its own first). (Writing it in cache-sized row blocks instead, so that the clearing
@@ -153,17 +180,17 @@ class GroupedSwigluFn : public torch::autograd::Function<GroupedSwigluFn> {
       at::Tensor gu_l = gu.narrow(0, off, r);
       at::Tensor g_l = gu_l.narrow(1, 0, inter), u_l = gu_l.narrow(1, inter, inter);
       if (s.fused) {
-        at::mm_out(gu_l, xg.narrow(0, off, r), w.t());
+        ExpertProduct(s, gu_l, xg.narrow(0, off, r), w, true);
       } else {
-        at::mm_out(g_l, xg.narrow(0, off, r), w.narrow(0, 0, inter).t());
-        at::mm_out(u_l, xu.narrow(0, off, r), w.narrow(0, inter, inter).t());
+        ExpertProduct(s, g_l, xg.narrow(0, off, r), w.narrow(0, 0, inter), true);
+        ExpertProduct(s, u_l, xu.narrow(0, off, r), w.narrow(0, inter, inter), true);
       }
       at::Tensor h_l = h.narrow(0, off, r);
       at::silu_out(h_l, g_l);
       h_l.mul_(u_l);
       if (sc.defined()) h_l.mul_(sc.narrow(0, off, r));
       at::Tensor y_l = y.narrow(0, off, r);
-      at::mm_out(y_l, h_l, s.down_LDI[l].t());
+      ExpertProduct(s, y_l, h_l, s.down_LDI[l], true);
     });
     ctx->save_for_backward({xg, s.fused ? at::Tensor() : xu, sc, gu, h});
     ctx->saved_data["state"] = c10::IValue::make_capsule(state);
@@ -209,7 +236,7 @@ class GroupedSwigluFn : public torch::autograd::Function<GroupedSwigluFn> {
       const at::Tensor dy_l = dy.narrow(0, off, r);
       WriteWeightGrad(t.down, dy_l.t(), h.narrow(0, off, r));
       at::Tensor dh_l = dh.narrow(0, off, r);
-      at::mm_out(dh_l, dy_l, s.down_LDI[l]);
+      ExpertProduct(s, dh_l, dy_l, s.down_LDI[l], false);
       const at::Tensor gu_l = gu.narrow(0, off, r);
       const at::Tensor g = gu_l.narrow(1, 0, inter), u = gu_l.narrow(1, inter, inter);
       const at::Tensor sig = at::sigmoid(g);
@@ -238,20 +265,15 @@ class GroupedSwigluFn : public torch::autograd::Function<GroupedSwigluFn> {
           WriteWeightGrad(t.gate, dg_l.t(), x_l);
           WriteWeightGrad(t.up, du_l.t(), x_l);
         }
-        if (dxg.defined()) {
-          at::Tensor dx_l = dxg.narrow(0, off, r);
-          at::mm_out(dx_l, dgu_l, w_gu);
-        }
+        if (dxg.defined()) ExpertProduct(s, dxg.narrow(0, off, r), dgu_l, w_gu, false);
       } else {
         WriteWeightGrad(t.gate, dg_l.t(), xg.narrow(0, off, r));
         WriteWeightGrad(t.up, du_l.t(), xu.narrow(0, off, r));
         if (dxg.defined()) {
-          at::Tensor dx_l = dxg.narrow(0, off, r);
-          at::mm_out(dx_l, dg_l, w_gu.narrow(0, 0, inter));
+          ExpertProduct(s, dxg.narrow(0, off, r), dg_l, w_gu.narrow(0, 0, inter), false);
         }
         if (dxu.defined()) {
-          at::Tensor dx_l = dxu.narrow(0, off, r);
-          at::mm_out(dx_l, du_l, w_gu.narrow(0, inter, inter));
+          ExpertProduct(s, dxu.narrow(0, off, r), du_l, w_gu.narrow(0, inter, inter), false);
         }
       }
     });

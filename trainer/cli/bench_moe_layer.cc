@@ -31,6 +31,7 @@
 #include "model/config.h"
 #include "model/moe/grouped_swiglu.h"
 #include "model/moe/moe_layer.h"
+#include "model/moe/small_rows_product.h"
 #include "trainer/cli/blas_core.h"
 #include "trainer/cli/checks.h"
 #include "trainer/cli/commands.h"
@@ -276,6 +277,7 @@ struct Options {
   bool compressed_experts = false;
   int64_t main_experts = 0;
   std::string expert_threads = "auto";
+  std::string small_rows = "auto";
   bool profile = false;
   bool no_peer = false;
   std::string peer_impl = "all";
@@ -389,6 +391,11 @@ void AddBenchMoeLayerCommand(CLI::App& bench) {
                   "within (each matmul over all threads)")
       ->check(CLI::IsMember({"auto", "across", "within"}))
       ->capture_default_str();
+  cmd->add_option("--small-rows", opt->small_rows,
+                  "The experts' few-rows products (model/moe/small_rows_product.h): auto (the "
+                  "widest this CPU runs), avx512, avx2, or off (every product through ATen's mm)")
+      ->check(CLI::IsMember({"auto", "avx512", "avx2", "off"}))
+      ->capture_default_str();
   cmd->add_flag("--profile", opt->profile,
                 "Also print where the time goes, op by op (--reps more steps)");
   cmd->add_flag("--no-peer", opt->no_peer, "Skip transformers' MoE block");
@@ -409,6 +416,10 @@ void AddBenchMoeLayerCommand(CLI::App& bench) {
                   "The peer script (default: launch/bench/moe_layer_peer.py above the binary)");
   cmd->callback([opt] {
     SetExpertThreading(ParseThreading(opt->expert_threads));
+    SetSmallRowsIsa(opt->small_rows == "auto"     ? SmallRowsIsaDetected()
+                    : opt->small_rows == "avx512" ? SmallRowsIsa::kAvx512
+                    : opt->small_rows == "avx2"   ? SmallRowsIsa::kAvx2
+                                                  : SmallRowsIsa::kNone);
     CEMOE_CHECK(opt->device == "cpu" || torch::cuda::is_available(),
                 "--device cuda: no CUDA device is available (or this build has no CUDA)");
     const bool cuda = opt->device == "cuda";
@@ -480,10 +491,11 @@ void AddBenchMoeLayerCommand(CLI::App& bench) {
                  opt->tokens * k < kRowsPerThreadedMatmul * config.num_experts));
       std::cout << fmt::format(
           "bench moe-layer: preset {} tokens {} top_k {} experts {} hidden {} intermediate {} "
-          "threads {} device {} dtype {} expert-threads {} ({}) blas {}\n",
+          "threads {} device {} dtype {} expert-threads {} ({}) small-rows {} blas {}\n",
           opt->preset, opt->tokens, k, config.num_experts, d, i, at::get_num_threads(), opt->device,
           opt->dtype, opt->expert_threads,
           across ? "experts on separate threads" : "each matmul on all threads",
+          SmallRowsIsaName(GetSmallRowsIsa()),
           *BlasCoreName() ? fmt::format("OpenBLAS {}", BlasCoreName())
           : at::hasMKL()  ? "MKL (not OpenBLAS)"
                           : "not OpenBLAS");

@@ -1,0 +1,20 @@
+// small_rows_isa.h: the per-ISA entry points behind small_rows_product.h (private to it and its
+// test). Each is compiled with its ISA's flags; call one only when the CPU runs that ISA.
+#pragma once
+
+#include <cstdint>
+
+namespace cemoe {
+#define CEMOE_SMALL_ROWS_ENTRY_POINTS                                                       \
+  void XWt(const float* x, int64_t ldx, const float* w, int64_t ldw, float* y, int64_t ldy, \
+           int64_t m, int64_t n, int64_t k);                                                \
+  void XW(const float* d, int64_t ldd, const float* w, int64_t ldw, float* y, int64_t ldy,  \
+          int64_t m, int64_t n, int64_t k);
+namespace small_rows_avx512 {
+CEMOE_SMALL_ROWS_ENTRY_POINTS
+}
+namespace small_rows_avx2 {
+CEMOE_SMALL_ROWS_ENTRY_POINTS
+}
+#undef CEMOE_SMALL_ROWS_ENTRY_POINTS
+}  // namespace cemoe

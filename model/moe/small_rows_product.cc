@@ -1,0 +1,104 @@
+// small_rows_product.cc: picks the ISA path of small_rows_product.h.
+#include "model/moe/small_rows_product.h"
+
+#include <atomic>
+
+#include "model/check.h"
+#include "model/moe/small_rows_isa.h"
+
+namespace cemoe {
+namespace {
+
+SmallRowsIsa Detect() {
+#if CEMOE_SMALL_ROWS_X86
+  // libgcc's checks include the OS's support for the vector state (XGETBV).
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) return SmallRowsIsa::kAvx512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return SmallRowsIsa::kAvx2;
+#endif
+  return SmallRowsIsa::kNone;
+}
+
+std::atomic<int>& Current() {
+  static std::atomic<int> current{static_cast<int>(SmallRowsIsaDetected())};
+  return current;
+}
+
+}  // namespace
+
+SmallRowsIsa SmallRowsIsaDetected() {
+  static const SmallRowsIsa detected = Detect();
+  return detected;
+}
+
+const char* SmallRowsIsaName(SmallRowsIsa isa) {
+  switch (isa) {
+    case SmallRowsIsa::kAvx512:
+      return "avx512";
+    case SmallRowsIsa::kAvx2:
+      return "avx2";
+    case SmallRowsIsa::kNone:
+      break;
+  }
+  return "off";
+}
+
+void SetSmallRowsIsa(SmallRowsIsa isa) {
+  CEMOE_CHECK(static_cast<int>(isa) <= static_cast<int>(SmallRowsIsaDetected()),
+              "small-rows products: {} asked for, this CPU runs at most {}", SmallRowsIsaName(isa),
+              SmallRowsIsaName(SmallRowsIsaDetected()));
+  Current().store(static_cast<int>(isa));
+}
+
+SmallRowsIsa GetSmallRowsIsa() { return static_cast<SmallRowsIsa>(Current().load()); }
+
+int64_t SmallRowsMax(SmallRowsProduct product) {
+  // Measured against OpenBLAS 0.3.21 running the same ISA's kernels (SkylakeX / Haswell), 2048 x
+  // 2048 weights, one product per thread on 2 threads (docs/benchmarks.md): with AVX-512, XWt
+  // wins up to 192 rows (381 against 297 GFLOP/s at 128, even at 192), XW up to 96 (loses at 128);
+  // with AVX2, XWt up to 96, XW up to 32 (even there, loses at 64).
+  const bool xwt = product == SmallRowsProduct::kXWt;
+  switch (GetSmallRowsIsa()) {
+    case SmallRowsIsa::kAvx512:
+      return xwt ? 192 : 96;
+    case SmallRowsIsa::kAvx2:
+      return xwt ? 96 : 32;
+    case SmallRowsIsa::kNone:
+      break;
+  }
+  return 0;
+}
+
+void SmallRowsXWt(const float* x, int64_t ldx, const float* w, int64_t ldw, float* y, int64_t ldy,
+                  int64_t m, int64_t n, int64_t k) {
+#if CEMOE_SMALL_ROWS_X86
+  switch (GetSmallRowsIsa()) {
+    case SmallRowsIsa::kAvx512:
+      return small_rows_avx512::XWt(x, ldx, w, ldw, y, ldy, m, n, k);
+    case SmallRowsIsa::kAvx2:
+      return small_rows_avx2::XWt(x, ldx, w, ldw, y, ldy, m, n, k);
+    case SmallRowsIsa::kNone:
+      break;
+  }
+#endif
+  CEMOE_FAIL("SmallRowsXWt [{}, {}] x [{}, {}]^T: no small-rows path on this CPU or build", m, k, n,
+             k);
+}
+
+void SmallRowsXW(const float* d, int64_t ldd, const float* w, int64_t ldw, float* y, int64_t ldy,
+                 int64_t m, int64_t n, int64_t k) {
+#if CEMOE_SMALL_ROWS_X86
+  switch (GetSmallRowsIsa()) {
+    case SmallRowsIsa::kAvx512:
+      return small_rows_avx512::XW(d, ldd, w, ldw, y, ldy, m, n, k);
+    case SmallRowsIsa::kAvx2:
+      return small_rows_avx2::XW(d, ldd, w, ldw, y, ldy, m, n, k);
+    case SmallRowsIsa::kNone:
+      break;
+  }
+#endif
+  CEMOE_FAIL("SmallRowsXW [{}, {}] x [{}, {}]: no small-rows path on this CPU or build", m, n, n,
+             k);
+}
+
+}  // namespace cemoe

@@ -1,0 +1,44 @@
+// small_rows_product.h: float32 products of a few rows with a row-major weight, multiplied straight
+// from the weight's rows, for the experts' kernel (grouped_swiglu.h) on CPU.
+//
+// With few rows per expert (OLMoE at 512 tokens and top-4: 32), a BLAS library spends much of
+// each product repacking the weight into its own tile layout, and runs these products at under
+// half its dense rate (docs/benchmarks.md). These kernels never repack the weight: the few rows
+// are transposed once into a small buffer (tiles of 1-3 vectors of rows), and each block of weight
+// rows is read once, in order, while it multiplies every tile. SIMD through GCC/Clang vector
+// extensions, compiled once for AVX-512 and once for AVX2 + FMA (small_rows_kernel.inc) and
+// chosen at run time from what the CPU supports.
+//
+// Shape legend: M rows, N weight rows, K weight columns; ld*: row strides in elements.
+// Thread-safety: each call runs on the calling thread with thread-local scratch; SetSmallRowsIsa
+// is process-wide (tests and benchmarks).
+#pragma once
+
+#include <cstdint>
+
+namespace cemoe {
+
+enum class SmallRowsIsa { kNone, kAvx2, kAvx512 };
+
+// The widest path this CPU runs (kNone: not x86-64, or no AVX2 + FMA).
+SmallRowsIsa SmallRowsIsaDetected();
+// The path the products take: the detected one unless narrowed (kNone: callers use ATen's mm).
+// Widening beyond what the CPU runs is refused (an error naming both).
+void SetSmallRowsIsa(SmallRowsIsa isa);
+SmallRowsIsa GetSmallRowsIsa();
+const char* SmallRowsIsaName(SmallRowsIsa isa);
+
+enum class SmallRowsProduct { kXWt, kXW };
+// Up to how many rows the current path's product beats the BLAS libraries measured (OpenBLAS
+// 0.3.21 with the kernels of the same ISA, MKL; docs/benchmarks.md, "Products with few rows");
+// 0 under kNone. Above it callers use ATen's mm.
+int64_t SmallRowsMax(SmallRowsProduct product);
+
+// y [M, N] = x [M, K] @ w [N, K]^T (the forward's products). Requires GetSmallRowsIsa() != kNone.
+void SmallRowsXWt(const float* x, int64_t ldx, const float* w, int64_t ldw, float* y, int64_t ldy,
+                  int64_t m, int64_t n, int64_t k);
+// y [M, K] = d [M, N] @ w [N, K] (the backward's input-gradient products).
+void SmallRowsXW(const float* d, int64_t ldd, const float* w, int64_t ldw, float* y, int64_t ldy,
+                 int64_t m, int64_t n, int64_t k);
+
+}  // namespace cemoe

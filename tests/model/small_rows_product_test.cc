@@ -1,0 +1,132 @@
+// small_rows_product_test.cc: the experts' few-rows products (model/moe/small_rows_product.h)
+// against a float64 product, on every ISA path this CPU runs, at row counts around the tile
+// heights (16 / 32 rows), weight shapes that leave partial tiles and chunks, and row strides wider
+// than the rows; the output's old contents NaN (a product that read them would be NaN) and its
+// columns beyond the product left alone.
+#include "model/moe/small_rows_product.h"
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <limits>
+#include <vector>
+
+#include "model/check.h"
+#include "tests/tolerance.h"
+
+namespace cemoe {
+namespace {
+
+// |fl(a @ b) - a @ b| <= K u (|a| @ |b|) elementwise for any summation order (u = eps / 2), so
+// K eps (|a| @ |b|) bounds it with a factor 2 to spare.
+void ExpectProduct(const at::Tensor& got, const at::Tensor& a, const at::Tensor& b,
+                   const std::string& what) {
+  const at::Tensor want = at::mm(a.to(at::kDouble), b.to(at::kDouble));
+  const at::Tensor bound =
+      at::mm(a.abs().to(at::kDouble), b.abs().to(at::kDouble)) * (a.size(1) * test::kFloat32Eps);
+  const at::Tensor err = (got.to(at::kDouble) - want).abs();
+  ASSERT_TRUE(at::isfinite(got).all().item<bool>()) << what << ": NaN in the product";
+  EXPECT_TRUE((err <= bound).all().item<bool>())
+      << what << ": worst error " << (err - bound).max().item<double>() << " above the bound";
+}
+
+std::vector<SmallRowsIsa> PathsOfThisCpu() {
+  std::vector<SmallRowsIsa> paths;
+  for (SmallRowsIsa isa : {SmallRowsIsa::kAvx2, SmallRowsIsa::kAvx512}) {
+    if (static_cast<int>(isa) <= static_cast<int>(SmallRowsIsaDetected())) paths.push_back(isa);
+  }
+  return paths;
+}
+
+class SmallRowsProductTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (SmallRowsIsaDetected() == SmallRowsIsa::kNone) {
+      GTEST_SKIP() << "no small-rows path on this CPU or build (x86-64 with AVX2 + FMA)";
+    }
+  }
+  void TearDown() override { SetSmallRowsIsa(SmallRowsIsaDetected()); }
+};
+
+// Rows of a [rows + 4, cols + 3] tensor: a row stride wider than the row.
+at::Tensor RowsOfWider(int64_t rows, int64_t cols) {
+  return at::randn({rows + 4, cols + 3}, at::kFloat).narrow(0, 2, rows).narrow(1, 1, cols);
+}
+
+struct Shape {
+  int64_t n, k;
+};
+// Weight shapes leaving partial blocks (24 AVX-512, 12 AVX2), partial tiles in a block (24, 12 or 8
+// weight rows by 1, 2 or 3 vectors of rows) and partial XW row chunks (12); a 256 x 96 weight
+// fills them. Row counts: every split into tiles of 1-3 vectors (16 or 8 rows each) up to 4
+// tiles, full and with padding.
+const Shape kShapes[] = {{1, 1}, {37, 50}, {70, 29}, {256, 96}};
+const int64_t kRows[] = {1, 5, 15, 16, 17, 31, 32, 33, 47, 49, 64, 65, 96, 100, 128};
+
+TEST_F(SmallRowsProductTest, XWtAgainstFloat64OnEveryPath) {
+  at::manual_seed(1);
+  for (SmallRowsIsa isa : PathsOfThisCpu()) {
+    SetSmallRowsIsa(isa);
+    for (const Shape& s : kShapes) {
+      const at::Tensor w = RowsOfWider(s.n, s.k);
+      for (int64_t m : kRows) {
+        const at::Tensor x = RowsOfWider(m, s.k);
+        at::Tensor out_wide = at::full({m, s.n + 5}, std::numeric_limits<float>::quiet_NaN());
+        at::Tensor out = out_wide.narrow(1, 0, s.n);
+        SmallRowsXWt(x.data_ptr<float>(), x.stride(0), w.data_ptr<float>(), w.stride(0),
+                     out.data_ptr<float>(), out.stride(0), m, s.n, s.k);
+        const std::string what =
+            fmt::format("{} XWt m {} n {} k {}", SmallRowsIsaName(isa), m, s.n, s.k);
+        ExpectProduct(out, x, w.t(), what);
+        EXPECT_TRUE(at::isnan(out_wide.narrow(1, s.n, 5)).all().item<bool>())
+            << what << ": wrote past the product's columns";
+      }
+    }
+  }
+}
+
+TEST_F(SmallRowsProductTest, XWAgainstFloat64OnEveryPath) {
+  at::manual_seed(2);
+  for (SmallRowsIsa isa : PathsOfThisCpu()) {
+    SetSmallRowsIsa(isa);
+    for (const Shape& s : kShapes) {
+      const at::Tensor w = RowsOfWider(s.n, s.k);
+      for (int64_t m : kRows) {
+        const at::Tensor d = RowsOfWider(m, s.n);
+        at::Tensor out_wide = at::full({m, s.k + 5}, std::numeric_limits<float>::quiet_NaN());
+        at::Tensor out = out_wide.narrow(1, 0, s.k);
+        SmallRowsXW(d.data_ptr<float>(), d.stride(0), w.data_ptr<float>(), w.stride(0),
+                    out.data_ptr<float>(), out.stride(0), m, s.n, s.k);
+        const std::string what =
+            fmt::format("{} XW m {} n {} k {}", SmallRowsIsaName(isa), m, s.n, s.k);
+        ExpectProduct(out, d, w, what);
+        EXPECT_TRUE(at::isnan(out_wide.narrow(1, s.k, 5)).all().item<bool>())
+            << what << ": wrote past the product's columns";
+      }
+    }
+  }
+}
+
+TEST_F(SmallRowsProductTest, OffMeansNoRowsAndACallIsRefused) {
+  SetSmallRowsIsa(SmallRowsIsa::kNone);
+  EXPECT_EQ(SmallRowsMax(SmallRowsProduct::kXWt), 0);
+  EXPECT_EQ(SmallRowsMax(SmallRowsProduct::kXW), 0);
+  std::vector<float> x(4, 1.0f), w(4, 1.0f), y(4, 0.0f);
+  EXPECT_THROW(SmallRowsXWt(x.data(), 2, w.data(), 2, y.data(), 2, 2, 2, 2), Error);
+  EXPECT_THROW(SmallRowsXW(x.data(), 2, w.data(), 2, y.data(), 2, 2, 2, 2), Error);
+}
+
+TEST_F(SmallRowsProductTest, WideningPastTheCpuIsRefused) {
+  if (SmallRowsIsaDetected() == SmallRowsIsa::kAvx512) {
+    GTEST_SKIP() << "this CPU runs the widest path";
+  }
+  try {
+    SetSmallRowsIsa(SmallRowsIsa::kAvx512);
+    FAIL() << "AVX-512 accepted on a CPU without it";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("avx512 asked for"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace cemoe
