@@ -1,6 +1,8 @@
 // small_rows_product.cc: picks the ISA path of small_rows_product.h.
 #include "model/moe/small_rows_product.h"
 
+#include <unistd.h>
+
 #include <atomic>
 
 #include "model/check.h"
@@ -24,7 +26,23 @@ std::atomic<int>& Current() {
   return current;
 }
 
+std::atomic<int64_t> g_pass_bytes{0};
+
 }  // namespace
+
+void SetSmallRowsPassBytes(int64_t bytes) {
+  CEMOE_CHECK(bytes >= 0, "small-rows products: pass bytes {} < 0", bytes);
+  g_pass_bytes.store(bytes);
+}
+
+int64_t GetSmallRowsPassBytes() {
+  static const int64_t half_l2 = [] {
+    const long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    return l2 > 0 ? static_cast<int64_t>(l2) / 2 : int64_t{512} << 10;
+  }();
+  const int64_t set = g_pass_bytes.load();
+  return set > 0 ? set : half_l2;
+}
 
 SmallRowsIsa SmallRowsIsaDetected() {
   static const SmallRowsIsa detected = Detect();
@@ -55,7 +73,8 @@ SmallRowsIsa GetSmallRowsIsa() { return static_cast<SmallRowsIsa>(Current().load
 int64_t SmallRowsMax(SmallRowsProduct product) {
   // Measured against OpenBLAS 0.3.21 running the same ISA's kernels (SkylakeX / Haswell), 2048 x
   // 2048 weights, one product per thread on 2 threads (docs/benchmarks.md): with AVX-512, XWt
-  // wins up to 192 rows (381 against 297 GFLOP/s at 128, even at 192), XW up to 96 (loses at 128);
+  // wins up to 192 rows (362-365 against 296-306 GFLOP/s at 128, even at 256), XW up to 96 (at
+  // 128 rows 273-314 against 243-299: loses at two of three shapes);
   // with AVX2, XWt up to 96, XW up to 32 (even there, loses at 64).
   const bool xwt = product == SmallRowsProduct::kXWt;
   switch (GetSmallRowsIsa()) {
@@ -74,9 +93,9 @@ void SmallRowsXWt(const float* x, int64_t ldx, const float* w, int64_t ldw, floa
 #if CEMOE_SMALL_ROWS_X86
   switch (GetSmallRowsIsa()) {
     case SmallRowsIsa::kAvx512:
-      return small_rows_avx512::XWt(x, ldx, w, ldw, y, ldy, m, n, k);
+      return small_rows_avx512::XWt(x, ldx, w, ldw, y, ldy, m, n, k, GetSmallRowsPassBytes());
     case SmallRowsIsa::kAvx2:
-      return small_rows_avx2::XWt(x, ldx, w, ldw, y, ldy, m, n, k);
+      return small_rows_avx2::XWt(x, ldx, w, ldw, y, ldy, m, n, k, GetSmallRowsPassBytes());
     case SmallRowsIsa::kNone:
       break;
   }
@@ -90,9 +109,9 @@ void SmallRowsXW(const float* d, int64_t ldd, const float* w, int64_t ldw, float
 #if CEMOE_SMALL_ROWS_X86
   switch (GetSmallRowsIsa()) {
     case SmallRowsIsa::kAvx512:
-      return small_rows_avx512::XW(d, ldd, w, ldw, y, ldy, m, n, k);
+      return small_rows_avx512::XW(d, ldd, w, ldw, y, ldy, m, n, k, GetSmallRowsPassBytes());
     case SmallRowsIsa::kAvx2:
-      return small_rows_avx2::XW(d, ldd, w, ldw, y, ldy, m, n, k);
+      return small_rows_avx2::XW(d, ldd, w, ldw, y, ldy, m, n, k, GetSmallRowsPassBytes());
     case SmallRowsIsa::kNone:
       break;
   }

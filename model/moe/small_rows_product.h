@@ -28,6 +28,13 @@ void SetSmallRowsIsa(SmallRowsIsa isa);
 SmallRowsIsa GetSmallRowsIsa();
 const char* SmallRowsIsaName(SmallRowsIsa isa);
 
+// Bytes of the few rows, transposed, that one pass over the weight multiplies (longer rows are
+// taken in passes of columns): half the L2 cache by default (sysconf; 512 KiB when it says
+// nothing). Measured at Phi-3.5-MoE's shapes with a 2 MiB L2 (docs/benchmarks.md): 1 MiB passes
+// 363 GFLOP/s, 256 KiB 318, one pass of 2-3 MiB 303. Set (tests: 0 restores the default).
+void SetSmallRowsPassBytes(int64_t bytes);
+int64_t GetSmallRowsPassBytes();
+
 enum class SmallRowsProduct { kXWt, kXW };
 // Up to how many rows the current path's product beats the BLAS libraries measured (OpenBLAS
 // 0.3.21 with the kernels of the same ISA, MKL; docs/benchmarks.md, "Products with few rows");

@@ -1,7 +1,8 @@
 // small_rows_product_test.cc: the experts' few-rows products (model/moe/small_rows_product.h)
 // against a float64 product, on every ISA path this CPU runs, at row counts around the tile
 // heights (16 / 32 rows), weight shapes that leave partial tiles and chunks, and row strides wider
-// than the rows; the output's old contents NaN (a product that read them would be NaN) and its
+// than the rows, in one pass over the weight and in passes of a few columns; the output's old
+// contents NaN (a product that read them would be NaN) and its
 // columns beyond the product left alone.
 #include "model/moe/small_rows_product.h"
 
@@ -45,7 +46,10 @@ class SmallRowsProductTest : public ::testing::Test {
       GTEST_SKIP() << "no small-rows path on this CPU or build (x86-64 with AVX2 + FMA)";
     }
   }
-  void TearDown() override { SetSmallRowsIsa(SmallRowsIsaDetected()); }
+  void TearDown() override {
+    SetSmallRowsIsa(SmallRowsIsaDetected());
+    SetSmallRowsPassBytes(0);
+  }
 };
 
 // Rows of a [rows + 4, cols + 3] tensor: a row stride wider than the row.
@@ -61,25 +65,31 @@ struct Shape {
 // fills them. Row counts: every split into tiles of 1-3 vectors (16 or 8 rows each) up to 4
 // tiles, full and with padding.
 const Shape kShapes[] = {{1, 1}, {37, 50}, {70, 29}, {256, 96}};
+// 0: the default (half the L2 cache: one pass at these sizes); 1: passes of the fewest columns
+// (one block of weight columns, 12 or 24; split evenly, so also odd widths).
+const int64_t kPassBytes[] = {0, 1};
 const int64_t kRows[] = {1, 5, 15, 16, 17, 31, 32, 33, 47, 49, 64, 65, 96, 100, 128};
 
 TEST_F(SmallRowsProductTest, XWtAgainstFloat64OnEveryPath) {
   at::manual_seed(1);
   for (SmallRowsIsa isa : PathsOfThisCpu()) {
     SetSmallRowsIsa(isa);
-    for (const Shape& s : kShapes) {
-      const at::Tensor w = RowsOfWider(s.n, s.k);
-      for (int64_t m : kRows) {
-        const at::Tensor x = RowsOfWider(m, s.k);
-        at::Tensor out_wide = at::full({m, s.n + 5}, std::numeric_limits<float>::quiet_NaN());
-        at::Tensor out = out_wide.narrow(1, 0, s.n);
-        SmallRowsXWt(x.data_ptr<float>(), x.stride(0), w.data_ptr<float>(), w.stride(0),
-                     out.data_ptr<float>(), out.stride(0), m, s.n, s.k);
-        const std::string what =
-            fmt::format("{} XWt m {} n {} k {}", SmallRowsIsaName(isa), m, s.n, s.k);
-        ExpectProduct(out, x, w.t(), what);
-        EXPECT_TRUE(at::isnan(out_wide.narrow(1, s.n, 5)).all().item<bool>())
-            << what << ": wrote past the product's columns";
+    for (int64_t pass_bytes : kPassBytes) {
+      SetSmallRowsPassBytes(pass_bytes);
+      for (const Shape& s : kShapes) {
+        const at::Tensor w = RowsOfWider(s.n, s.k);
+        for (int64_t m : kRows) {
+          const at::Tensor x = RowsOfWider(m, s.k);
+          at::Tensor out_wide = at::full({m, s.n + 5}, std::numeric_limits<float>::quiet_NaN());
+          at::Tensor out = out_wide.narrow(1, 0, s.n);
+          SmallRowsXWt(x.data_ptr<float>(), x.stride(0), w.data_ptr<float>(), w.stride(0),
+                       out.data_ptr<float>(), out.stride(0), m, s.n, s.k);
+          const std::string what = fmt::format("{} XWt m {} n {} k {} pass bytes {}",
+                                               SmallRowsIsaName(isa), m, s.n, s.k, pass_bytes);
+          ExpectProduct(out, x, w.t(), what);
+          EXPECT_TRUE(at::isnan(out_wide.narrow(1, s.n, 5)).all().item<bool>())
+              << what << ": wrote past the product's columns";
+        }
       }
     }
   }
@@ -89,19 +99,22 @@ TEST_F(SmallRowsProductTest, XWAgainstFloat64OnEveryPath) {
   at::manual_seed(2);
   for (SmallRowsIsa isa : PathsOfThisCpu()) {
     SetSmallRowsIsa(isa);
-    for (const Shape& s : kShapes) {
-      const at::Tensor w = RowsOfWider(s.n, s.k);
-      for (int64_t m : kRows) {
-        const at::Tensor d = RowsOfWider(m, s.n);
-        at::Tensor out_wide = at::full({m, s.k + 5}, std::numeric_limits<float>::quiet_NaN());
-        at::Tensor out = out_wide.narrow(1, 0, s.k);
-        SmallRowsXW(d.data_ptr<float>(), d.stride(0), w.data_ptr<float>(), w.stride(0),
-                    out.data_ptr<float>(), out.stride(0), m, s.n, s.k);
-        const std::string what =
-            fmt::format("{} XW m {} n {} k {}", SmallRowsIsaName(isa), m, s.n, s.k);
-        ExpectProduct(out, d, w, what);
-        EXPECT_TRUE(at::isnan(out_wide.narrow(1, s.k, 5)).all().item<bool>())
-            << what << ": wrote past the product's columns";
+    for (int64_t pass_bytes : kPassBytes) {
+      SetSmallRowsPassBytes(pass_bytes);
+      for (const Shape& s : kShapes) {
+        const at::Tensor w = RowsOfWider(s.n, s.k);
+        for (int64_t m : kRows) {
+          const at::Tensor d = RowsOfWider(m, s.n);
+          at::Tensor out_wide = at::full({m, s.k + 5}, std::numeric_limits<float>::quiet_NaN());
+          at::Tensor out = out_wide.narrow(1, 0, s.k);
+          SmallRowsXW(d.data_ptr<float>(), d.stride(0), w.data_ptr<float>(), w.stride(0),
+                      out.data_ptr<float>(), out.stride(0), m, s.n, s.k);
+          const std::string what = fmt::format("{} XW m {} n {} k {} pass bytes {}",
+                                               SmallRowsIsaName(isa), m, s.n, s.k, pass_bytes);
+          ExpectProduct(out, d, w, what);
+          EXPECT_TRUE(at::isnan(out_wide.narrow(1, s.k, 5)).all().item<bool>())
+              << what << ": wrote past the product's columns";
+        }
       }
     }
   }
