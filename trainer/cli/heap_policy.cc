@@ -15,6 +15,7 @@ void KeepFreedMemoryInHeap() {
   constexpr int kOneGiB = 1 << 30;
   mallopt(M_MMAP_THRESHOLD, kOneGiB);
   mallopt(M_TRIM_THRESHOLD, kOneGiB);
+  if (std::getenv("MALLOC_ARENA_MAX") == nullptr) mallopt(M_ARENA_MAX, 1);
 }
 
 }  // namespace cemoe
