@@ -70,24 +70,28 @@ const Shape kShapes[] = {{1, 1}, {37, 50}, {70, 29}, {256, 96}};
 const int64_t kPassBytes[] = {0, 1};
 const int64_t kRows[] = {1, 5, 15, 16, 17, 31, 32, 33, 47, 49, 64, 65, 96, 100, 128};
 
-TEST_F(SmallRowsProductTest, XWtAgainstFloat64OnEveryPath) {
-  at::manual_seed(1);
+// For every path, pass size, weight shape and row count: a [m, in] (rows of a wider tensor), out
+// [m, cols] (NaN, in a 5 columns wider tensor) = a @ b through product(a, w, out), checked
+// against float64 and for writes past its columns. b_of(w) is the weight as multiplied.
+template <typename Product, typename BOf>
+void CheckEveryCase(const char* name, bool transposed, const Product& product, const BOf& b_of) {
   for (SmallRowsIsa isa : PathsOfThisCpu()) {
     SetSmallRowsIsa(isa);
     for (int64_t pass_bytes : kPassBytes) {
       SetSmallRowsPassBytes(pass_bytes);
       for (const Shape& s : kShapes) {
         const at::Tensor w = RowsOfWider(s.n, s.k);
+        const int64_t in = transposed ? s.k : s.n, cols = transposed ? s.n : s.k;
         for (int64_t m : kRows) {
-          const at::Tensor x = RowsOfWider(m, s.k);
-          at::Tensor out_wide = at::full({m, s.n + 5}, std::numeric_limits<float>::quiet_NaN());
-          at::Tensor out = out_wide.narrow(1, 0, s.n);
-          SmallRowsXWt(x.data_ptr<float>(), x.stride(0), w.data_ptr<float>(), w.stride(0),
-                       out.data_ptr<float>(), out.stride(0), m, s.n, s.k);
-          const std::string what = fmt::format("{} XWt m {} n {} k {} pass bytes {}",
-                                               SmallRowsIsaName(isa), m, s.n, s.k, pass_bytes);
-          ExpectProduct(out, x, w.t(), what);
-          EXPECT_TRUE(at::isnan(out_wide.narrow(1, s.n, 5)).all().item<bool>())
+          const at::Tensor a = RowsOfWider(m, in);
+          at::Tensor out_wide = at::full({m, cols + 5}, std::numeric_limits<float>::quiet_NaN());
+          at::Tensor out = out_wide.narrow(1, 0, cols);
+          product(a, w, out, m, s);
+          const std::string what =
+              fmt::format("{} {} m {} n {} k {} pass bytes {}", SmallRowsIsaName(isa), name, m, s.n,
+                          s.k, pass_bytes);
+          ExpectProduct(out, a, b_of(w), what);
+          EXPECT_TRUE(at::isnan(out_wide.narrow(1, cols, 5)).all().item<bool>())
               << what << ": wrote past the product's columns";
         }
       }
@@ -95,29 +99,26 @@ TEST_F(SmallRowsProductTest, XWtAgainstFloat64OnEveryPath) {
   }
 }
 
+TEST_F(SmallRowsProductTest, XWtAgainstFloat64OnEveryPath) {
+  at::manual_seed(1);
+  CheckEveryCase(
+      "XWt", true,
+      [](const at::Tensor& x, const at::Tensor& w, at::Tensor& out, int64_t m, const Shape& s) {
+        SmallRowsXWt(x.data_ptr<float>(), x.stride(0), w.data_ptr<float>(), w.stride(0),
+                     out.data_ptr<float>(), out.stride(0), m, s.n, s.k);
+      },
+      [](const at::Tensor& w) { return w.t(); });
+}
+
 TEST_F(SmallRowsProductTest, XWAgainstFloat64OnEveryPath) {
   at::manual_seed(2);
-  for (SmallRowsIsa isa : PathsOfThisCpu()) {
-    SetSmallRowsIsa(isa);
-    for (int64_t pass_bytes : kPassBytes) {
-      SetSmallRowsPassBytes(pass_bytes);
-      for (const Shape& s : kShapes) {
-        const at::Tensor w = RowsOfWider(s.n, s.k);
-        for (int64_t m : kRows) {
-          const at::Tensor d = RowsOfWider(m, s.n);
-          at::Tensor out_wide = at::full({m, s.k + 5}, std::numeric_limits<float>::quiet_NaN());
-          at::Tensor out = out_wide.narrow(1, 0, s.k);
-          SmallRowsXW(d.data_ptr<float>(), d.stride(0), w.data_ptr<float>(), w.stride(0),
-                      out.data_ptr<float>(), out.stride(0), m, s.n, s.k);
-          const std::string what = fmt::format("{} XW m {} n {} k {} pass bytes {}",
-                                               SmallRowsIsaName(isa), m, s.n, s.k, pass_bytes);
-          ExpectProduct(out, d, w, what);
-          EXPECT_TRUE(at::isnan(out_wide.narrow(1, s.k, 5)).all().item<bool>())
-              << what << ": wrote past the product's columns";
-        }
-      }
-    }
-  }
+  CheckEveryCase(
+      "XW", false,
+      [](const at::Tensor& d, const at::Tensor& w, at::Tensor& out, int64_t m, const Shape& s) {
+        SmallRowsXW(d.data_ptr<float>(), d.stride(0), w.data_ptr<float>(), w.stride(0),
+                    out.data_ptr<float>(), out.stride(0), m, s.n, s.k);
+      },
+      [](const at::Tensor& w) { return w; });
 }
 
 TEST_F(SmallRowsProductTest, OffMeansNoRowsAndACallIsRefused) {
