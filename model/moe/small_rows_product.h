@@ -36,9 +36,9 @@ void SetSmallRowsPassBytes(int64_t bytes);
 int64_t GetSmallRowsPassBytes();
 
 enum class SmallRowsProduct { kXWt, kXW };
-// Up to how many rows the current path's product beats the BLAS libraries measured (OpenBLAS
-// 0.3.21 with the kernels of the same ISA, MKL; docs/benchmarks.md, "Products with few rows");
-// 0 under kNone. Above it callers use ATen's mm.
+// Up to how many rows the current path's product beats OpenBLAS 0.3.21 running the same ISA's
+// kernels (measured on one Intel VM; docs/benchmarks.md, issue 18, the few-rows kernels); 0 under
+// kNone. Above it callers use ATen's mm.
 int64_t SmallRowsMax(SmallRowsProduct product);
 
 // y [M, N] = x [M, K] @ w [N, K]^T (the forward's products). Requires GetSmallRowsIsa() != kNone.
