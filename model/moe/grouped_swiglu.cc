@@ -110,12 +110,24 @@ void ExpertProduct(const SwigluState& s, at::Tensor out, const at::Tensor& a, co
   at::mm_out(out, a, w_transposed ? w.t() : w);
 }
 
-// t.out = a @ b (beta 0) or t.out += a @ b (beta 1); nothing when no target. a [M, K], b [K, N].
-// An overwrite goes through oneDNN where it can (overwrite_product.h: OpenBLAS clears the output
-// in a pass of its own first). (Writing it in cache-sized row blocks instead, so that the clearing
-// pass stays in cache, measured slower: each block repacks the whole b; docs/benchmarks.md.)
-void WriteWeightGrad(const GradTarget& t, const at::Tensor& a, const at::Tensor& b) {
+// t.out = a @ b (beta 0) or t.out += a @ b (beta 1); nothing when no target. a [M, K], b [K, N]:
+// a is the transposed output gradient, K the expert's rows. With few rows on separate threads:
+// small_rows_product.h's AtB. Else an overwrite goes through oneDNN where it can
+// (overwrite_product.h: OpenBLAS clears the output in a pass of its own first). (Writing it in
+// cache-sized row blocks instead, so that the clearing pass stays in cache, measured slower: each
+// block repacks the whole b; docs/benchmarks.md.)
+void WriteWeightGrad(const SwigluState& s, const GradTarget& t, const at::Tensor& a,
+                     const at::Tensor& b) {
   if (!t.out.defined()) return;
+  const int64_t rows = b.size(0);
+  if (s.across_experts && rows <= SmallRowsMax(SmallRowsProduct::kAtB) &&
+      a.scalar_type() == at::kFloat && b.scalar_type() == at::kFloat &&
+      t.out.scalar_type() == at::kFloat && a.stride(0) == 1 && b.stride(1) == 1 &&
+      t.out.stride(1) == 1) {
+    SmallRowsAtB(a.data_ptr<float>(), a.stride(1), b.data_ptr<float>(), b.stride(0),
+                 t.out.data_ptr<float>(), t.out.stride(0), rows, a.size(0), b.size(1), t.beta != 0);
+    return;
+  }
   if (t.beta == 0) {
     if (OverwriteProduct(const_cast<at::Tensor&>(t.out), a, b)) return;
     at::mm_out(const_cast<at::Tensor&>(t.out), a, b);
@@ -234,7 +246,7 @@ class GroupedSwigluFn : public torch::autograd::Function<GroupedSwigluFn> {
       const ExpertGradTargets& t = targets[l];
       const at::Tensor w_gu = s.gate_up_L2ID[l];
       const at::Tensor dy_l = dy.narrow(0, off, r);
-      WriteWeightGrad(t.down, dy_l.t(), h.narrow(0, off, r));
+      WriteWeightGrad(s, t.down, dy_l.t(), h.narrow(0, off, r));
       at::Tensor dh_l = dh.narrow(0, off, r);
       ExpertProduct(s, dh_l, dy_l, s.down_LDI[l], false);
       const at::Tensor gu_l = gu.narrow(0, off, r);
@@ -260,15 +272,15 @@ class GroupedSwigluFn : public torch::autograd::Function<GroupedSwigluFn> {
       if (s.fused) {
         const at::Tensor x_l = xg.narrow(0, off, r);
         if (t.gate_up.out.defined()) {
-          WriteWeightGrad(t.gate_up, dgu_l.t(), x_l);
+          WriteWeightGrad(s, t.gate_up, dgu_l.t(), x_l);
         } else {
-          WriteWeightGrad(t.gate, dg_l.t(), x_l);
-          WriteWeightGrad(t.up, du_l.t(), x_l);
+          WriteWeightGrad(s, t.gate, dg_l.t(), x_l);
+          WriteWeightGrad(s, t.up, du_l.t(), x_l);
         }
         if (dxg.defined()) ExpertProduct(s, dxg.narrow(0, off, r), dgu_l, w_gu, false);
       } else {
-        WriteWeightGrad(t.gate, dg_l.t(), xg.narrow(0, off, r));
-        WriteWeightGrad(t.up, du_l.t(), xu.narrow(0, off, r));
+        WriteWeightGrad(s, t.gate, dg_l.t(), xg.narrow(0, off, r));
+        WriteWeightGrad(s, t.up, du_l.t(), xu.narrow(0, off, r));
         if (dxg.defined()) {
           ExpertProduct(s, dxg.narrow(0, off, r), dg_l, w_gu.narrow(0, 0, inter), false);
         }

@@ -9,7 +9,9 @@ namespace cemoe {
   void XWt(const float* x, int64_t ldx, const float* w, int64_t ldw, float* y, int64_t ldy, \
            int64_t m, int64_t n, int64_t k, int64_t pass_bytes);                            \
   void XW(const float* d, int64_t ldd, const float* w, int64_t ldw, float* y, int64_t ldy,  \
-          int64_t m, int64_t n, int64_t k, int64_t pass_bytes);
+          int64_t m, int64_t n, int64_t k, int64_t pass_bytes);                             \
+  void AtB(const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc, \
+           int64_t m, int64_t n, int64_t k, bool accumulate, int64_t pass_bytes);
 namespace small_rows_avx512 {
 CEMOE_SMALL_ROWS_ENTRY_POINTS
 }

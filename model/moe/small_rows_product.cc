@@ -75,13 +75,22 @@ int64_t SmallRowsMax(SmallRowsProduct product) {
   // 2048 weights, one product per thread on 2 threads (docs/benchmarks.md): with AVX-512, XWt
   // wins up to 192 rows (362-365 against 296-306 GFLOP/s at 128, even at 256), XW up to 96 (at
   // 128 rows 273-314 against 243-299: loses at two of three shapes);
-  // with AVX2, XWt up to 96, XW up to 32 (even there, loses at 64).
-  const bool xwt = product == SmallRowsProduct::kXWt;
+  // with AVX2, XWt up to 96, XW up to 32 (even there, loses at 64). AtB, accumulating, 2048 x
+  // 2048 and 12800 x 4096: AVX-512 wins up to 96 rows (361 against 316 GFLOP/s at 96; at 128
+  // 321-342 against 353-354), AVX2 up to 64 (206 against 207 at 64, 204 against 216 at 96).
+  const bool avx512 = GetSmallRowsIsa() == SmallRowsIsa::kAvx512;
   switch (GetSmallRowsIsa()) {
     case SmallRowsIsa::kAvx512:
-      return xwt ? 192 : 96;
     case SmallRowsIsa::kAvx2:
-      return xwt ? 96 : 32;
+      switch (product) {
+        case SmallRowsProduct::kXWt:
+          return avx512 ? 192 : 96;
+        case SmallRowsProduct::kXW:
+          return avx512 ? 96 : 32;
+        case SmallRowsProduct::kAtB:
+          return avx512 ? 96 : 64;
+      }
+      break;
     case SmallRowsIsa::kNone:
       break;
   }
@@ -117,6 +126,24 @@ void SmallRowsXW(const float* d, int64_t ldd, const float* w, int64_t ldw, float
   }
 #endif
   CEMOE_FAIL("SmallRowsXW [{}, {}] x [{}, {}]: no small-rows path on this CPU or build", m, n, n,
+             k);
+}
+
+void SmallRowsAtB(const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
+                  int64_t m, int64_t n, int64_t k, bool accumulate) {
+#if CEMOE_SMALL_ROWS_X86
+  switch (GetSmallRowsIsa()) {
+    case SmallRowsIsa::kAvx512:
+      return small_rows_avx512::AtB(a, lda, b, ldb, c, ldc, m, n, k, accumulate,
+                                    GetSmallRowsPassBytes());
+    case SmallRowsIsa::kAvx2:
+      return small_rows_avx2::AtB(a, lda, b, ldb, c, ldc, m, n, k, accumulate,
+                                  GetSmallRowsPassBytes());
+    case SmallRowsIsa::kNone:
+      break;
+  }
+#endif
+  CEMOE_FAIL("SmallRowsAtB [{}, {}]^T x [{}, {}]: no small-rows path on this CPU or build", m, n, m,
              k);
 }
 

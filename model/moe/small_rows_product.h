@@ -1,5 +1,6 @@
 // small_rows_product.h: float32 products of a few rows with a row-major weight, multiplied straight
-// from the weight's rows, for the experts' kernel (grouped_swiglu.h) on CPU.
+// from the weight's rows, and of a few rows' weight gradients, for the experts' kernel
+// (grouped_swiglu.h) on CPU.
 //
 // With few rows per expert (OLMoE at 512 tokens and top-4: 32), a BLAS library spends much of
 // each product repacking the weight into its own tile layout, and runs these products at under
@@ -35,7 +36,7 @@ const char* SmallRowsIsaName(SmallRowsIsa isa);
 void SetSmallRowsPassBytes(int64_t bytes);
 int64_t GetSmallRowsPassBytes();
 
-enum class SmallRowsProduct { kXWt, kXW };
+enum class SmallRowsProduct { kXWt, kXW, kAtB };
 // Up to how many rows the current path's product beats OpenBLAS 0.3.21 running the same ISA's
 // kernels (measured on one Intel VM; docs/benchmarks.md, issue 18, the few-rows kernels); 0 under
 // kNone. Above it callers use ATen's mm.
@@ -47,5 +48,10 @@ void SmallRowsXWt(const float* x, int64_t ldx, const float* w, int64_t ldw, floa
 // y [M, K] = d [M, N] @ w [N, K] (the backward's input-gradient products).
 void SmallRowsXW(const float* d, int64_t ldd, const float* w, int64_t ldw, float* y, int64_t ldy,
                  int64_t m, int64_t n, int64_t k);
+// c [N, K] = (accumulate ? c : 0) + a [M, N]^T @ b [M, K] (the backward's weight-gradient
+// products: a = the output's gradient, b = the input, M = the rows). c streams past once, in tiles
+// loaded (when accumulating) and stored once; a and b are copied into the tiles' order.
+void SmallRowsAtB(const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
+                  int64_t m, int64_t n, int64_t k, bool accumulate);
 
 }  // namespace cemoe

@@ -17,6 +17,7 @@
 
 #include "model/moe/experts.h"
 #include "model/moe/grouped_swiglu.h"
+#include "model/moe/small_rows_product.h"
 #include "model/safetensors.h"
 #include "tests/tolerance.h"
 
@@ -105,6 +106,9 @@ struct Case {
   // float32 takes the kernel's oneDNN path for overwritten weight gradients
   // (model/moe/overwrite_product.h); float64 always ATen's.
   at::ScalarType dtype = at::kDouble;
+  // The few-rows kernels (model/moe/small_rows_product.h) with AVX2's 8 lanes: this test's rows of
+  // 10 and 12 columns then fill whole vectors (AVX-512's 16 lanes leave them to the scalar tail).
+  bool avx2 = false;
 };
 
 class GroupedSwigluTest : public ::testing::TestWithParam<Case> {
@@ -113,8 +117,15 @@ class GroupedSwigluTest : public ::testing::TestWithParam<Case> {
     threads_ = at::get_num_threads();
     at::set_num_threads(2);  // so that kAcrossExperts really splits the experts
     SetExpertThreading(GetParam().threading);
+    if (GetParam().avx2) {
+      if (static_cast<int>(SmallRowsIsaDetected()) < static_cast<int>(SmallRowsIsa::kAvx2)) {
+        GTEST_SKIP() << "no AVX2 + FMA on this CPU or build";
+      }
+      SetSmallRowsIsa(SmallRowsIsa::kAvx2);
+    }
   }
   void TearDown() override {
+    SetSmallRowsIsa(SmallRowsIsaDetected());
     SetExpertThreading(ExpertThreading::kAuto);
     at::set_num_threads(threads_);
   }
@@ -164,14 +175,16 @@ TEST_P(GroupedSwigluTest, MatchesAnAutogradLoopReleasedAndAccumulated) {
   EXPECT_EQ(ex->params()[0].gate.grad().data_ptr(), where) << "a released step allocated again";
 }
 
-INSTANTIATE_TEST_SUITE_P(Modes, GroupedSwigluTest,
-                         ::testing::Values(Case{ExpertThreading::kWithinMatmul, false},
-                                           Case{ExpertThreading::kAcrossExperts, false},
-                                           Case{ExpertThreading::kWithinMatmul, true},
-                                           Case{ExpertThreading::kAcrossExperts, true},
-                                           Case{ExpertThreading::kWithinMatmul, false, at::kFloat},
-                                           Case{ExpertThreading::kAcrossExperts, true,
-                                                at::kFloat}));
+INSTANTIATE_TEST_SUITE_P(
+    Modes, GroupedSwigluTest,
+    ::testing::Values(Case{ExpertThreading::kWithinMatmul, false},
+                      Case{ExpertThreading::kAcrossExperts, false},
+                      Case{ExpertThreading::kWithinMatmul, true},
+                      Case{ExpertThreading::kAcrossExperts, true},
+                      Case{ExpertThreading::kWithinMatmul, false, at::kFloat},
+                      Case{ExpertThreading::kAcrossExperts, true, at::kFloat},
+                      Case{ExpertThreading::kAcrossExperts, false, at::kFloat, true},
+                      Case{ExpertThreading::kAcrossExperts, true, at::kFloat, true}));
 
 TEST(ExpertPack, ParametersAreViewsOfTheStackedLayoutUnderTheirOwnNames) {
   GroupedExperts ex = MakeExperts({1, 4}, at::kFloat);  // as built: packed from the start

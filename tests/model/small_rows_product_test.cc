@@ -1,4 +1,5 @@
-// small_rows_product_test.cc: the experts' few-rows products (model/moe/small_rows_product.h)
+// small_rows_product_test.cc: the experts' few-rows products (model/moe/small_rows_product.h:
+// forward, input and weight gradients)
 // against a float64 product, on every ISA path this CPU runs, at row counts around the tile
 // heights (16 / 32 rows), weight shapes that leave partial tiles and chunks, and row strides wider
 // than the rows, in one pass over the weight and in passes of a few columns; the output's old
@@ -121,13 +122,61 @@ TEST_F(SmallRowsProductTest, XWAgainstFloat64OnEveryPath) {
       [](const at::Tensor& w) { return w; });
 }
 
+// c [n, k] = (accumulate ? c0 : 0) + a [m, n]^T @ b [m, k] on every path, pass size, shape and
+// row count (m: the rows summed over; the shapes' n rows of c leave partial tiles of 8 or 4 rows,
+// their k columns partial groups of vectors and columns past the last whole vector). c0 random
+// when accumulating, NaN when overwriting (a product that read it would be NaN); c's columns
+// beyond the product NaN and left alone. Bound: K u (|c0| + |a|^T @ |b|) with K = m + 1 terms.
+TEST_F(SmallRowsProductTest, AtBAgainstFloat64OnEveryPath) {
+  at::manual_seed(3);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (SmallRowsIsa isa : PathsOfThisCpu()) {
+    SetSmallRowsIsa(isa);
+    for (int64_t pass_bytes : kPassBytes) {
+      SetSmallRowsPassBytes(pass_bytes);
+      for (const Shape& s : kShapes) {
+        for (int64_t m : kRows) {
+          for (bool accumulate : {false, true}) {
+            const at::Tensor a = RowsOfWider(m, s.n), b = RowsOfWider(m, s.k);
+            at::Tensor c_wide = at::full({s.n, s.k + 5}, nan);
+            at::Tensor c = c_wide.narrow(1, 0, s.k);
+            at::Tensor c0 = at::zeros({s.n, s.k}, at::kDouble);
+            if (accumulate) {
+              c.copy_(at::randn({s.n, s.k}));
+              c0 = c.to(at::kDouble);
+            }
+            SmallRowsAtB(a.data_ptr<float>(), a.stride(0), b.data_ptr<float>(), b.stride(0),
+                         c.data_ptr<float>(), c.stride(0), m, s.n, s.k, accumulate);
+            const std::string what =
+                fmt::format("{} AtB{} m {} n {} k {} pass bytes {}", SmallRowsIsaName(isa),
+                            accumulate ? " accumulating" : "", m, s.n, s.k, pass_bytes);
+            const at::Tensor a64 = a.to(at::kDouble), b64 = b.to(at::kDouble);
+            const at::Tensor want = c0 + at::mm(a64.t(), b64);
+            const at::Tensor bound =
+                (c0.abs() + at::mm(a64.abs().t(), b64.abs())) * ((m + 1) * test::kFloat32Eps);
+            const at::Tensor err = (c.to(at::kDouble) - want).abs();
+            ASSERT_TRUE(at::isfinite(c).all().item<bool>()) << what << ": NaN in the product";
+            EXPECT_TRUE((err <= bound).all().item<bool>())
+                << what << ": worst error " << (err - bound).max().item<double>()
+                << " above the bound";
+            EXPECT_TRUE(at::isnan(c_wide.narrow(1, s.k, 5)).all().item<bool>())
+                << what << ": wrote past the product's columns";
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST_F(SmallRowsProductTest, OffMeansNoRowsAndACallIsRefused) {
   SetSmallRowsIsa(SmallRowsIsa::kNone);
   EXPECT_EQ(SmallRowsMax(SmallRowsProduct::kXWt), 0);
   EXPECT_EQ(SmallRowsMax(SmallRowsProduct::kXW), 0);
+  EXPECT_EQ(SmallRowsMax(SmallRowsProduct::kAtB), 0);
   std::vector<float> x(4, 1.0f), w(4, 1.0f), y(4, 0.0f);
   EXPECT_THROW(SmallRowsXWt(x.data(), 2, w.data(), 2, y.data(), 2, 2, 2, 2), Error);
   EXPECT_THROW(SmallRowsXW(x.data(), 2, w.data(), 2, y.data(), 2, 2, 2, 2), Error);
+  EXPECT_THROW(SmallRowsAtB(x.data(), 2, w.data(), 2, y.data(), 2, 2, 2, 2, false), Error);
 }
 
 TEST_F(SmallRowsProductTest, WideningPastTheCpuIsRefused) {
