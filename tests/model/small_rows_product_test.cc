@@ -127,6 +127,8 @@ TEST_F(SmallRowsProductTest, XWAgainstFloat64OnEveryPath) {
 // their k columns partial groups of vectors and columns past the last whole vector). c0 random
 // when accumulating, NaN when overwriting (a product that read it would be NaN); c's columns
 // beyond the product NaN and left alone. Bound: K u (|c0| + |a|^T @ |b|) with K = m + 1 terms.
+// Accumulating equals the overwrite plus c0 bit for bit (the sum starts from zero, as BLAS's
+// beta = 1 does): backward through autograd::grad captures an overwritten gradient and adds it.
 TEST_F(SmallRowsProductTest, AtBAgainstFloat64OnEveryPath) {
   at::manual_seed(3);
   const float nan = std::numeric_limits<float>::quiet_NaN();
@@ -161,6 +163,13 @@ TEST_F(SmallRowsProductTest, AtBAgainstFloat64OnEveryPath) {
                 << " above the bound";
             EXPECT_TRUE(at::isnan(c_wide.narrow(1, s.k, 5)).all().item<bool>())
                 << what << ": wrote past the product's columns";
+            if (accumulate) {  // rounds as the overwrite plus c0 (autograd's capture, then add)
+              at::Tensor over = at::empty({s.n, s.k});
+              SmallRowsAtB(a.data_ptr<float>(), a.stride(0), b.data_ptr<float>(), b.stride(0),
+                           over.data_ptr<float>(), over.stride(0), m, s.n, s.k, false);
+              EXPECT_TRUE(c.equal(c0.to(at::kFloat) + over))
+                  << what << ": not the overwrite plus the old values, bit for bit";
+            }
           }
         }
       }
