@@ -50,7 +50,9 @@ void SmallRowsXW(const float* d, int64_t ldd, const float* w, int64_t ldw, float
                  int64_t m, int64_t n, int64_t k);
 // c [N, K] = (accumulate ? c : 0) + a [M, N]^T @ b [M, K] (the backward's weight-gradient
 // products: a = the output's gradient, b = the input, M = the rows). c streams past once, in tiles
-// loaded (when accumulating) and stored once; a and b are copied into the tiles' order.
+// loaded (when accumulating) and stored once; a and b are copied into the tiles' order. The sum
+// over M is formed before c is added, as BLAS's beta = 1 does: accumulating rounds exactly as
+// overwriting a fresh tensor and adding it.
 void SmallRowsAtB(const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
                   int64_t m, int64_t n, int64_t k, bool accumulate);
 
