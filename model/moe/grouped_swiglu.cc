@@ -84,6 +84,12 @@ void ForEachExpert(const SwigluState& s, const Fn& fn) {
   });
 }
 
+// The BLAS that ATen's mm runs here, which the small-rows products are measured against.
+SmallRowsBlas AtenBlas() {
+  static const SmallRowsBlas blas = at::hasMKL() ? SmallRowsBlas::kMkl : SmallRowsBlas::kOpenBlas;
+  return blas;
+}
+
 // out = a @ w^T (w_transposed: a [r, K], w [N, K]) or out = a @ w (a [r, N], w [N, K]): through the
 // small-rows kernels (small_rows_product.h) when the experts run on separate threads (each product
 // on one thread, as those kernels are) and a has few rows, float32 with contiguous rows; else
@@ -92,7 +98,7 @@ void ExpertProduct(const SwigluState& s, at::Tensor out, const at::Tensor& a, co
                    bool w_transposed) {
   const int64_t rows = a.size(0);
   const SmallRowsProduct kind = w_transposed ? SmallRowsProduct::kXWt : SmallRowsProduct::kXW;
-  if (s.across_experts && rows <= SmallRowsMax(kind) && a.scalar_type() == at::kFloat &&
+  if (s.across_experts && rows <= SmallRowsMax(kind, AtenBlas()) && a.scalar_type() == at::kFloat &&
       w.scalar_type() == at::kFloat && out.scalar_type() == at::kFloat && a.stride(1) == 1 &&
       w.stride(1) == 1 && out.stride(1) == 1) {
     const float* a_ptr = a.data_ptr<float>();
@@ -120,7 +126,7 @@ void WriteWeightGrad(const SwigluState& s, const GradTarget& t, const at::Tensor
                      const at::Tensor& b) {
   if (!t.out.defined()) return;
   const int64_t rows = b.size(0);
-  if (s.across_experts && rows <= SmallRowsMax(SmallRowsProduct::kAtB) &&
+  if (s.across_experts && rows <= SmallRowsMax(SmallRowsProduct::kAtB, AtenBlas()) &&
       a.scalar_type() == at::kFloat && b.scalar_type() == at::kFloat &&
       t.out.scalar_type() == at::kFloat && a.stride(0) == 1 && b.stride(1) == 1 &&
       t.out.stride(1) == 1) {

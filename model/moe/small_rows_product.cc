@@ -70,14 +70,15 @@ void SetSmallRowsIsa(SmallRowsIsa isa) {
 
 SmallRowsIsa GetSmallRowsIsa() { return static_cast<SmallRowsIsa>(Current().load()); }
 
-int64_t SmallRowsMax(SmallRowsProduct product) {
-  // Measured against OpenBLAS 0.3.21 running the same ISA's kernels (SkylakeX / Haswell), 2048 x
-  // 2048 weights, one product per thread on 2 threads (docs/benchmarks.md): with AVX-512, XWt
-  // wins up to 192 rows (362-365 against 296-306 GFLOP/s at 128, even at 256), XW up to 96 (at
-  // 128 rows 273-314 against 243-299: loses at two of three shapes);
-  // with AVX2, XWt up to 96, XW up to 32 (even there, loses at 64). AtB, accumulating, 2048 x
-  // 2048 and 12800 x 4096: AVX-512 wins up to 96 rows (361 against 316 GFLOP/s at 96; at 128
-  // 321-342 against 353-354), AVX2 up to 64 (206 against 207 at 64, 204 against 216 at 96).
+int64_t SmallRowsMax(SmallRowsProduct product, SmallRowsBlas blas) {
+  // Measured against the same ISA's BLAS kernels (OpenBLAS SkylakeX / Haswell; MKL), [2048, 2048]
+  // weights (and Phi-3.5-MoE's), one product per thread on 2 threads (docs/benchmarks.md). With
+  // AVX-512: XWt wins up to 192 rows (362-365 against 296-306 GFLOP/s at 128, even at 256; MKL
+  // 315 against 283 at 128, 319 against 303 at 192). XW against OpenBLAS up to 128 (213 against
+  // 193 at 128; even at 160, loses at 192), against MKL up to 64 (245 against 228 at 64, loses
+  // 3-5 % at 96). AtB, accumulating, up to 96 (361 against 316 at 96; at 128 OpenBLAS wins, MKL
+  // ties). With AVX2: XWt up to 96, XW up to 32 (136 against 131; loses at 64), AtB up to 64 (206
+  // against 207 at 64, 204 against 216 at 96).
   const bool avx512 = GetSmallRowsIsa() == SmallRowsIsa::kAvx512;
   switch (GetSmallRowsIsa()) {
     case SmallRowsIsa::kAvx512:
@@ -86,7 +87,7 @@ int64_t SmallRowsMax(SmallRowsProduct product) {
         case SmallRowsProduct::kXWt:
           return avx512 ? 192 : 96;
         case SmallRowsProduct::kXW:
-          return avx512 ? 96 : 32;
+          return !avx512 ? 32 : blas == SmallRowsBlas::kMkl ? 64 : 128;
         case SmallRowsProduct::kAtB:
           return avx512 ? 96 : 64;
       }

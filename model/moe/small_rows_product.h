@@ -4,9 +4,11 @@
 //
 // With few rows per expert (OLMoE at 512 tokens and top-4: 32), a BLAS library spends much of
 // each product repacking the weight into its own tile layout, and runs these products at under
-// half its dense rate (docs/benchmarks.md). These kernels never repack the weight: the few rows
-// are transposed once into a small buffer (tiles of 1-3 vectors of rows), and each block of weight
-// rows is read once, in order, while it multiplies every tile. SIMD through GCC/Clang vector
+// half its dense rate (docs/benchmarks.md). These kernels never repack the weight: the forward's
+// few rows are transposed once into a small buffer (tiles of 1-3 vectors of rows), and each block
+// of weight rows is read once, in order, while it multiplies every tile; the input gradient reads
+// a block of weight rows in place, a group of columns at a time, against tiles of a few rows
+// broadcast from a small transposed copy. SIMD through GCC/Clang vector
 // extensions, compiled once for AVX-512 and once for AVX2 + FMA (small_rows_kernel.inc) and
 // chosen at run time from what the CPU supports.
 //
@@ -37,10 +39,12 @@ void SetSmallRowsPassBytes(int64_t bytes);
 int64_t GetSmallRowsPassBytes();
 
 enum class SmallRowsProduct { kXWt, kXW, kAtB };
-// Up to how many rows the current path's product beats OpenBLAS 0.3.21 running the same ISA's
-// kernels (measured on one Intel VM; docs/benchmarks.md, issue 18, the few-rows kernels); 0 under
-// kNone. Above it callers use ATen's mm.
-int64_t SmallRowsMax(SmallRowsProduct product);
+// The BLAS behind ATen's mm, which the products stand in for (at::hasMKL()).
+enum class SmallRowsBlas { kOpenBlas, kMkl };
+// Up to how many rows the current path's product beats that BLAS running the same ISA's kernels
+// (OpenBLAS 0.3.21, Debian's LibTorch 1.13; MKL, the torch wheel's; measured on one Intel VM:
+// docs/benchmarks.md, issue 18, the few-rows kernels); 0 under kNone. Above it callers use mm.
+int64_t SmallRowsMax(SmallRowsProduct product, SmallRowsBlas blas);
 
 // y [M, N] = x [M, K] @ w [N, K]^T (the forward's products). Requires GetSmallRowsIsa() != kNone.
 void SmallRowsXWt(const float* x, int64_t ldx, const float* w, int64_t ldw, float* y, int64_t ldy,

@@ -61,11 +61,14 @@ at::Tensor RowsOfWider(int64_t rows, int64_t cols) {
 struct Shape {
   int64_t n, k;
 };
-// Weight shapes leaving partial blocks (24 AVX-512, 12 AVX2), partial tiles in a block (24, 12 or 8
-// weight rows by 1, 2 or 3 vectors of rows) and partial XW row chunks (12); a 256 x 96 weight
-// fills them. Row counts: every split into tiles of 1-3 vectors (16 or 8 rows each) up to 4
-// tiles, full and with padding.
-const Shape kShapes[] = {{1, 1}, {37, 50}, {70, 29}, {256, 96}};
+// Weight shapes leaving partial XWt blocks (24 AVX-512, 12 AVX2) and partial tiles in a block (24,
+// 12 or 8 weight rows by 1, 2 or 3 vectors of rows); partial groups of 1 and 2 vectors of columns
+// (XW, AtB: 29 and 40 columns on AVX-512, 40 on AVX2) and columns past the last whole vector;
+// partial XW blocks of summed weight rows (48: 37, 70, 100, 256); a 256 x 96 weight fills them.
+// Row counts: every split into tiles of 1-3 vectors (16 or 8 rows each) up to 4 tiles, full and
+// with padding, and partial tiles of 8 or 4 rows (XW, AtB). An empty weight: an XW product of
+// zeros.
+const Shape kShapes[] = {{0, 20}, {1, 1}, {37, 50}, {70, 29}, {100, 40}, {256, 96}};
 // 0: the default (half the L2 cache: one pass at these sizes); 1: passes of the fewest columns
 // (one block of weight columns, 12 or 24; split evenly, so also odd widths).
 const int64_t kPassBytes[] = {0, 1};
@@ -179,9 +182,11 @@ TEST_F(SmallRowsProductTest, AtBAgainstFloat64OnEveryPath) {
 
 TEST_F(SmallRowsProductTest, OffMeansNoRowsAndACallIsRefused) {
   SetSmallRowsIsa(SmallRowsIsa::kNone);
-  EXPECT_EQ(SmallRowsMax(SmallRowsProduct::kXWt), 0);
-  EXPECT_EQ(SmallRowsMax(SmallRowsProduct::kXW), 0);
-  EXPECT_EQ(SmallRowsMax(SmallRowsProduct::kAtB), 0);
+  for (SmallRowsBlas blas : {SmallRowsBlas::kOpenBlas, SmallRowsBlas::kMkl}) {
+    EXPECT_EQ(SmallRowsMax(SmallRowsProduct::kXWt, blas), 0);
+    EXPECT_EQ(SmallRowsMax(SmallRowsProduct::kXW, blas), 0);
+    EXPECT_EQ(SmallRowsMax(SmallRowsProduct::kAtB, blas), 0);
+  }
   std::vector<float> x(4, 1.0f), w(4, 1.0f), y(4, 0.0f);
   EXPECT_THROW(SmallRowsXWt(x.data(), 2, w.data(), 2, y.data(), 2, 2, 2, 2), Error);
   EXPECT_THROW(SmallRowsXW(x.data(), 2, w.data(), 2, y.data(), 2, 2, 2, 2), Error);
