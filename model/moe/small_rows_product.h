@@ -8,9 +8,9 @@
 // few rows are transposed once into a small buffer (tiles of 1-3 vectors of rows), and each block
 // of weight rows is read once, in order, while it multiplies every tile; the input gradient reads
 // a block of weight rows in place, a group of columns at a time, against tiles of a few rows
-// broadcast from a small transposed copy. SIMD through GCC/Clang vector
-// extensions, compiled once for AVX-512 and once for AVX2 + FMA (small_rows_kernel.inc) and
-// chosen at run time from what the CPU supports.
+// broadcast from a small transposed copy. SIMD through GCC/Clang vector extensions, compiled once
+// for AVX-512 and once for AVX2 + FMA (small_rows_kernel.inc) and chosen at run time from what the
+// CPU supports.
 //
 // Shape legend: M rows, N weight rows, K weight columns; ld*: row strides in elements.
 // Thread-safety: each call runs on the calling thread with thread-local scratch; SetSmallRowsIsa
