@@ -5,6 +5,12 @@
 #include <cstdint>
 
 namespace cemoe {
+// This thread's scratch buffer, 64-byte aligned, at least `floats` long; valid until the thread's
+// next call. Defined in small_rows_product.cc, compiled without the ISA flags: the ISA files
+// instantiate no template of a type they share with the rest of the program (a std::vector<float>
+// member compiled there with AVX-512 flags is a weak symbol the linker may keep for every caller,
+// which a CPU without AVX-512 could not run).
+float* SmallRowsScratch(int64_t floats);
 #define CEMOE_SMALL_ROWS_ENTRY_POINTS                                                       \
   void XWt(const float* x, int64_t ldx, const float* w, int64_t ldw, float* y, int64_t ldy, \
            int64_t m, int64_t n, int64_t k, int64_t pass_bytes);                            \

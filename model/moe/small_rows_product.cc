@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdint>
+#include <vector>
 
 #include "model/check.h"
 #include "model/moe/small_rows_isa.h"
@@ -29,6 +31,14 @@ std::atomic<int>& Current() {
 std::atomic<int64_t> g_pass_bytes{0};
 
 }  // namespace
+
+float* SmallRowsScratch(int64_t floats) {
+  thread_local std::vector<float> buffer;
+  const size_t need = static_cast<size_t>(floats) + 16;
+  if (buffer.size() < need) buffer.resize(need);
+  const uintptr_t p = reinterpret_cast<uintptr_t>(buffer.data());
+  return reinterpret_cast<float*>((p + 63) & ~static_cast<uintptr_t>(63));
+}
 
 void SetSmallRowsPassBytes(int64_t bytes) {
   CEMOE_CHECK(bytes >= 0, "small-rows products: pass bytes {} < 0", bytes);

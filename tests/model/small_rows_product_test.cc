@@ -66,13 +66,13 @@ struct Shape {
 // (XW, AtB: 29 and 40 columns on AVX-512, 40 on AVX2) and columns past the last whole vector;
 // partial XW blocks of summed weight rows (48: 37, 70, 100, 256); a 256 x 96 weight fills them.
 // Row counts: every split into tiles of 1-3 vectors (16 or 8 rows each) up to 4 tiles, full and
-// with padding, and partial tiles of 8 or 4 rows (XW, AtB). An empty weight: an XW product of
-// zeros.
-const Shape kShapes[] = {{0, 20}, {1, 1}, {37, 50}, {70, 29}, {100, 40}, {256, 96}};
+// with padding, and partial tiles of 8 or 4 rows (XW, AtB). Empty sums: a weight of no rows (an XW
+// product of zeros) and of no columns (an XWt product of zeros); no rows at all.
+const Shape kShapes[] = {{0, 20}, {20, 0}, {1, 1}, {37, 50}, {70, 29}, {100, 40}, {256, 96}};
 // 0: the default (half the L2 cache: one pass at these sizes); 1: passes of the fewest columns
 // (one block of weight columns, 12 or 24; split evenly, so also odd widths).
 const int64_t kPassBytes[] = {0, 1};
-const int64_t kRows[] = {1, 5, 15, 16, 17, 31, 32, 33, 47, 49, 64, 65, 96, 100, 128};
+const int64_t kRows[] = {0, 1, 5, 15, 16, 17, 31, 32, 33, 47, 49, 64, 65, 96, 100, 128};
 
 // For every path, pass size, weight shape and row count: a [m, in] (rows of a wider tensor), out
 // [m, cols] (NaN, in a 5 columns wider tensor) = a @ b through product(a, w, out), checked
