@@ -137,6 +137,11 @@ struct ChildPlan {
 // Between fork and exec: async-signal-safe calls only (the parent may have other threads).
 [[noreturn]] void ChildExec(const ChildPlan& p) {
   setpgid(0, 0);
+  // The parent's blocked signals (SIGTERM and SIGUSR1 while a run lives: trainer/sft/stop_signal.h)
+  // would stay blocked across exec.
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
   if (p.isolate_network) {
     const int rc = unshare(CLONE_NEWUSER | CLONE_NEWNET);
     WriteReport(p.report_fd, kNetns, rc == 0 ? 0 : errno);

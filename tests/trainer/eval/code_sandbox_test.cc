@@ -2,11 +2,12 @@
 // fails, an endless loop and a sleep (wall limit), a memory hog (RLIMIT_AS), a file-size bomb
 // (RLIMIT_FSIZE), a flood of output (kept tail), a thread (RLIMIT_NPROC), the network (network
 // namespace and the socket guard), the HumanEval guard (os.kill, sys.exit), a crash by signal,
-// the working folder (empty at start, removed after), the order of parallel runs and a missing
-// interpreter.
+// the working folder (empty at start, removed after), a blocked signal of the parent (not blocked
+// in the program), the order of parallel runs and a missing interpreter.
 #include "trainer/eval/code_sandbox.h"
 
 #include <gtest/gtest.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -189,6 +190,23 @@ TEST(CodeSandbox, DeathBySignalIsKilled) {
   EXPECT_EQ(r.status, "killed");
   EXPECT_EQ(r.signal, SIGSEGV);
   EXPECT_EQ(r.exit_code, -1);
+}
+
+// The parent's blocked signals (SIGTERM and SIGUSR1 while a run lives, trainer/sft/stop_signal.h)
+// are not blocked in the program: a mask survives exec.
+TEST(CodeSandbox, ProgramStartsWithNoSignalBlocked) {
+  sigset_t stop, before;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGTERM);
+  sigaddset(&stop, SIGUSR1);
+  ASSERT_EQ(pthread_sigmask(SIG_BLOCK, &stop, &before), 0);
+  const SandboxResult r = Sandboxed(
+      "for line in open('/proc/self/status'):\n"
+      "    if line.startswith('SigBlk:'):\n"
+      "        print(int(line.split()[1], 16))\n");
+  pthread_sigmask(SIG_SETMASK, &before, nullptr);
+  EXPECT_TRUE(r.passed) << r.output;
+  EXPECT_EQ(r.output, "0\n");
 }
 
 TEST(CodeSandbox, ParallelRunsKeepTheirOrder) {
