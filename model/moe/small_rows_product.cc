@@ -84,9 +84,10 @@ int64_t SmallRowsMax(SmallRowsProduct product, SmallRowsBlas blas) {
   // Measured against the same ISA's BLAS kernels (OpenBLAS SkylakeX / Haswell; MKL), [2048, 2048]
   // weights (and Phi-3.5-MoE's), one product per thread on 2 threads (docs/benchmarks.md). With
   // AVX-512: XWt wins up to 192 rows (362-365 against 296-306 GFLOP/s at 128, even at 256; MKL
-  // 315 against 283 at 128, 319 against 303 at 192). XW against OpenBLAS up to 128 (213 against
-  // 193 at 128; even at 160, loses at 192), against MKL up to 64 (245 against 228 at 64, loses
-  // 3-5 % at 96). AtB, accumulating, up to 96 (361 against 316 at 96; at 128 OpenBLAS wins, MKL
+  // 315 against 283 at 128, 319 against 303 at 192). XW against OpenBLAS up to 160 (at 160:
+  // 274-287 against 270-273 at [2048, 2048], 312 against 262 at [2048, 1024], 290 against 237 at
+  // Phi's [4096, 6400], 263 against 270 at its [12800, 4096]; loses at 192), against MKL up to 64
+  // (307 against 278 at 64, ties at 96, loses 11 % at 128). AtB, accumulating, up to 96 (361 against 316 at 96; at 128 OpenBLAS wins, MKL
   // ties). With AVX2: XWt up to 96, XW up to 32 (136 against 131; loses at 64), AtB up to 64 (206
   // against 207 at 64, 204 against 216 at 96).
   const bool avx512 = GetSmallRowsIsa() == SmallRowsIsa::kAvx512;
@@ -97,7 +98,7 @@ int64_t SmallRowsMax(SmallRowsProduct product, SmallRowsBlas blas) {
         case SmallRowsProduct::kXWt:
           return avx512 ? 192 : 96;
         case SmallRowsProduct::kXW:
-          return !avx512 ? 32 : blas == SmallRowsBlas::kMkl ? 64 : 128;
+          return !avx512 ? 32 : blas == SmallRowsBlas::kMkl ? 64 : 160;
         case SmallRowsProduct::kAtB:
           return avx512 ? 96 : 64;
       }
