@@ -3,18 +3,29 @@
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 
+#include <algorithm>
+
 #include "model/check.h"
 
 namespace cemoe {
 namespace {
 
-// o[d] = a * y[d] (assign) or o[d] += a * y[d]; o and y never overlap.
+// o[d] = a * y[d] (assign) or o[d] += a * y[d]; o and y never overlap. Each 64-byte line of y
+// also prefetches the same line of `next` (the next row to be summed, or null): rows are 4 KiB
+// apart at random (one page each at hidden 1024), so the hardware prefetcher, which does not cross
+// pages, starts every row cold; a whole row of lookahead keeps the next row's lines in flight.
 template <typename Scalar>
-void Axpy(Scalar* __restrict o, const Scalar* __restrict y, Scalar a, int64_t w, bool assign) {
-  if (assign) {
-    for (int64_t d = 0; d < w; ++d) o[d] = a * y[d];
-  } else {
-    for (int64_t d = 0; d < w; ++d) o[d] += a * y[d];
+void Axpy(Scalar* __restrict o, const Scalar* __restrict y, const Scalar* next, Scalar a, int64_t w,
+          bool assign) {
+  constexpr int64_t kLine = 64 / sizeof(Scalar);
+  for (int64_t d0 = 0; d0 < w; d0 += kLine) {
+    if (next != nullptr) __builtin_prefetch(next + d0);
+    const int64_t d1 = std::min(w, d0 + kLine);
+    if (assign) {
+      for (int64_t d = d0; d < d1; ++d) o[d] = a * y[d];
+    } else {
+      for (int64_t d = d0; d < d1; ++d) o[d] += a * y[d];
+    }
   }
 }
 
@@ -23,22 +34,21 @@ void SumLoop(const Scalar* rows_a, int64_t num_a, const Scalar* rows_b, const in
              const Scalar* weights, Scalar* out, int64_t num_tokens, int64_t k, int64_t w) {
   auto row = [&](int64_t r) { return r < num_a ? rows_a + r * w : rows_b + (r - num_a) * w; };
   const int64_t n = num_tokens * k;
+  // The row of the first kept slot at or after `slot`, or null.
+  auto next_row = [&](int64_t slot) -> const Scalar* {
+    for (; slot < n; ++slot) {
+      if (pos[slot] >= 0) return row(pos[slot]);
+    }
+    return nullptr;
+  };
   for (int64_t t = 0; t < num_tokens; ++t) {
     Scalar* o = out + t * w;
     bool first = true;
     for (int64_t j = 0; j < k; ++j) {
       const int64_t slot = t * k + j;
-      // The next kept slot's row starts streaming while this one is summed.
-      for (int64_t next = slot + 1; next < n && next <= slot + 2; ++next) {
-        if (pos[next] >= 0) {
-          __builtin_prefetch(row(pos[next]));
-          __builtin_prefetch(row(pos[next]) + 64 / sizeof(Scalar));
-          break;
-        }
-      }
       const int64_t r = pos[slot];
       if (r < 0) continue;
-      Axpy(o, row(r), weights ? weights[slot] : Scalar(1), w, first);
+      Axpy(o, row(r), next_row(slot + 1), weights ? weights[slot] : Scalar(1), w, first);
       first = false;
     }
     if (first) {
