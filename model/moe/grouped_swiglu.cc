@@ -126,7 +126,9 @@ void WriteWeightGrad(const SwigluState& s, const GradTarget& t, const at::Tensor
                      const at::Tensor& b) {
   if (!t.out.defined()) return;
   const int64_t rows = b.size(0);
-  if (s.across_experts && rows <= SmallRowsMax(SmallRowsProduct::kAtB, AtenBlas()) &&
+  const SmallRowsProduct kind =
+      t.beta != 0 ? SmallRowsProduct::kAtB : SmallRowsProduct::kAtBOverwrite;
+  if (s.across_experts && rows <= SmallRowsMax(kind, AtenBlas()) &&
       a.scalar_type() == at::kFloat && b.scalar_type() == at::kFloat &&
       t.out.scalar_type() == at::kFloat && a.stride(0) == 1 && b.stride(1) == 1 &&
       t.out.stride(1) == 1) {

@@ -39,7 +39,9 @@ const char* SmallRowsIsaName(SmallRowsIsa isa);
 void SetSmallRowsPassBytes(int64_t bytes);
 int64_t GetSmallRowsPassBytes();
 
-enum class SmallRowsProduct { kXWt, kXW, kAtB };
+// kAtB: weight gradients added to kept ones; kAtBOverwrite: written over released ones (where
+// BLAS or oneDNN first clears or writes the output once, a different race to win).
+enum class SmallRowsProduct { kXWt, kXW, kAtB, kAtBOverwrite };
 // The BLAS behind ATen's mm, which the products stand in for (at::hasMKL()).
 enum class SmallRowsBlas { kOpenBlas, kMkl };
 // Up to how many rows the current path's product beats that BLAS running the same ISA's kernels

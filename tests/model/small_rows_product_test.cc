@@ -186,6 +186,7 @@ TEST_F(SmallRowsProductTest, OffMeansNoRowsAndACallIsRefused) {
     EXPECT_EQ(SmallRowsMax(SmallRowsProduct::kXWt, blas), 0);
     EXPECT_EQ(SmallRowsMax(SmallRowsProduct::kXW, blas), 0);
     EXPECT_EQ(SmallRowsMax(SmallRowsProduct::kAtB, blas), 0);
+    EXPECT_EQ(SmallRowsMax(SmallRowsProduct::kAtBOverwrite, blas), 0);
   }
   std::vector<float> x(4, 1.0f), w(4, 1.0f), y(4, 0.0f);
   EXPECT_THROW(SmallRowsXWt(x.data(), 2, w.data(), 2, y.data(), 2, 2, 2, 2), Error);
