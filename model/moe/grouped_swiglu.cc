@@ -128,10 +128,9 @@ void WriteWeightGrad(const SwigluState& s, const GradTarget& t, const at::Tensor
   const int64_t rows = b.size(0);
   const SmallRowsProduct kind =
       t.beta != 0 ? SmallRowsProduct::kAtB : SmallRowsProduct::kAtBOverwrite;
-  if (s.across_experts && rows <= SmallRowsMax(kind, AtenBlas()) &&
-      a.scalar_type() == at::kFloat && b.scalar_type() == at::kFloat &&
-      t.out.scalar_type() == at::kFloat && a.stride(0) == 1 && b.stride(1) == 1 &&
-      t.out.stride(1) == 1) {
+  if (s.across_experts && rows <= SmallRowsMax(kind, AtenBlas()) && a.scalar_type() == at::kFloat &&
+      b.scalar_type() == at::kFloat && t.out.scalar_type() == at::kFloat && a.stride(0) == 1 &&
+      b.stride(1) == 1 && t.out.stride(1) == 1) {
     SmallRowsAtB(a.data_ptr<float>(), a.stride(1), b.data_ptr<float>(), b.stride(0),
                  t.out.data_ptr<float>(), t.out.stride(0), rows, a.size(0), b.size(1), t.beta != 0);
     return;
