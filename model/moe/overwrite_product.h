@@ -23,7 +23,10 @@ bool HaveOverwriteProduct();
 // out [M, N] = a [M, K] @ b [K, N] through oneDNN when all three are float32 CPU matrices whose
 // rows or columns are contiguous (a transposed view counts) and out's rows are; returns false
 // (out untouched) otherwise, or when this build has no oneDNN: the caller then uses at::mm_out.
-// Threads: OpenMP's, like ATen's (one thread inside an at::parallel_for worker).
+// Threads: OpenMP's, like ATen's (one thread inside an at::parallel_for worker). oneDNN 2.6's JIT
+// sgemm points the stack pointer into a heap workspace while it runs: a signal handled on its
+// thread corrupts the heap, so the threads that call it keep handled signals blocked
+// (trainer/sft/stop_signal.h).
 bool OverwriteProduct(at::Tensor& out, const at::Tensor& a, const at::Tensor& b);
 
 }  // namespace cemoe
