@@ -7,8 +7,8 @@
 
 #include "model/check.h"
 #include "model/moe/permute.h"
+#include "model/moe/weighted_row_sum.h"
 #include "parallel/dispatch_layout.h"
-#include "parallel/weighted_row_sum.h"
 
 namespace cemoe {
 namespace {
@@ -25,6 +25,7 @@ struct ExchangeLayout : torch::CustomClassHolder {
   std::vector<int64_t> recv_counts_PL;  // [P * L] rows received per (source, local expert)
   at::Tensor token_S;                   // [S] the token of each sent row
   at::Tensor order_S;                   // [S] the assignment (t * K + k) of each sent row
+  at::Tensor sent_pos_TK;               // [T, K] the sent row of each assignment (-1: dropped)
   at::Tensor expert_major_R;  // [R] expert-major row of each received row; undefined = same
   ExpertMajorOrder order;
   int64_t num_sent = 0, num_received = 0;
@@ -84,7 +85,7 @@ class DispatchRows : public torch::autograd::Function<DispatchRows> {
 };
 
 // The return exchange of Combine and the gate weighting: out_TW[t] = sum_k w[t, k] y(t, k), the
-// weights applied while each token's K returned rows are summed (parallel/weighted_row_sum.h).
+// weights applied while each token's K returned rows are summed (model/moe/weighted_row_sum.h).
 // Backward: the rows' gradient w[t, k] * grad_out[t] goes out by the row exchange of Dispatch;
 // the weights' gradient is <grad_out[t], y(t, k)>.
 class CombineRows : public torch::autograd::Function<CombineRows> {
@@ -103,30 +104,18 @@ class CombineRows : public torch::autograd::Function<CombineRows> {
   static variable_list backward(AutogradContext* ctx, variable_list grad_T) {
     const auto layout = LayoutOf(ctx);
     const variable_list saved = ctx->get_saved_variables();
-    const at::Tensor weights_TK = saved[0];
-    const at::Tensor grad_TW = grad_T[0].contiguous();
-    const at::Tensor token_S = layout->token_S.to(grad_TW.device());
-    const at::Tensor order_S = layout->order_S.to(grad_TW.device());
-    const at::Tensor grad_SW = grad_TW.index_select(0, token_S);
-    at::Tensor grad_y, grad_w;
-    if (ctx->needs_input_grad(0)) {
-      const at::Tensor w_S =
-          weights_TK.reshape({-1}).index_select(0, order_S).to(grad_SW.scalar_type());
-      grad_y = ForwardRows((grad_SW * w_S.unsqueeze(1)).contiguous(), at::Tensor(), *layout);
-    }
-    if (ctx->needs_input_grad(1)) {
-      // <grad_out[t], y(t, k)> for every kept slot, y(t, k) read from the rows the sum read.
-      const at::Tensor rows =
-          at::cat({ctx->saved_data["returned"].toTensor(), saved[1].contiguous()});
-      const at::Tensor pos_N = layout->sum_pos_TK.reshape({-1}).to(grad_TW.device());
-      const at::Tensor kept_N = pos_N.ge(0).nonzero().reshape({-1});
-      const at::Tensor y_NW = rows.index_select(0, pos_N.index_select(0, kept_N));
-      const at::Tensor g_NW = grad_TW.index_select(0, at::div(kept_N, weights_TK.size(1), "floor"));
-      const at::Tensor dots = (g_NW * y_NW).sum(1).to(weights_TK.scalar_type());
-      grad_w = at::zeros({weights_TK.numel()}, weights_TK.options())
-                   .index_copy_(0, kept_N, dots)
-                   .reshape(weights_TK.sizes());
-    }
+    const bool rows_grad = ctx->needs_input_grad(0), weights_grad = ctx->needs_input_grad(1);
+    // One pass over the tokens (weighted_row_sum.h): the rows' gradient w[t, k] grad_out[t],
+    // written in the order Dispatch sent the rows (the row exchange takes it from there), and the
+    // weights' gradient <grad_out[t], y(t, k)>, y(t, k) read where the sum read it.
+    const at::Tensor y = saved[1].contiguous();
+    const at::Tensor returned =
+        weights_grad ? ctx->saved_data["returned"].toTensor() : y.new_empty({0, y.size(1)});
+    WeightedRowSumGrads g = WeightedRowSumBackward(
+        grad_T[0], returned, weights_grad ? y : at::Tensor(), layout->sum_pos_TK, saved[0],
+        layout->sent_pos_TK, layout->num_sent, rows_grad, weights_grad);
+    at::Tensor grad_y, grad_w = g.weights_TK;
+    if (rows_grad) grad_y = ForwardRows(g.rows_XW, at::Tensor(), *layout);
     return {grad_y, grad_w, at::Tensor()};
   }
 };
@@ -198,12 +187,9 @@ DispatchResult AllToAllDispatcher::Dispatch(const at::Tensor& x_TD, const at::Te
   layout->send_counts_PL = perm.counts;
   layout->token_S = perm.token_R.to(at::kCPU).contiguous();
   layout->order_S = perm.order_R.to(at::kCPU).contiguous();
+  layout->sent_pos_TK = perm.pos_TK;
   layout->num_sent = layout->order_S.size(0);
-  std::vector<int64_t> pos(num_tokens * top_k, -1);  // the sent row of each assignment
-  {
-    const int64_t* order = layout->order_S.data_ptr<int64_t>();
-    for (int64_t r = 0; r < layout->num_sent; ++r) pos[order[r]] = r;
-  }
+  const int64_t* pos = layout->sent_pos_TK.data_ptr<int64_t>();
 
   // 2. Exchange counts, then rows: gathered from x, regrouped on arrival (one AllToAllRows).
   layout->recv_counts_PL = comm_.AllToAllCounts(perm.counts);

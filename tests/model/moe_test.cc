@@ -80,6 +80,7 @@ TEST(Permute, HandWorkedExampleOfTheHeader) {
   EXPECT_TRUE(at::equal(p.order_R, at::tensor({1, 2, 0, 3, 4, 5}, at::kLong)));
   EXPECT_TRUE(at::equal(p.token_R, at::tensor({0, 1, 0, 1, 2, 2}, at::kLong)));
   EXPECT_EQ(p.counts, (std::vector<int64_t>{2, 4}));
+  EXPECT_TRUE(at::equal(p.pos_TK, at::tensor({2, 0, 1, 3, 4, 5}, at::kLong).view({3, 2})));
   // Unpermute with weights: out[t] = sum_k w[t,k] * y[row of (t,k)], y rows = 10 * (row + 1).
   at::Tensor y = (at::arange(1, 7, at::kFloat) * 10).view({6, 1});
   at::Tensor w = at::tensor({0.5f, 0.25f, 1.0f, 2.0f, 1.0f, 1.0f}).view({3, 2});
@@ -93,7 +94,42 @@ TEST(Permute, HandWorkedExampleOfTheHeader) {
   Permutation d = SortByBucket(Ids({1, -1, 0, 1}, 2), 2);
   EXPECT_EQ(d.counts, (std::vector<int64_t>{1, 2}));
   EXPECT_TRUE(at::equal(d.order_R, at::tensor({2, 0, 3}, at::kLong)));
+  EXPECT_TRUE(at::equal(d.pos_TK, at::tensor({1, -1, 0, 2}, at::kLong).view({2, 2})));
   EXPECT_THROW(SortByBucket(Ids({2, 0}, 1), 2), Error);
+}
+
+// Permute then Unpermute (one pass each way on the CPU in float and double, weighted_row_sum.h)
+// against autograd through the plain index ops (index_select; multiply; index_add), with a
+// dropped assignment: values, the tokens' gradient and the weights' gradient.
+TEST(Permute, OnePassGradientsEqualAutogradOfTheIndexOps) {
+  at::Generator gen = at::detail::createCPUGenerator(11);
+  const int64_t t = 7, k = 3, d = 37, e = 4;
+  at::Tensor ids = at::randint(0, e, {t, k}, gen, at::kLong);
+  ids[2][1] = -1;
+  for (at::ScalarType type : {at::kDouble, at::kFloat}) {
+    const Permutation p = SortByBucket(ids, e);
+    const int64_t rows = p.order_R.size(0);
+    ASSERT_EQ(rows, t * k - 1);
+    const at::Tensor x = at::randn({t, d}, gen, at::kDouble).to(type);
+    const at::Tensor w = at::rand({t, k}, gen, at::kDouble).to(type);
+    const at::Tensor m = at::randn({rows, d}, gen, at::kDouble).to(type);  // the "experts"
+    const at::Tensor grad = at::randn({t, d}, gen, at::kDouble).to(type);
+    at::Tensor x1 = x.clone().requires_grad_(true), w1 = w.clone().requires_grad_(true);
+    const at::Tensor out = Unpermute(Permute(x1, p) * m, p, w1);
+    out.backward(grad);
+    at::Tensor x2 = x.clone().requires_grad_(true), w2 = w.clone().requires_grad_(true);
+    const at::Tensor w_R = w2.reshape({-1}).index_select(0, p.order_R);
+    const at::Tensor want =
+        at::zeros({t, d}, x.options())
+            .index_add(0, p.token_R, x2.index_select(0, p.token_R) * m * w_R.unsqueeze(1));
+    want.backward(grad);
+    // Sums of K products in another order (slots against rows); the weights' gradient: dot
+    // products of d terms.
+    EXPECT_TRUE(test::SumsAgree(out, want, k)) << c10::toString(type);
+    EXPECT_TRUE(test::SumsAgree(x1.grad(), x2.grad(), k)) << c10::toString(type);
+    EXPECT_TRUE(test::SumsAgree(w1.grad(), w2.grad(), d)) << c10::toString(type);
+    EXPECT_EQ(w1.grad()[2][1].item<double>(), 0.0);
+  }
 }
 
 ModelConfig SmallConfig(const std::string& arch) {
