@@ -5,7 +5,8 @@
 // layer's efficiency against this machine's own dense rate) and (2) transformers' own MoE block
 // at the same shape with each of its experts implementations, run by the oracle environment's
 // python after cemoe has finished (launch/bench/moe_layer_peer.py): the speed-up over its fastest.
-// Minor page faults per step (getrusage) come with every cemoe row; --profile adds where the time
+// Minor page faults per step (getrusage: the median step's and the most of any) come with every
+// row; --profile adds where the time
 // goes, op by op (trainer/cli/op_profile.h).
 // With --compressed-experts, instead: the same layer (same weights, same tokens) at top-K, at
 // top-K_m, and at top-K_m with compressed experts aggregated at the experts (the default) and at
@@ -167,23 +168,29 @@ int64_t MinorFaults() {
 
 struct StepTimes {
   MinMedian t;
-  double faults_per_step = 0;  // minor page faults per timed step
+  // Minor page faults of the timed steps: the median step's (the steady state) and the most any
+  // step took (a heap that still grows in one step: the mean over a few steps hid which).
+  int64_t faults_median = 0, faults_max = 0;
 };
 
-// warmup untimed runs, then reps timed ones: min, median and page faults per step.
+// warmup untimed runs, then reps timed ones: min and median time, median and max page faults.
 StepTimes TimeSteps(const std::function<void()>& fn, int warmup, int reps) {
   for (int i = 0; i < warmup; ++i) fn();
-  const int64_t faults = MinorFaults();
   std::vector<double> t;
+  std::vector<int64_t> faults;
   for (int i = 0; i < reps; ++i) {
+    const int64_t before = MinorFaults();
     auto start = std::chrono::steady_clock::now();
     fn();
     t.push_back(Seconds(start));
+    faults.push_back(MinorFaults() - before);
   }
   StepTimes out;
-  out.faults_per_step = static_cast<double>(MinorFaults() - faults) / reps;
   std::sort(t.begin(), t.end());
+  std::sort(faults.begin(), faults.end());
   out.t = {t.front(), t[t.size() / 2]};
+  out.faults_median = faults[faults.size() / 2];
+  out.faults_max = faults.back();
   return out;
 }
 
@@ -302,8 +309,8 @@ nlohmann::json RunLayerPeer(const Options& o, const ModelConfig& c, int64_t top_
 }
 
 std::string Row(const std::string& name, const StepTimes& s, double flops) {
-  return fmt::format("  {:<40} {:9.2f} {:9.2f} {:9.1f} {:12.0f}\n", name, s.t.median_s * 1e3,
-                     s.t.min_s * 1e3, flops / s.t.median_s / 1e9, s.faults_per_step);
+  return fmt::format("  {:<40} {:9.2f} {:9.2f} {:9.1f} {:11} {:11}\n", name, s.t.median_s * 1e3,
+                     s.t.min_s * 1e3, flops / s.t.median_s / 1e9, s.faults_median, s.faults_max);
 }
 
 void PrintPeer(const nlohmann::json& peer, const CemoeTimes& ours) {
@@ -499,8 +506,9 @@ void AddBenchMoeLayerCommand(CLI::App& bench) {
           *BlasCoreName() ? fmt::format("OpenBLAS {}", BlasCoreName())
           : at::hasMKL()  ? "MKL (not OpenBLAS)"
                           : "not OpenBLAS");
-      std::cout << fmt::format("  {:<40} {:>9} {:>9} {:>9} {:>12}\n", "fwd+bwd, median of reps",
-                               "med ms", "min ms", "GFLOP/s", "faults/step");
+      std::cout << fmt::format("  {:<40} {:>9} {:>9} {:>9} {:>11} {:>11}\n",
+                               "fwd+bwd, median of reps", "med ms", "min ms", "GFLOP/s",
+                               "med faults", "max faults");
       std::cout << Row("cemoe layer, gradients released", ours.released, ours.flops);
       std::cout << Row("cemoe layer, gradients kept (accumulated)", ours.kept, ours.flops);
       std::cout << Row("dense chain of equal FLOPs", ours.dense, ours.flops);
