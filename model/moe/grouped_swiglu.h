@@ -13,9 +13,10 @@
 //
 // Threads: when experts get few rows each (kAuto: fewer than kRowsPerThreadedMatmul on average),
 // the experts run on separate threads (each thread takes the next expert not yet taken, largest
-// first; each matmul on one thread) instead of splitting every small matmul over all threads. CUDA
-// tensors always run the experts one after another. Thread-safety: SetExpertThreading is
-// process-wide (a benchmark switch); the rest is per call.
+// first; each matmul on one thread) instead of splitting every small matmul over all threads.
+// CUDA tensors always run the experts one after another.
+//
+// Thread-safety: SetExpertThreading is process-wide (a benchmark switch); the rest is per call.
 #pragma once
 
 #include <ATen/core/Tensor.h>
