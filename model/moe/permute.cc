@@ -51,12 +51,6 @@ class PermuteRows : public torch::autograd::Function<PermuteRows> {
   }
 };
 
-// The one-pass kernels of weighted_row_sum.h run for these rows.
-bool FusedSum(const at::Tensor& rows) {
-  const at::ScalarType type = rows.scalar_type();
-  return rows.device().is_cpu() && (type == at::kFloat || type == at::kDouble);
-}
-
 }  // namespace
 
 Permutation SortByBucket(const at::Tensor& bucket_ids_TK, int64_t num_buckets) {
@@ -88,7 +82,7 @@ Permutation SortByBucket(const at::Tensor& bucket_ids_TK, int64_t num_buckets) {
 }
 
 at::Tensor Permute(const at::Tensor& x_TD, const Permutation& perm) {
-  if (FusedSum(x_TD)) return PermuteRows::apply(x_TD, perm.token_R, perm.pos_TK);
+  if (WeightedRowSumFused(x_TD)) return PermuteRows::apply(x_TD, perm.token_R, perm.pos_TK);
   return x_TD.index_select(0, perm.token_R);
 }
 
@@ -100,7 +94,7 @@ at::Tensor Unpermute(const at::Tensor& y_RD, const Permutation& perm,
   CEMOE_CHECK(perm.pos_TK.size(0) == t && perm.pos_TK.size(1) == k,
               "Unpermute: weights [{}, {}] for assignments [{}, {}]", t, k, perm.pos_TK.size(0),
               perm.pos_TK.size(1));
-  if (FusedSum(y_RD)) return WeightedCombine::apply(y_RD, weights_TK, perm.pos_TK);
+  if (WeightedRowSumFused(y_RD)) return WeightedCombine::apply(y_RD, weights_TK, perm.pos_TK);
   // Other dtypes and devices: weight each row by its assignment's weight, then add rows into
   // their tokens.
   at::Tensor w_R = weights_TK.reshape({-1}).index_select(0, perm.order_R).to(y_RD.scalar_type());

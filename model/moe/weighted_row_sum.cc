@@ -130,11 +130,6 @@ void BackwardLoop(const Scalar* grad, const Rows<Scalar>& row, const int64_t* po
   });
 }
 
-bool FusedLoopRuns(const at::Tensor& rows_AW) {
-  const at::ScalarType type = rows_AW.scalar_type();
-  return rows_AW.device().is_cpu() && (type == at::kFloat || type == at::kDouble);
-}
-
 void CheckRows(const char* what, const at::Tensor& rows_AW, const at::Tensor& rows_BW,
                const at::Tensor& pos_TK, const at::Tensor& weights_TK) {
   CEMOE_CHECK(rows_AW.dim() == 2 && pos_TK.dim() == 2 && pos_TK.scalar_type() == at::kLong,
@@ -160,6 +155,11 @@ at::Tensor CheckedPos(const char* what, const at::Tensor& pos_TK, int64_t num_ro
 
 }  // namespace
 
+bool WeightedRowSumFused(const at::Tensor& rows) {
+  const at::ScalarType type = rows.scalar_type();
+  return rows.device().is_cpu() && (type == at::kFloat || type == at::kDouble);
+}
+
 at::Tensor WeightedRowSum(const at::Tensor& rows_AW, const at::Tensor& rows_BW,
                           const at::Tensor& pos_TK, const at::Tensor& weights_TK) {
   CheckRows("WeightedRowSum", rows_AW, rows_BW, pos_TK, weights_TK);
@@ -167,7 +167,7 @@ at::Tensor WeightedRowSum(const at::Tensor& rows_AW, const at::Tensor& rows_BW,
   const int64_t num_a = rows_AW.size(0), num_b = rows_BW.defined() ? rows_BW.size(0) : 0;
   const at::Tensor weights =
       weights_TK.defined() ? weights_TK.to(rows_AW.scalar_type()).contiguous() : at::Tensor();
-  if (FusedLoopRuns(rows_AW)) {
+  if (WeightedRowSumFused(rows_AW)) {
     const at::Tensor pos = CheckedPos("WeightedRowSum", pos_TK, num_a + num_b);
     const at::Tensor a = rows_AW.contiguous();
     const at::Tensor b = num_b > 0 ? rows_BW.contiguous() : at::Tensor();
@@ -230,7 +230,7 @@ WeightedRowSumGrads WeightedRowSumBackward(const at::Tensor& grad_TW, const at::
     }
   }
   const at::TensorOptions options = rows_AW.options();
-  if (FusedLoopRuns(rows_AW) && grad_TW.device().is_cpu() &&
+  if (WeightedRowSumFused(rows_AW) && grad_TW.device().is_cpu() &&
       grad_TW.scalar_type() == rows_AW.scalar_type()) {
     const at::Tensor g = grad_TW.contiguous();
     const at::Tensor a = rows_AW.contiguous();

@@ -28,6 +28,9 @@ namespace cemoe {
 at::Tensor WeightedRowSum(const at::Tensor& rows_AW, const at::Tensor& rows_BW,
                           const at::Tensor& pos_TK, const at::Tensor& weights_TK);
 
+// True when rows like these take the fused loops (float or double on the CPU), not ATen ops.
+bool WeightedRowSumFused(const at::Tensor& rows);
+
 // The gradients of out_TW = WeightedRowSum(rows_AW, rows_BW, pos_TK, weights_TK) given grad_TW:
 //   rows_XW [X = num_dest, W]: row dest_TK[t, k] = weights_TK[t, k] * grad_TW[t] for every kept
 //     slot (the rows' gradient, laid out as the caller sends or returns it: dest = pos for the
