@@ -61,8 +61,6 @@ if [ -z "$HOSTFILE" ] && [ "$NP" -gt "$CORES" ]; then ARGS+=(--oversubscribe); f
 
 ENVS=(
   OMP_NUM_THREADS="$THREADS"          # torch intra-op threads per rank: cores / local ranks
-  MALLOC_MMAP_THRESHOLD_=1073741824   # keep token buffers in the heap (no page faults per step)
-  MALLOC_TRIM_THRESHOLD_=1073741824
   NCCL_DEBUG="${NCCL_DEBUG:-WARN}"
   NCCL_ASYNC_ERROR_HANDLING=1
   TORCH_NCCL_ASYNC_ERROR_HANDLING=1

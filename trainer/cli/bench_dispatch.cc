@@ -23,7 +23,6 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <fmt/format.h>
-#include <malloc.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -44,6 +43,7 @@
 #include "parallel/process_groups.h"
 #include "trainer/cli/checks.h"
 #include "trainer/cli/commands.h"
+#include "trainer/cli/heap_policy.h"
 
 namespace cemoe {
 namespace {
@@ -493,18 +493,15 @@ void AddBenchDispatchCommand(CLI::App& bench) {
       ->check(AtLeast(1))
       ->capture_default_str();
   cmd->add_flag("--default-malloc", o->default_malloc,
-                "Keep glibc's default of returning large buffers to the OS at every free (each "
-                "new buffer then page-faults; see docs/parallel.md)");
+                "Return buffers over 128 KiB to the OS at every free, as glibc's initial "
+                "thresholds do, instead of keeping them in the heap (each new buffer then "
+                "page-faults; see docs/parallel.md)");
   cmd->callback([o] {
     int argc = 0;
     char** argv = nullptr;
-    if (!o->default_malloc) {
-      // Keep freed buffers in the heap: dispatch allocates several token-sized buffers per call,
-      // and with mmap'd allocations each of them page-faults afresh (the same as
-      // MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ in launch/mpirun.sh).
-      mallopt(M_MMAP_THRESHOLD, 1 << 30);
-      mallopt(M_TRIM_THRESHOLD, 1 << 30);
-    }
+    // main kept freed buffers in the heap (heap_policy.h); dispatch allocates several
+    // token-sized buffers per call, and with mmap'd ones each page-faults afresh.
+    if (o->default_malloc) ReturnFreedMemoryToOs();
     MpiSession session(&argc, &argv);
     at::set_num_threads(o->threads);
     BenchDispatch(session, *o);
