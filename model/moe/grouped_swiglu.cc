@@ -31,17 +31,28 @@ struct SwigluState : torch::CustomClassHolder {
   bool across_experts = false;
 };
 
-bool ThreadsAcrossExperts(const at::Tensor& x, const std::vector<int64_t>& counts) {
-  if (!x.device().is_cpu() || at::get_num_threads() < 2 || at::in_parallel_region()) return false;
+}  // namespace
+
+bool ExpertsOnSeparateThreads(const std::vector<int64_t>& counts) {
+  if (at::get_num_threads() < 2 || at::in_parallel_region()) return false;
   const auto mode = static_cast<ExpertThreading>(g_threading.load());
   if (mode != ExpertThreading::kAuto) return mode == ExpertThreading::kAcrossExperts;
-  int64_t rows = 0, active = 0;
+  int64_t rows = 0, active = 0, largest = 0;
   for (int64_t c : counts) {
     rows += c;
     active += c > 0;
+    largest = std::max(largest, c);
   }
-  return active >= 2 && rows < kRowsPerThreadedMatmul * active;
+  if (active < 2) return false;
+  if (rows < kRowsPerThreadedMatmul * active) return true;
+  // Many rows each: separate threads still win where the experts share out evenly (at 2 threads,
+  // OLMoE 2048 tokens top-8, 256 rows each: 2002 against 2078 ms; 4096 tokens, 512 rows: 3644
+  // against 3870; Phi-MoE 2048 top-2: 5860-6001 against 6198-6378; docs/benchmarks.md).
+  const int64_t threads = at::get_num_threads();
+  return active >= kExpertsPerThread * threads && largest * threads <= rows;
 }
+
+namespace {
 
 // fn(l) for every expert with rows: one after another (each op using all threads), or on separate
 // threads (each op on one), each thread taking the next expert not yet taken, largest first: a
@@ -341,7 +352,7 @@ at::Tensor GroupedSwiglu(const std::shared_ptr<ExpertPack>& pack,
               c10::toString(x_gate_RD.scalar_type()), x_gate_RD.device().str(),
               c10::toString(state->down_LDI.scalar_type()), state->down_LDI.device().str());
   state->fused = !x_up_RD.defined();
-  state->across_experts = ThreadsAcrossExperts(x_gate_RD, counts);
+  state->across_experts = x_gate_RD.device().is_cpu() && ExpertsOnSeparateThreads(counts);
   std::vector<at::Tensor> weights;
   weights.reserve(3 * params.size());
   for (const ExpertParams& p : params) {

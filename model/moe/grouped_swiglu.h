@@ -12,9 +12,10 @@
 // weights' autograd edges get no gradient, so autograd allocates nothing for them.
 //
 // Threads: when experts get few rows each (kAuto: fewer than kRowsPerThreadedMatmul on average),
-// the experts run on separate threads (each thread takes the next expert not yet taken, largest
-// first; each matmul on one thread) instead of splitting every small matmul over all threads.
-// CUDA tensors always run the experts one after another.
+// or there are at least kExpertsPerThread experts with rows per thread and none has more than a
+// thread's share of the rows, the experts run on separate threads (each thread takes the next
+// expert not yet taken, largest first; each matmul on one thread) instead of splitting every
+// matmul over all threads. CUDA tensors always run the experts one after another.
 //
 // Thread-safety: SetExpertThreading is process-wide (a benchmark switch); the rest is per call.
 #pragma once
@@ -35,6 +36,12 @@ ExpertThreading GetExpertThreading();
 // Below this mean number of rows per expert with rows, kAuto runs experts on separate threads
 // (measured: docs/benchmarks.md, "Threads across experts").
 constexpr int64_t kRowsPerThreadedMatmul = 192;
+// With more rows each, kAuto runs experts on separate threads when there are at least this many
+// with rows per thread (so that taking them largest first evens out the threads' ends).
+constexpr int64_t kExpertsPerThread = 2;
+// Whether kAuto (or the mode set) runs experts with counts[l] rows each on separate threads, on
+// CPU at the current intra-op thread count (never inside a parallel region).
+bool ExpertsOnSeparateThreads(const std::vector<int64_t>& counts);
 
 // x_gate_RD: rows grouped by expert; x_up_RD: undefined = the same rows as x_gate_RD (fused gate
 // and up matmul); down_scale_RI: undefined = no scale. params: the registered parameters of the

@@ -186,6 +186,30 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{ExpertThreading::kAcrossExperts, false, at::kFloat, true},
                       Case{ExpertThreading::kAcrossExperts, true, at::kFloat, true}));
 
+// The auto rule, worked by hand at 2 threads (kRowsPerThreadedMatmul 192, kExpertsPerThread 2):
+// few rows each always on separate threads; many rows each only with >= 4 experts with rows and
+// none above half of all rows; 1 thread or a forced mode overrides.
+TEST(GroupedSwiglu, AutoRunsExpertsOnSeparateThreadsWhenTheyShareOutEvenly) {
+  const int threads = at::get_num_threads();
+  at::set_num_threads(2);
+  EXPECT_TRUE(ExpertsOnSeparateThreads({100, 150}));          // mean 125 < 192
+  EXPECT_FALSE(ExpertsOnSeparateThreads({383, 0, 0, 0}));  // one expert with rows
+  EXPECT_TRUE(ExpertsOnSeparateThreads({191, 192}));          // 383 < 384
+  EXPECT_FALSE(ExpertsOnSeparateThreads({192, 192}));         // mean 192, only 2 experts
+  EXPECT_FALSE(ExpertsOnSeparateThreads({300, 300, 300, 0}));  // 3 experts with rows < 4
+  EXPECT_TRUE(ExpertsOnSeparateThreads({300, 300, 300, 300}));
+  EXPECT_TRUE(ExpertsOnSeparateThreads({900, 300, 300, 300}));   // largest = half of 1800
+  EXPECT_FALSE(ExpertsOnSeparateThreads({901, 300, 300, 300}));  // more than a thread's share
+  SetExpertThreading(ExpertThreading::kWithinMatmul);
+  EXPECT_FALSE(ExpertsOnSeparateThreads({100, 150}));
+  SetExpertThreading(ExpertThreading::kAcrossExperts);
+  EXPECT_TRUE(ExpertsOnSeparateThreads({901, 300, 300, 300}));
+  SetExpertThreading(ExpertThreading::kAuto);
+  at::set_num_threads(1);
+  EXPECT_FALSE(ExpertsOnSeparateThreads({100, 150}));
+  at::set_num_threads(threads);
+}
+
 TEST(ExpertPack, ParametersAreViewsOfTheStackedLayoutUnderTheirOwnNames) {
   GroupedExperts ex = MakeExperts({1, 4}, at::kFloat);  // as built: packed from the start
   std::vector<std::string> names;

@@ -491,11 +491,12 @@ void AddBenchMoeLayerCommand(CLI::App& bench) {
       ours.released = TimeSteps([&] { layer_step(false); }, 2, reps);
       ours.kept = TimeSteps([&] { layer_step(true); }, 2, reps);
       ours.dense = TimeSteps(dense_step, 2, reps);
-      // The mode the kernel's auto rule picks for about equal rows per expert (random tokens).
-      across = !cuda && at::get_num_threads() > 1 &&
-               (GetExpertThreading() == ExpertThreading::kAcrossExperts ||
-                (GetExpertThreading() == ExpertThreading::kAuto &&
-                 opt->tokens * k < kRowsPerThreadedMatmul * config.num_experts));
+      // The mode the kernel picks for about equal rows per expert (random tokens).
+      std::vector<int64_t> even_counts(config.num_experts);
+      for (int64_t l = 0; l < config.num_experts; ++l) {
+        even_counts[l] = (opt->tokens * k + config.num_experts - 1 - l) / config.num_experts;
+      }
+      across = !cuda && ExpertsOnSeparateThreads(even_counts);
       std::cout << fmt::format(
           "bench moe-layer: preset {} tokens {} top_k {} experts {} hidden {} intermediate {} "
           "threads {} device {} dtype {} expert-threads {} ({}) small-rows {} blas {}\n",
