@@ -148,6 +148,14 @@ TEST(BenchMoeLayerTest, TransformersBlockRunsInTheSameInvocation) {
   EXPECT_NEAR(peer[5], peer[2] / kept[0], 0.005 + peer[5] * (0.005 / peer[2] + 0.005 / kept[0]));
   EXPECT_NE(r.output.find("batched_mm  OlmoeSparseMoeBlock"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("speed-up over transformers' fastest ("), std::string::npos) << r.output;
+  // The bound is the fastest backend's median over the dense chain's (here grouped_mm or
+  // batched_mm, whichever was faster released; its kept median for the kept bound).
+  const std::vector<double> dense = Numbers(r.output, "dense chain of equal FLOPs", 1);
+  const std::vector<double> batched = Numbers(r.output, "batched_mm  OlmoeSparseMoeBlock", 6);
+  const std::vector<double>& best = batched[0] < peer[0] ? batched : peer;
+  const std::vector<double> bound = Numbers(r.output, "(transformers' fastest / dense chain):", 2);
+  EXPECT_NEAR(bound[0], best[0] / dense[0], 0.005 + bound[0] * (0.005 / best[0] + 0.005 / dense[0]));
+  EXPECT_NEAR(bound[1], best[2] / dense[0], 0.005 + bound[1] * (0.005 / best[2] + 0.005 / dense[0]));
 }
 
 TEST(BenchMoeLayerTest, CompressedExpertsTableHasEveryConfiguration) {
