@@ -192,10 +192,10 @@ INSTANTIATE_TEST_SUITE_P(
 TEST(GroupedSwiglu, AutoRunsExpertsOnSeparateThreadsWhenTheyShareOutEvenly) {
   const int threads = at::get_num_threads();
   at::set_num_threads(2);
-  EXPECT_TRUE(ExpertsOnSeparateThreads({100, 150}));          // mean 125 < 192
-  EXPECT_FALSE(ExpertsOnSeparateThreads({383, 0, 0, 0}));  // one expert with rows
-  EXPECT_TRUE(ExpertsOnSeparateThreads({191, 192}));          // 383 < 384
-  EXPECT_FALSE(ExpertsOnSeparateThreads({192, 192}));         // mean 192, only 2 experts
+  EXPECT_TRUE(ExpertsOnSeparateThreads({100, 150}));           // mean 125 < 192
+  EXPECT_FALSE(ExpertsOnSeparateThreads({383, 0, 0, 0}));      // one expert with rows
+  EXPECT_TRUE(ExpertsOnSeparateThreads({191, 192}));           // 383 < 384
+  EXPECT_FALSE(ExpertsOnSeparateThreads({192, 192}));          // mean 192, only 2 experts
   EXPECT_FALSE(ExpertsOnSeparateThreads({300, 300, 300, 0}));  // 3 experts with rows < 4
   EXPECT_TRUE(ExpertsOnSeparateThreads({300, 300, 300, 300}));
   EXPECT_TRUE(ExpertsOnSeparateThreads({900, 300, 300, 300}));   // largest = half of 1800

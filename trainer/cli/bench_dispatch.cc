@@ -23,6 +23,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <fmt/format.h>
+#include <torch/csrc/autograd/autograd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -32,8 +33,6 @@
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <torch/csrc/autograd/autograd.h>
 
 #include "model/check.h"
 #include "model/config.h"

@@ -154,8 +154,10 @@ TEST(BenchMoeLayerTest, TransformersBlockRunsInTheSameInvocation) {
   const std::vector<double> batched = Numbers(r.output, "batched_mm  OlmoeSparseMoeBlock", 6);
   const std::vector<double>& best = batched[0] < peer[0] ? batched : peer;
   const std::vector<double> bound = Numbers(r.output, "(transformers' fastest / dense chain):", 2);
-  EXPECT_NEAR(bound[0], best[0] / dense[0], 0.005 + bound[0] * (0.005 / best[0] + 0.005 / dense[0]));
-  EXPECT_NEAR(bound[1], best[2] / dense[0], 0.005 + bound[1] * (0.005 / best[2] + 0.005 / dense[0]));
+  EXPECT_NEAR(bound[0], best[0] / dense[0],
+              0.005 + bound[0] * (0.005 / best[0] + 0.005 / dense[0]));
+  EXPECT_NEAR(bound[1], best[2] / dense[0],
+              0.005 + bound[1] * (0.005 / best[2] + 0.005 / dense[0]));
 }
 
 TEST(BenchMoeLayerTest, CompressedExpertsTableHasEveryConfiguration) {
