@@ -87,11 +87,13 @@ int64_t SmallRowsMax(SmallRowsProduct product, SmallRowsBlas blas) {
   // 315 against 283 at 128, 319 against 303 at 192). XW against OpenBLAS up to 160 (at 160:
   // 274-287 against 270-273 at [2048, 2048], 312 against 262 at [2048, 1024], 290 against 237 at
   // Phi's [4096, 6400], 263 against 270 at its [12800, 4096]; loses at 192), against MKL up to 64
-  // (307 against 278 at 64, ties at 96, loses 11 % at 128). AtB accumulating up to 96 (361
-  // against 316 at 96; at 128 OpenBLAS wins 311 to 301, MKL ties); overwriting up to 128 (against
-  // oneDNN's sgemm, the Debian build's overwrite: 306-327 against 286-304 at [2048, 2048], 323 /
-  // 298 at Phi's [12800, 4096], 325 / 301 at its [4096, 6400], 327 / 294 at [2048, 1024]; ties at
-  // 144-160; against MKL 303 / 285 and 328 / 293). With AVX2: XWt up to 96, XW up to 32 (136
+  // (307 against 278 at 64, ties at 96, loses 11 % at 128). AtB accumulating up to 96 against
+  // OpenBLAS (361 against 316 at 96; at 128 OpenBLAS wins, 328-330 against 339-351), up to 128
+  // against MKL (291-296 against 267-278 at 128, [2048, 2048] and Phi's [12800, 4096]; ties at
+  // 160); overwriting up to 160 (against oneDNN's sgemm, the Debian build's overwrite: 306-327
+  // against 286-304 at 128 rows, 298-304 against 281-289 at 160, 307 / 292 at Phi's [12800,
+  // 4096], 1.02x at 176; against MKL 303 / 285 at 128, 300-310 / 285-289 at 160, 318 / 300 at
+  // [12800, 4096]). With AVX2: XWt up to 96, XW up to 32 (136
   // against 131; loses at 64), AtB up to 64 either way (206 against 207 at 64, 204 against 216 at
   // 96, accumulating; overwriting not measured apart).
   const bool avx512 = GetSmallRowsIsa() == SmallRowsIsa::kAvx512;
@@ -104,9 +106,9 @@ int64_t SmallRowsMax(SmallRowsProduct product, SmallRowsBlas blas) {
         case SmallRowsProduct::kXW:
           return !avx512 ? 32 : blas == SmallRowsBlas::kMkl ? 64 : 160;
         case SmallRowsProduct::kAtB:
-          return avx512 ? 96 : 64;
+          return !avx512 ? 64 : blas == SmallRowsBlas::kMkl ? 128 : 96;
         case SmallRowsProduct::kAtBOverwrite:
-          return avx512 ? 128 : 64;
+          return avx512 ? 160 : 64;
       }
       break;
     case SmallRowsIsa::kNone:
