@@ -93,9 +93,9 @@ int64_t SmallRowsMax(SmallRowsProduct product, SmallRowsBlas blas) {
   // 160); overwriting up to 160 (against oneDNN's sgemm, the Debian build's overwrite: 306-327
   // against 286-304 at 128 rows, 298-304 against 281-289 at 160, 307 / 292 at Phi's [12800,
   // 4096], 1.02x at 176; against MKL 303 / 285 at 128, 300-310 / 285-289 at 160, 318 / 300 at
-  // [12800, 4096]). With AVX2: XWt up to 96, XW up to 32 (136
-  // against 131; loses at 64), AtB up to 64 either way (206 against 207 at 64, 204 against 216 at
-  // 96, accumulating; overwriting not measured apart).
+  // [12800, 4096]). With AVX2: XWt up to 96, XW up to 32 (136 against 131; loses at 64), AtB up
+  // to 64 either way (206 against 207 at 64, 204 against 216 at 96, accumulating; overwriting not
+  // measured apart).
   const bool avx512 = GetSmallRowsIsa() == SmallRowsIsa::kAvx512;
   switch (GetSmallRowsIsa()) {
     case SmallRowsIsa::kAvx512:
