@@ -23,5 +23,6 @@ void AddBenchMoeLayerCommand(CLI::App& bench);  // cemoe bench moe-layer
 void AddBenchDispatchCommand(CLI::App& bench);  // cemoe bench dispatch
 void AddBenchTrainStepCommand(CLI::App& bench);  // cemoe bench train-step
 void AddBenchLatencyCommand(CLI::App& bench);    // cemoe bench latency
+void AddBenchProductsCommand(CLI::App& bench);   // cemoe bench products
 
 }  // namespace cemoe

@@ -45,6 +45,7 @@ int main(int argc, char** argv) {
   cemoe::AddBenchDispatchCommand(*bench);
   cemoe::AddBenchTrainStepCommand(*bench);
   cemoe::AddBenchLatencyCommand(*bench);
+  cemoe::AddBenchProductsCommand(*bench);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
