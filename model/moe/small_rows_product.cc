@@ -2,6 +2,9 @@
 #include "model/moe/small_rows_product.h"
 
 #include <unistd.h>
+#if CEMOE_SMALL_ROWS_X86
+#include <cpuid.h>
+#endif
 
 #include <atomic>
 #include <cstdint>
@@ -21,6 +24,23 @@ SmallRowsIsa Detect() {
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return SmallRowsIsa::kAvx2;
 #endif
   return SmallRowsIsa::kNone;
+}
+
+// AMD family 19h (Zen 3 and Zen 4; of them only Zen 4 has AVX-512): it executes each 512-bit
+// operation as two 256-bit halves, so its AVX-512 products race BLAS differently from an Intel
+// core's (SmallRowsMax).
+bool AmdFamily19h() {
+#if CEMOE_SMALL_ROWS_X86
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (__get_cpuid(0, &eax, &ebx, &ecx, &edx) == 0) return false;
+  // "AuthenticAMD" in EBX, EDX, ECX.
+  if (ebx != 0x68747541u || edx != 0x69746e65u || ecx != 0x444d4163u) return false;
+  if (__get_cpuid(1, &eax, &ebx, &ecx, &edx) == 0) return false;
+  const unsigned base = (eax >> 8) & 0xfu, extended = (eax >> 20) & 0xffu;
+  return (base == 0xfu ? base + extended : base) == 0x19u;
+#else
+  return false;
+#endif
 }
 
 std::atomic<int>& Current() {
@@ -95,8 +115,32 @@ int64_t SmallRowsMax(SmallRowsProduct product, SmallRowsBlas blas) {
   // 4096], 1.02x at 176; against MKL 303 / 285 at 128, 300-310 / 285-289 at 160, 318 / 300 at
   // [12800, 4096]). With AVX2: XWt up to 96, XW up to 32 (136 against 131; loses at 64), AtB up
   // to 64 either way (206 against 207 at 64, 204 against 216 at 96, accumulating; overwriting not
-  // measured apart).
+  // measured apart). All of that on an Intel Xeon VM.
+  //
+  // On AMD Zen 4 (EPYC, 2026-12-04, `cemoe bench products`, [2048, 2048], [2048, 1024] and
+  // [12800, 4096]) every kernel runs at 140-195 GFLOP/s on 2 threads. OpenBLAS (its Cooperlake
+  // kernels there) reaches 80-220, and the races end earlier than on Intel: XWt still wins up to
+  // 192 (1.04-1.12x at 192, 0.88-0.94x at 256), XW up to 96 (1.06-1.13x; 0.97-1.04x at 128), AtB
+  // accumulating up to 96 (1.00-1.08x), overwriting up to 64 (0.98-1.03x; 0.93-1.01x at 96,
+  // 0.79-0.90x at 128 against oneDNN). MKL there stays at 85-190 (it runs no AVX-512 kernels on
+  // AMD), and they end later: XWt up to 256 (1.07-1.16x; 0.93x at 512), XW up to 256
+  // (1.02x; ties at 320-384, 0.90x at 512), AtB up to 192 (1.05-1.11x; 0.97-1.00x at 256),
+  // overwriting up to 256 (1.04-1.12x; 0.95-1.03x at 384).
   const bool avx512 = GetSmallRowsIsa() == SmallRowsIsa::kAvx512;
+  static const bool zen4 = AmdFamily19h();
+  if (avx512 && zen4) {
+    const bool mkl = blas == SmallRowsBlas::kMkl;
+    switch (product) {
+      case SmallRowsProduct::kXWt:
+        return mkl ? 256 : 192;
+      case SmallRowsProduct::kXW:
+        return mkl ? 256 : 96;
+      case SmallRowsProduct::kAtB:
+        return mkl ? 192 : 96;
+      case SmallRowsProduct::kAtBOverwrite:
+        return mkl ? 256 : 64;
+    }
+  }
   switch (GetSmallRowsIsa()) {
     case SmallRowsIsa::kAvx512:
     case SmallRowsIsa::kAvx2:

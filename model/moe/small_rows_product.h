@@ -44,9 +44,10 @@ int64_t GetSmallRowsPassBytes();
 enum class SmallRowsProduct { kXWt, kXW, kAtB, kAtBOverwrite };
 // The BLAS behind ATen's mm, which the products stand in for (at::hasMKL()).
 enum class SmallRowsBlas { kOpenBlas, kMkl };
-// Up to how many rows the current path's product beats that BLAS running the same ISA's kernels
-// (OpenBLAS 0.3.21, Debian's LibTorch 1.13; MKL, the torch wheel's; measured on one Intel VM:
-// docs/benchmarks.md, issue 18, the few-rows kernels); 0 under kNone. Above it callers use mm.
+// Up to how many rows the current path's product beats that BLAS (OpenBLAS 0.3.21, Debian's
+// LibTorch 1.13; MKL, the torch wheel's), as `cemoe bench products` measured them on an Intel Xeon
+// VM and, with AVX-512, apart on AMD Zen 4, where they differ (docs/benchmarks.md, issue 18); 0
+// under kNone. Above it callers use mm.
 int64_t SmallRowsMax(SmallRowsProduct product, SmallRowsBlas blas);
 
 // y [M, N] = x [M, K] @ w [N, K]^T (the forward's products). Requires GetSmallRowsIsa() != kNone.
