@@ -118,14 +118,14 @@ int64_t SmallRowsMax(SmallRowsProduct product, SmallRowsBlas blas) {
   // measured apart). All of that on an Intel Xeon VM.
   //
   // On AMD Zen 4 (EPYC, 2026-12-04, `cemoe bench products`, [2048, 2048], [2048, 1024] and
-  // [12800, 4096]) every kernel runs at 140-195 GFLOP/s on 2 threads. OpenBLAS (its Cooperlake
-  // kernels there) reaches 80-220, and the races end earlier than on Intel: XWt still wins up to
-  // 192 (1.04-1.12x at 192, 0.88-0.94x at 256), XW up to 96 (1.06-1.13x; 0.97-1.04x at 128), AtB
-  // accumulating up to 96 (1.00-1.08x), overwriting up to 64 (0.98-1.03x; 0.93-1.01x at 96,
-  // 0.79-0.90x at 128 against oneDNN). MKL there stays at 85-190 (it runs no AVX-512 kernels on
-  // AMD), and they end later: XWt up to 256 (1.07-1.16x; 0.93x at 512), XW up to 256
-  // (1.02x; ties at 320-384, 0.90x at 512), AtB up to 192 (1.05-1.11x; 0.97-1.00x at 256),
-  // overwriting up to 256 (1.04-1.12x; 0.95-1.03x at 384).
+  // [12800, 4096]) the kernels run at 140-195 GFLOP/s on 2 threads (a few cells 97-108, the BLAS
+  // as slow there). OpenBLAS (its Cooperlake kernels there) reaches 78-221, and the races end
+  // earlier than on Intel: XWt still wins up to 192 (1.04-1.12x at 192, 0.88-0.94x at 256), XW up
+  // to 96 (1.06-1.13x; 0.97-1.04x at 128), AtB accumulating up to 96 (1.00-1.08x), overwriting up
+  // to 64 (0.98-1.03x; 0.93-1.01x at 96, 0.79-0.90x at 128 against oneDNN). MKL there stays at
+  // 84-189 (it runs no AVX-512 kernels on AMD), and they end later: XWt up to 256 (1.07-1.16x;
+  // 0.93x at 512), XW up to 256 (1.02x; ties at 320-384, 0.90x at 512), AtB up to 192 (1.05-1.11x;
+  // 0.97-1.00x at 256), overwriting up to 256 (1.04-1.12x; 0.95-1.03x at 384).
   const bool avx512 = GetSmallRowsIsa() == SmallRowsIsa::kAvx512;
   static const bool zen4 = AmdFamily19h();
   if (avx512 && zen4) {

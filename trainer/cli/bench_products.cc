@@ -43,12 +43,12 @@ struct Options {
 
 // One expert's operands: the weight w [N, K] and, at the row count measured, the few rows.
 struct Operands {
-  at::Tensor w;       // [N, K]
-  at::Tensor x;       // [M, K]: XWt's input, AtB's b
-  at::Tensor d;       // [M, N]: XW's input, AtB's a (transposed in the call)
-  at::Tensor y_xwt;   // [M, N]
-  at::Tensor y_xw;    // [M, K]
-  at::Tensor grad;    // [N, K]: AtB's output
+  at::Tensor w;      // [N, K]
+  at::Tensor x;      // [M, K]: XWt's input, AtB's b
+  at::Tensor d;      // [M, N]: XW's input, AtB's a (transposed in the call)
+  at::Tensor y_xwt;  // [M, N]
+  at::Tensor y_xw;   // [M, K]
+  at::Tensor grad;   // [N, K]: AtB's output
 };
 
 void XWt(Operands& o, bool ours) {
@@ -57,8 +57,7 @@ void XWt(Operands& o, bool ours) {
     return;
   }
   SmallRowsXWt(o.x.data_ptr<float>(), o.x.stride(0), o.w.data_ptr<float>(), o.w.stride(0),
-               o.y_xwt.data_ptr<float>(), o.y_xwt.stride(0), o.x.size(0), o.w.size(0),
-               o.w.size(1));
+               o.y_xwt.data_ptr<float>(), o.y_xwt.stride(0), o.x.size(0), o.w.size(0), o.w.size(1));
 }
 
 void XW(Operands& o, bool ours) {
@@ -74,8 +73,8 @@ void XW(Operands& o, bool ours) {
 void AtB(Operands& o, bool ours, bool accumulate) {
   if (ours) {
     SmallRowsAtB(o.d.data_ptr<float>(), o.d.stride(0), o.x.data_ptr<float>(), o.x.stride(0),
-                 o.grad.data_ptr<float>(), o.grad.stride(0), o.x.size(0), o.d.size(1),
-                 o.x.size(1), accumulate);
+                 o.grad.data_ptr<float>(), o.grad.stride(0), o.x.size(0), o.d.size(1), o.x.size(1),
+                 accumulate);
   } else if (accumulate) {
     o.grad.addmm_(o.d.t(), o.x);
   } else if (!OverwriteProduct(o.grad, o.d.t(), o.x)) {
@@ -131,8 +130,9 @@ void Run(const Options& opt) {
       "bench products: weight [{}, {}] experts {} threads {} small-rows {} blas {}{}\n", n, k,
       opt.experts, at::get_num_threads(), SmallRowsIsaName(GetSmallRowsIsa()), blas_name,
       HaveOverwriteProduct() ? " (overwrites through oneDNN)" : "");
-  std::cout << "  GFLOP/s (3 digits), one product per thread, median of reps: cemoe / ATen (ratio); * = "
-               "the row count is within cemoe's limit\n";
+  std::cout
+      << "  GFLOP/s (3 digits), one product per thread, median of reps: cemoe / ATen (ratio); * = "
+         "the row count is within cemoe's limit\n";
   struct Kind {
     const char* name;
     SmallRowsProduct product;

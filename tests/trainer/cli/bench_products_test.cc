@@ -30,8 +30,8 @@ std::vector<Cell> Cells(const std::string& out, int rows) {
   const std::string num = R"(([0-9.]+(?:e[-+][0-9]+)?))";
   const std::regex cell_re(num + R"( /\s*)" + num + R"( \(([0-9]+\.[0-9]{2})\)(\*?))");
   for (std::sregex_iterator it(text.begin(), text.end(), cell_re), end; it != end; ++it) {
-    cells.push_back({std::stod((*it)[1]), std::stod((*it)[2]), std::stod((*it)[3]),
-                     (*it)[4].length() == 1});
+    cells.push_back(
+        {std::stod((*it)[1]), std::stod((*it)[2]), std::stod((*it)[3]), (*it)[4].length() == 1});
   }
   EXPECT_EQ(cells.size(), 4u) << text;
   return cells;
@@ -68,7 +68,7 @@ TEST(BenchProductsTest, EveryRowCountAgainstAtenWithTheLimitsMarked) {
       // digits) is within 0.5 % of its own.
       EXPECT_NEAR(c.ratio, c.ours / c.aten, 0.005 + c.ours / c.aten * 0.011) << m;
       EXPECT_EQ(c.within, m <= limit[i]) << "rows " << m << " product " << i;
-      if (c.ratio > 1.005) best[i] = m;  // surely faster
+      if (c.ratio > 1.005) best[i] = m;                              // surely faster
       if (c.ratio < 0.995) EXPECT_NE(won[i], m) << "product " << i;  // surely slower
     }
   }
