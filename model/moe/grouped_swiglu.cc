@@ -85,11 +85,14 @@ void ForEachExpert(const SwigluState& s, const Fn& fn) {
   });
 }
 
-// The BLAS that ATen's mm runs here, which the small-rows products are measured against.
-SmallRowsBlas AtenBlas() {
+}  // namespace
+
+SmallRowsBlas AtenSmallRowsBlas() {
   static const SmallRowsBlas blas = at::hasMKL() ? SmallRowsBlas::kMkl : SmallRowsBlas::kOpenBlas;
   return blas;
 }
+
+namespace {
 
 // out = a @ w^T (w_transposed: a [r, K], w [N, K]) or out = a @ w (a [r, N], w [N, K]): through the
 // small-rows kernels (small_rows_product.h) when the experts run on separate threads (each product
@@ -99,9 +102,10 @@ void ExpertProduct(const SwigluState& s, at::Tensor out, const at::Tensor& a, co
                    bool w_transposed) {
   const int64_t rows = a.size(0);
   const SmallRowsProduct kind = w_transposed ? SmallRowsProduct::kXWt : SmallRowsProduct::kXW;
-  if (s.across_experts && rows <= SmallRowsMax(kind, AtenBlas()) && a.scalar_type() == at::kFloat &&
-      w.scalar_type() == at::kFloat && out.scalar_type() == at::kFloat && a.stride(1) == 1 &&
-      w.stride(1) == 1 && out.stride(1) == 1) {
+  if (s.across_experts && rows <= SmallRowsMax(kind, AtenSmallRowsBlas()) &&
+      a.scalar_type() == at::kFloat && w.scalar_type() == at::kFloat &&
+      out.scalar_type() == at::kFloat && a.stride(1) == 1 && w.stride(1) == 1 &&
+      out.stride(1) == 1) {
     const float* a_ptr = a.data_ptr<float>();
     const float* w_ptr = w.data_ptr<float>();
     float* out_ptr = out.data_ptr<float>();
@@ -129,9 +133,10 @@ void WriteWeightGrad(const SwigluState& s, const GradTarget& t, const at::Tensor
   const int64_t rows = b.size(0);
   const SmallRowsProduct kind =
       t.beta != 0 ? SmallRowsProduct::kAtB : SmallRowsProduct::kAtBOverwrite;
-  if (s.across_experts && rows <= SmallRowsMax(kind, AtenBlas()) && a.scalar_type() == at::kFloat &&
-      b.scalar_type() == at::kFloat && t.out.scalar_type() == at::kFloat && a.stride(0) == 1 &&
-      b.stride(1) == 1 && t.out.stride(1) == 1) {
+  if (s.across_experts && rows <= SmallRowsMax(kind, AtenSmallRowsBlas()) &&
+      a.scalar_type() == at::kFloat && b.scalar_type() == at::kFloat &&
+      t.out.scalar_type() == at::kFloat && a.stride(0) == 1 && b.stride(1) == 1 &&
+      t.out.stride(1) == 1) {
     SmallRowsAtB(a.data_ptr<float>(), a.stride(1), b.data_ptr<float>(), b.stride(0),
                  t.out.data_ptr<float>(), t.out.stride(0), rows, a.size(0), b.size(1), t.beta != 0);
     return;

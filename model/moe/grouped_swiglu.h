@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "model/moe/expert_pack.h"
+#include "model/moe/small_rows_product.h"
 
 namespace cemoe {
 
@@ -42,6 +43,9 @@ constexpr int64_t kExpertsPerThread = 2;
 // Whether kAuto (or the mode set) runs experts with counts[l] rows each on separate threads, on
 // CPU at the current intra-op thread count (never inside a parallel region).
 bool ExpertsOnSeparateThreads(const std::vector<int64_t>& counts);
+// The BLAS behind ATen's mm here, which the small-rows products (small_rows_product.h) stand in
+// for up to SmallRowsMax rows.
+SmallRowsBlas AtenSmallRowsBlas();
 
 // x_gate_RD: rows grouped by expert; x_up_RD: undefined = the same rows as x_gate_RD (fused gate
 // and up matmul); down_scale_RI: undefined = no scale. params: the registered parameters of the

@@ -91,6 +91,14 @@ const char* SmallRowsIsaName(SmallRowsIsa isa) {
   return "off";
 }
 
+SmallRowsIsa ParseSmallRowsIsa(const std::string& option, const std::string& name) {
+  if (name == "auto") return SmallRowsIsaDetected();
+  for (SmallRowsIsa isa : {SmallRowsIsa::kAvx512, SmallRowsIsa::kAvx2, SmallRowsIsa::kNone}) {
+    if (name == SmallRowsIsaName(isa)) return isa;
+  }
+  CEMOE_FAIL("{}: expected auto, avx512, avx2 or off, got '{}'", option, name);
+}
+
 void SetSmallRowsIsa(SmallRowsIsa isa) {
   CEMOE_CHECK(static_cast<int>(isa) <= static_cast<int>(SmallRowsIsaDetected()),
               "small-rows products: {} asked for, this CPU runs at most {}", SmallRowsIsaName(isa),

@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 namespace cemoe {
 
@@ -30,6 +31,9 @@ SmallRowsIsa SmallRowsIsaDetected();
 void SetSmallRowsIsa(SmallRowsIsa isa);
 SmallRowsIsa GetSmallRowsIsa();
 const char* SmallRowsIsaName(SmallRowsIsa isa);
+// The path a command-line option names: "auto" (SmallRowsIsaDetected()), "avx512", "avx2" or "off"
+// (kNone); anything else is an error naming `option` and the value.
+SmallRowsIsa ParseSmallRowsIsa(const std::string& option, const std::string& name);
 
 // Bytes of the few rows, transposed, that one pass over the weight multiplies (XW: of the
 // output's rows that one pass accumulates; AtB: of b's rows; longer rows are taken in passes of

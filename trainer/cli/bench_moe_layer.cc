@@ -429,10 +429,7 @@ void AddBenchMoeLayerCommand(CLI::App& bench) {
                   "The peer script (default: launch/bench/moe_layer_peer.py above the binary)");
   cmd->callback([opt] {
     SetExpertThreading(ParseThreading(opt->expert_threads));
-    SetSmallRowsIsa(opt->small_rows == "auto"     ? SmallRowsIsaDetected()
-                    : opt->small_rows == "avx512" ? SmallRowsIsa::kAvx512
-                    : opt->small_rows == "avx2"   ? SmallRowsIsa::kAvx2
-                                                  : SmallRowsIsa::kNone);
+    SetSmallRowsIsa(ParseSmallRowsIsa("--small-rows", opt->small_rows));
     CEMOE_CHECK(opt->device == "cpu" || torch::cuda::is_available(),
                 "--device cuda: no CUDA device is available (or this build has no CUDA)");
     const bool cuda = opt->device == "cuda";
@@ -509,10 +506,7 @@ void AddBenchMoeLayerCommand(CLI::App& bench) {
           opt->preset, opt->tokens, k, config.num_experts, d, i, at::get_num_threads(), opt->device,
           opt->dtype, opt->expert_threads,
           across ? "experts on separate threads" : "each matmul on all threads",
-          SmallRowsIsaName(GetSmallRowsIsa()),
-          *BlasCoreName() ? fmt::format("OpenBLAS {}", BlasCoreName())
-          : at::hasMKL()  ? "MKL (not OpenBLAS)"
-                          : "not OpenBLAS");
+          SmallRowsIsaName(GetSmallRowsIsa()), BlasLabel(at::hasMKL()));
       std::cout << fmt::format("  {:<40} {:>9} {:>9} {:>9} {:>11} {:>11}\n",
                                "fwd+bwd, median of reps", "med ms", "min ms", "GFLOP/s",
                                "med faults", "max faults");

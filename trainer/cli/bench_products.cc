@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "model/check.h"
+#include "model/moe/grouped_swiglu.h"
 #include "model/moe/overwrite_product.h"
 #include "model/moe/small_rows_product.h"
 #include "trainer/cli/blas_core.h"
@@ -39,6 +40,7 @@ struct Options {
   int64_t threads = 0;
   int64_t reps = 5;
   std::string small_rows = "auto";
+  int64_t pass_kib = 0;
 };
 
 // One expert's operands: the weight w [N, K] and, at the row count measured, the few rows.
@@ -117,18 +119,16 @@ void Run(const Options& opt) {
   CEMOE_CHECK(opt.shape[0] > 0 && opt.shape[1] > 0,
               "--shape: the weight [N, K] needs positive sizes, got {},{}", opt.shape[0],
               opt.shape[1]);
-  SetSmallRowsIsa(opt.small_rows == "auto"     ? SmallRowsIsaDetected()
-                  : opt.small_rows == "avx512" ? SmallRowsIsa::kAvx512
-                                               : SmallRowsIsa::kAvx2);
+  SetSmallRowsIsa(ParseSmallRowsIsa("--small-rows", opt.small_rows));
+  SetSmallRowsPassBytes(opt.pass_kib * 1024);
   if (opt.threads > 0) at::set_num_threads(static_cast<int>(opt.threads));
   const int64_t n = opt.shape[0], k = opt.shape[1];
-  const SmallRowsBlas blas = at::hasMKL() ? SmallRowsBlas::kMkl : SmallRowsBlas::kOpenBlas;
-  const std::string blas_name = *BlasCoreName() ? fmt::format("OpenBLAS {}", BlasCoreName())
-                                : at::hasMKL()  ? "MKL"
-                                                : "not OpenBLAS";
+  const SmallRowsBlas blas = AtenSmallRowsBlas();
+  const std::string blas_name = BlasLabel(at::hasMKL());
   std::cout << fmt::format(
-      "bench products: weight [{}, {}] experts {} threads {} small-rows {} blas {}{}\n", n, k,
-      opt.experts, at::get_num_threads(), SmallRowsIsaName(GetSmallRowsIsa()), blas_name,
+      "bench products: weight [{}, {}] experts {} threads {} small-rows {} pass {} KiB blas {}{}\n",
+      n, k, opt.experts, at::get_num_threads(), SmallRowsIsaName(GetSmallRowsIsa()),
+      GetSmallRowsPassBytes() / 1024, blas_name,
       HaveOverwriteProduct() ? " (overwrites through oneDNN)" : "");
   std::cout
       << "  GFLOP/s (3 digits), one product per thread, median of reps: cemoe / ATen (ratio); * = "
@@ -253,6 +253,11 @@ void AddBenchProductsCommand(CLI::App& bench) {
   cmd->add_option("--small-rows", opt->small_rows,
                   "cemoe's kernels: auto (the widest this CPU runs), avx512 or avx2")
       ->check(CLI::IsMember({"auto", "avx512", "avx2"}))
+      ->capture_default_str();
+  cmd->add_option("--pass-kib", opt->pass_kib,
+                  "KiB of the few rows each pass over the weight multiplies (0 = half the L2 "
+                  "cache; model/moe/small_rows_product.h)")
+      ->check(AtLeast(0))
       ->capture_default_str();
   cmd->callback([opt] {
     CEMOE_CHECK(SmallRowsIsaDetected() != SmallRowsIsa::kNone,

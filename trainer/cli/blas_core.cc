@@ -30,6 +30,12 @@ const char* BlasCoreName() {
   return fn ? fn() : "";
 }
 
+std::string BlasLabel(bool mkl) {
+  const std::string core = BlasCoreName();
+  if (!core.empty()) return "OpenBLAS " + core;
+  return mkl ? "MKL" : "not OpenBLAS";
+}
+
 void ReexecWithFittingBlasCore(char** argv) {
   if (std::getenv("OPENBLAS_CORETYPE") != nullptr) return;
   const char* keep = std::getenv("CEMOE_KEEP_BLAS_CORE");

@@ -13,6 +13,8 @@
 // Thread-safety: call first thing in main, before any other thread exists.
 #pragma once
 
+#include <string>
+
 namespace cemoe {
 
 // Returns when nothing needs changing or the re-execution failed (after a warning on stderr);
@@ -21,5 +23,8 @@ void ReexecWithFittingBlasCore(char** argv);
 
 // The running OpenBLAS core ("Haswell", "SkylakeX", ...), or "" without OpenBLAS.
 const char* BlasCoreName();
+// What the benchmarks print as the BLAS: "OpenBLAS <core>", else "MKL" (mkl: at::hasMKL()), else
+// "not OpenBLAS".
+std::string BlasLabel(bool mkl);
 
 }  // namespace cemoe

@@ -69,7 +69,9 @@ TEST(BenchProductsTest, EveryRowCountAgainstAtenWithTheLimitsMarked) {
       EXPECT_NEAR(c.ratio, c.ours / c.aten, 0.005 + c.ours / c.aten * 0.011) << m;
       EXPECT_EQ(c.within, m <= limit[i]) << "rows " << m << " product " << i;
       if (c.ratio > 1.005) best[i] = m;                              // surely faster
-      if (c.ratio < 0.995) EXPECT_NE(won[i], m) << "product " << i;  // surely slower
+      if (c.ratio < 0.995) {                                         // surely slower
+        EXPECT_NE(won[i], m) << "product " << i;
+      }
     }
   }
   for (size_t i = 0; i < 4; ++i) {
@@ -81,6 +83,26 @@ TEST(BenchProductsTest, EveryRowCountAgainstAtenWithTheLimitsMarked) {
   if (r.output.find("small-rows avx512") != std::string::npos) {
     for (long l : limit) EXPECT_GE(l, 64);
   }
+}
+
+// --pass-kib 1: every product runs in passes of a few columns (kContinue tiles, XWt's reloads of
+// the partial sums), and each is still checked elementwise against ATen's mm within the float32
+// bound (a wrong pass makes the command fail with that check's error).
+TEST(BenchProductsTest, PassesOfOneKibStillMatchAten) {
+  const test::CliResult r = test::RunCemoe(
+      "bench products --shape 77,45 --rows 40,200 --experts 2 --threads 1 --reps 1 --pass-kib 1");
+  if (r.output.find("has no small-rows kernels") != std::string::npos) {
+    GTEST_SKIP() << "no AVX2 + FMA: " << r.output;
+  }
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find(" pass 1 KiB "), std::string::npos) << r.output;
+  EXPECT_EQ(Cells(r.output, 200).size(), 4u) << r.output;
+  // The default: half the L2 cache, or 512 KiB where sysconf says nothing.
+  const test::CliResult d = test::RunCemoe("bench products --shape 16,16 --rows 4 --reps 1");
+  ASSERT_EQ(d.code, 0) << d.output;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(d.output, m, std::regex(" pass ([0-9]+) KiB "))) << d.output;
+  EXPECT_GE(std::stol(m[1]), 64) << d.output;
 }
 
 TEST(BenchProductsTest, BadShapeIsAOneLineError) {
