@@ -19,11 +19,13 @@
 #include "parallel/process_groups.h"
 #include "trainer/cli/blas_core.h"
 #include "trainer/cli/commands.h"
+#include "trainer/cli/cpu_threads.h"
 #include "trainer/cli/heap_policy.h"
 
 int main(int argc, char** argv) {
   cemoe::ReexecWithFittingBlasCore(argv);
   cemoe::KeepFreedMemoryInHeap();
+  cemoe::SetIntraOpThreads();
   CLI::App app{
       "cemoe: expert-parallel fine-tuning of Mixture-of-Experts language models (OLMoE, "
       "Phi-3.5-MoE) with compressed experts.",
