@@ -133,7 +133,11 @@ int64_t SmallRowsMax(SmallRowsProduct product, SmallRowsBlas blas) {
   // to 64 (0.98-1.03x; 0.93-1.01x at 96, 0.79-0.90x at 128 against oneDNN). MKL there stays at
   // 84-189 (it runs no AVX-512 kernels on AMD), and they end later: XWt up to 256 (1.07-1.16x;
   // 0.93x at 512), XW up to 256 (1.02x; ties at 320-384, 0.90x at 512), AtB up to 192 (1.05-1.11x;
-  // 0.97-1.00x at 256), overwriting up to 256 (1.04-1.12x; 0.95-1.03x at 384).
+  // 0.97-1.00x at 256), overwriting up to 256 (1.04-1.12x; 0.95-1.03x at 384). Since the
+  // kernels' loops are aligned to 64 bytes and their passes no longer split one more time than the
+  // cache needs (session 18, same machine kind), XW against OpenBLAS wins up to 128 (1.01-1.05x
+  // at [2048, 2048], [2048, 1024] and [12800, 4096]; 0.95-1.03x at 160); the other races moved
+  // by a few percent and their limits stand (AtB at 128: 0.99-1.03x).
   const bool avx512 = GetSmallRowsIsa() == SmallRowsIsa::kAvx512;
   static const bool zen4 = AmdFamily19h();
   if (avx512 && zen4) {
@@ -142,7 +146,7 @@ int64_t SmallRowsMax(SmallRowsProduct product, SmallRowsBlas blas) {
       case SmallRowsProduct::kXWt:
         return mkl ? 256 : 192;
       case SmallRowsProduct::kXW:
-        return mkl ? 256 : 96;
+        return mkl ? 256 : 128;
       case SmallRowsProduct::kAtB:
         return mkl ? 192 : 96;
       case SmallRowsProduct::kAtBOverwrite:
