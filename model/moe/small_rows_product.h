@@ -37,7 +37,8 @@ SmallRowsIsa ParseSmallRowsIsa(const std::string& option, const std::string& nam
 
 // Bytes of the few rows, transposed, that one pass over the weight multiplies (XW: of the
 // output's rows that one pass accumulates; AtB: of b's rows; longer rows are taken in passes of
-// columns): half the L2 cache by default (sysconf; 512 KiB when it says nothing). Measured at
+// columns, as few equal passes as fit, each rounded up to whole tiles): half the L2 cache by
+// default (sysconf; 512 KiB when it says nothing). Measured at
 // Phi-3.5-MoE's shapes with a 2 MiB L2 (docs/benchmarks.md): XWt with 1 MiB passes 363 GFLOP/s,
 // 256 KiB 318, one pass of 2-3 MiB 303. Set (tests: 0 restores the default).
 void SetSmallRowsPassBytes(int64_t bytes);
