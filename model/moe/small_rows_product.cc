@@ -137,14 +137,17 @@ int64_t SmallRowsMax(SmallRowsProduct product, SmallRowsBlas blas) {
   // kernels' loops are aligned to 64 bytes and their passes no longer split one more time than the
   // cache needs (session 18, same machine kind), XW against OpenBLAS wins up to 128 (1.01-1.05x
   // at [2048, 2048], [2048, 1024] and [12800, 4096]; 0.95-1.03x at 160); the other races moved
-  // by a few percent and their limits stand (AtB at 128: 0.99-1.03x).
+  // by a few percent and their limits stand (AtB at 128: 0.99-1.03x). And since XWt keeps its
+  // partial sums between passes in a transposed buffer instead of y, it wins against OpenBLAS up
+  // to 320 rows (1.05-1.08x at 256, 1.02-1.08x at 320, 1.02-1.06x at 384; it was 1.00-1.05x at
+  // 256 and 0.98-1.00x at 320).
   const bool avx512 = GetSmallRowsIsa() == SmallRowsIsa::kAvx512;
   static const bool zen4 = AmdFamily19h();
   if (avx512 && zen4) {
     const bool mkl = blas == SmallRowsBlas::kMkl;
     switch (product) {
       case SmallRowsProduct::kXWt:
-        return mkl ? 256 : 192;
+        return mkl ? 256 : 320;
       case SmallRowsProduct::kXW:
         return mkl ? 256 : 128;
       case SmallRowsProduct::kAtB:

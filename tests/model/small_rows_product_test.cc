@@ -70,7 +70,8 @@ struct Shape {
 // product of zeros) and of no columns (an XWt product of zeros); no rows at all.
 const Shape kShapes[] = {{0, 20}, {20, 0}, {1, 1}, {37, 50}, {70, 29}, {100, 40}, {256, 96}};
 // 0: the default (half the L2 cache: one pass at these sizes); 1: passes of the fewest columns
-// (one block of weight columns, 12 or 24; split evenly, so also odd widths).
+// (XWt: 16, one cache line, its partial sums kept transposed between passes; XW and AtB: one group
+// of 3 vectors; split evenly, so the last pass of an odd width is shorter).
 const int64_t kPassBytes[] = {0, 1};
 const int64_t kRows[] = {0, 1, 5, 15, 16, 17, 31, 32, 33, 47, 49, 64, 65, 96, 100, 128};
 
