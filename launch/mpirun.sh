@@ -20,7 +20,9 @@
 #   docs/parallel.md "When a rank fails"). Both variables, when already set in this shell, are
 #   passed to every rank as they are.
 # Each rank picks its GPU from OMPI_COMM_WORLD_LOCAL_RANK (cemoe does this itself); this script
-# only sets the environment MPI and NCCL need and keeps CPU threads from oversubscribing.
+# only sets the environment MPI and NCCL need. CPU threads per rank: cemoe shares the cores it may
+# run on among the ranks of its node (OMPI_COMM_WORLD_LOCAL_SIZE); OMP_NUM_THREADS, when set in
+# this shell, is passed through and wins.
 set -euo pipefail
 
 NP=""
@@ -50,8 +52,6 @@ if [ -z "$NP" ]; then
   NP=$(( GPUS > 0 ? GPUS : 2 ))
 fi
 CORES=$(nproc)
-LOCAL=${PER_NODE:-$NP}
-THREADS=$(( CORES / LOCAL > 0 ? CORES / LOCAL : 1 ))
 
 ARGS=(--np "$NP" --bind-to none)
 [ -n "$HOSTFILE" ] && ARGS+=(--hostfile "$HOSTFILE")
@@ -60,7 +60,6 @@ if [ -z "$HOSTFILE" ] && [ "$NP" -gt "$CORES" ]; then ARGS+=(--oversubscribe); f
 [ "$(id -u)" = 0 ] && ARGS+=(--allow-run-as-root)
 
 ENVS=(
-  OMP_NUM_THREADS="$THREADS"          # torch intra-op threads per rank: cores / local ranks
   NCCL_DEBUG="${NCCL_DEBUG:-WARN}"
   NCCL_ASYNC_ERROR_HANDLING=1
   TORCH_NCCL_ASYNC_ERROR_HANDLING=1
@@ -76,9 +75,11 @@ if [ -n "$LOAD_TIMEOUT" ]; then
 elif [ -n "${CEMOE_LOAD_TIMEOUT_S+x}" ]; then
   ENVS+=(CEMOE_LOAD_TIMEOUT_S="$CEMOE_LOAD_TIMEOUT_S")
 fi
+if [ -n "${OMP_NUM_THREADS+x}" ]; then ENVS+=(OMP_NUM_THREADS="$OMP_NUM_THREADS"); fi
 for e in "${ENVS[@]}"; do ARGS+=(-x "$e"); done
 # Pass through NCCL_SOCKET_IFNAME / NCCL_IB_HCA etc. when set on the launching host.
 for v in $(env | grep -o '^NCCL_[A-Z_]*' || true); do ARGS+=(-x "$v"); done
 
-echo "mpirun.sh: $NP rank(s), $THREADS thread(s) per rank, $GPUS GPU(s) on this host: $*" >&2
+echo "mpirun.sh: $NP rank(s), ${OMP_NUM_THREADS:-cores / local ranks} thread(s) per rank," \
+  "$GPUS GPU(s) on this host: $*" >&2
 exec mpirun "${ARGS[@]}" "$@"

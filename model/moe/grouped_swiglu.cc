@@ -33,6 +33,11 @@ struct SwigluState : torch::CustomClassHolder {
 
 }  // namespace
 
+SmallRowsBlas AtenSmallRowsBlas() {
+  static const SmallRowsBlas blas = at::hasMKL() ? SmallRowsBlas::kMkl : SmallRowsBlas::kOpenBlas;
+  return blas;
+}
+
 bool ExpertsOnSeparateThreads(const std::vector<int64_t>& counts) {
   if (at::get_num_threads() < 2 || at::in_parallel_region()) return false;
   const auto mode = static_cast<ExpertThreading>(g_threading.load());
@@ -84,15 +89,6 @@ void ForEachExpert(const SwigluState& s, const Fn& fn) {
     for (size_t i = next.fetch_add(1); i < order.size(); i = next.fetch_add(1)) fn(order[i]);
   });
 }
-
-}  // namespace
-
-SmallRowsBlas AtenSmallRowsBlas() {
-  static const SmallRowsBlas blas = at::hasMKL() ? SmallRowsBlas::kMkl : SmallRowsBlas::kOpenBlas;
-  return blas;
-}
-
-namespace {
 
 // out = a @ w^T (w_transposed: a [r, K], w [N, K]) or out = a @ w (a [r, N], w [N, K]): through the
 // small-rows kernels (small_rows_product.h) when the experts run on separate threads (each product

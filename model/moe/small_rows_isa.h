@@ -11,6 +11,15 @@ namespace cemoe {
 // member compiled there with AVX-512 flags is a weak symbol the linker may keep for every caller,
 // which a CPU without AVX-512 could not run).
 float* SmallRowsScratch(int64_t floats);
+// Columns per pass of a product whose pass over `cols` columns keeps bytes_per_column x columns
+// within pass_bytes (small_rows_product.h: half the L2 cache), so that it stays in cache while the
+// weight streams past it: as few passes as that allows, all equal, each a multiple of `granule`
+// columns (rounded up: a pass may exceed pass_bytes by under one granule). The count is taken
+// from the columns that fit, not from them rounded down to granules first: that turned OLMoE's
+// 2048 columns at 128 rows (1024 fit in 512 KiB) into three passes instead of two.
+// Defined in small_rows_product.cc (integer arithmetic, no ISA flags needed).
+int64_t EqualPassColumns(int64_t cols, int64_t bytes_per_column, int64_t pass_bytes,
+                         int64_t granule);
 #define CEMOE_SMALL_ROWS_ENTRY_POINTS                                                       \
   void XWt(const float* x, int64_t ldx, const float* w, int64_t ldw, float* y, int64_t ldy, \
            int64_t m, int64_t n, int64_t k, int64_t pass_bytes);                            \

@@ -60,6 +60,14 @@ float* SmallRowsScratch(int64_t floats) {
   return reinterpret_cast<float*>((p + 63) & ~static_cast<uintptr_t>(63));
 }
 
+int64_t EqualPassColumns(int64_t cols, int64_t bytes_per_column, int64_t pass_bytes,
+                         int64_t granule) {
+  const int64_t fit = std::max<int64_t>(1, pass_bytes / std::max<int64_t>(1, bytes_per_column));
+  const int64_t passes = std::max<int64_t>(1, (cols + fit - 1) / fit);
+  const int64_t per = (cols + passes - 1) / passes;
+  return std::max<int64_t>(granule, (per + granule - 1) / granule * granule);
+}
+
 void SetSmallRowsPassBytes(int64_t bytes) {
   CEMOE_CHECK(bytes >= 0, "small-rows products: pass bytes {} < 0", bytes);
   g_pass_bytes.store(bytes);
