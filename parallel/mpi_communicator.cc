@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <numeric>
 #include <thread>
 
 namespace cemoe {
@@ -506,11 +507,42 @@ void MpiCommunicator::AllToAllRows(const at::Tensor& send, const at::Tensor& sen
     self_send += send_counts_PC[b];
     self_recv += recv_counts_PC[b];
   }
+  int64_t num_self = 0;  // rows this rank sends to itself
   for (int64_t k = 0; k < c; ++k) {
     const int64_t b = rank_ * c + k;
     CEMOE_CHECK(send_counts_PC[b] == recv_counts_PC[b],
                 "AllToAllRows on '{}': chunk {} to itself sends {} rows but receives {}", name_, k,
                 send_counts_PC[b], recv_counts_PC[b]);
+    num_self += send_counts_PC[b];
+  }
+  // Rows for other ranks that lie scattered in `send` are first copied into one contiguous buffer
+  // (send order, this rank's own rows left out) and sent from there. OpenMPI's shared-memory
+  // transport sends a scattered (hindexed) message by packing it into 32 KiB fragments that the
+  // receiver unpacks; on the 2-core Zen 4 VM that protocol ran at one of two speeds per run
+  // (2 ranks: dispatch + combine 24-26 or 34-40 ms, the packing's copies taking 4x the CPU time
+  // in the slow runs; cause not found; docs/parallel.md). A contiguous message goes by one kernel
+  // copy (CMA), as the raw MPI_Alltoallv's do; the copy here replaces the packing's.
+  const int64_t num_send = static_cast<int64_t>(
+      std::accumulate(send_counts_PC.begin(), send_counts_PC.end(), int64_t{0}));
+  at::Tensor staged;  // (num_send - num_self) * row bytes, when the rows were copied
+  if (si != nullptr) {
+    bool scattered = false;
+    int64_t offset = 0;
+    for (size_t b = 0; b < send_counts_PC.size() && !scattered; ++b) {
+      const bool self = static_cast<int64_t>(b) / c == rank_;
+      scattered = !self && RowSpan{si, offset, send_counts_PC[b]}.FirstIfConsecutive() < 0;
+      offset += send_counts_PC[b];
+    }
+    if (scattered) {
+      staged = at::empty({(num_send - num_self) * row}, send_c.options().dtype(at::kByte));
+      char* to = static_cast<char*>(staged.data_ptr());
+      for (int64_t i = 0; i < num_send; ++i) {
+        if (i == self_send) i += num_self;  // this rank's own rows stay where they are
+        if (i == num_send) break;
+        std::memcpy(to, send_ptr + si[i] * row, row);
+        to += row;
+      }
+    }
   }
   MPI_Datatype row_type;
   CEMOE_MPI_CHECK(MPI_Type_contiguous(static_cast<int>(row), MPI_BYTE, &row_type));
@@ -527,8 +559,14 @@ void MpiCommunicator::AllToAllRows(const at::Tensor& send, const at::Tensor& sen
         const int64_t n = counts[p * c + k];
         if (p != rank_) {
           for (int64_t done = 0; done < n; done += max_rows) {
-            const RowSpan span{receiving ? ri : si, offset + done, std::min(max_rows, n - done)};
-            const MpiRows m = DescribeRows(receiving ? recv_ptr : send_ptr, span, row, row_type);
+            const int64_t count = std::min(max_rows, n - done);
+            RowSpan span{receiving ? ri : si, offset + done, count};
+            char* base = receiving ? recv_ptr : send_ptr;
+            if (!receiving && staged.defined()) {  // the staged rows leave out this rank's own
+              span = RowSpan{nullptr, span.begin - (span.begin >= self_send ? num_self : 0), count};
+              base = static_cast<char*>(staged.data_ptr());
+            }
+            const MpiRows m = DescribeRows(base, span, row, row_type);
             requests.emplace_back();
             if (receiving) {
               CEMOE_MPI_CHECK(
