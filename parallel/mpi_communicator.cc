@@ -15,6 +15,7 @@
 #include <limits>
 #include <numeric>
 #include <thread>
+#include <utility>
 
 namespace cemoe {
 namespace {
@@ -536,11 +537,12 @@ void MpiCommunicator::AllToAllRows(const at::Tensor& send, const at::Tensor& sen
     if (scattered) {
       staged = at::empty({(num_send - num_self) * row}, send_c.options().dtype(at::kByte));
       char* to = static_cast<char*>(staged.data_ptr());
-      for (int64_t i = 0; i < num_send; ++i) {
-        if (i == self_send) i += num_self;  // this rank's own rows stay where they are
-        if (i == num_send) break;
-        std::memcpy(to, send_ptr + si[i] * row, row);
-        to += row;
+      // The rows before and after this rank's own, which stay where they are.
+      for (const auto& [begin, end] :
+           {std::pair<int64_t, int64_t>{0, self_send},
+            std::pair<int64_t, int64_t>{self_send + num_self, num_send}}) {
+        for (int64_t i = begin; i < end; ++i, to += row)
+          std::memcpy(to, send_ptr + si[i] * row, row);
       }
     }
   }
